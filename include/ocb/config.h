@@ -1,0 +1,129 @@
+/*
+ * config.h: the configuration, as DESIGN.md section 5 defines it.
+ *
+ * One declarative table in config.c lists every key with its type, default
+ * and bounds; loading is: defaults -> JSON file -> OCB_* environment
+ * overrides -> ${VAR} expansion in strings -> cross-key checks.  Unknown keys
+ * and bad values are errors reported as "FILE: key.path: reason".
+ *
+ * Pure apart from reading the file and the environment.  A loaded
+ * struct ocb_config is immutable and may be read from any thread; a reload
+ * (SIGHUP) builds a new one and swaps it.
+ */
+#ifndef OCB_CONFIG_H
+#define OCB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ocb/err.h"
+#include "ocb/log.h"
+
+#define OCB_MAX_APPS        64
+#define OCB_MAX_SUBSCRIBE   32
+#define OCB_MAX_ALLOW_FROM  32
+
+struct ocb_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    unsigned prefix;
+};
+
+struct ocb_app {
+    char *app_id;
+    char *secret;     /* never logged */
+    char *push_token; /* "" = no token required */
+    char *subscribe[OCB_MAX_SUBSCRIBE];
+    size_t n_subscribe;
+};
+
+struct ocb_config {
+    char *path; /* the file it came from, for messages */
+
+    struct {
+        char *listen;      /* "host:port" */
+        char *public_url;  /* what the platform is told, e.g. callbackUrl base */
+        char *tls_cert;
+        char *tls_key;
+        char *tls_client_ca;
+        size_t max_body_bytes;
+        struct ocb_cidr allow_from[OCB_MAX_ALLOW_FROM];
+        size_t n_allow_from;
+        unsigned threads;       /* MHD worker threads */
+        unsigned retry_after_s; /* value of Retry-After on 503 */
+    } http;
+
+    struct {
+        char *url;
+        char *client_id;
+        int version; /* 5 or 4 (= 3.1.1) */
+        char *username;
+        char *password; /* never logged */
+        char *ca_file;
+        char *cert_file;
+        char *key_file;
+        char *topic_prefix;
+        int qos;
+        unsigned publish_timeout_ms;
+        unsigned max_inflight;
+        char *shared_group;
+        size_t max_topic_len;
+        unsigned keepalive_s;
+        unsigned session_expiry_s;
+        unsigned reconnect_min_ms;
+        unsigned reconnect_max_ms;
+    } mqtt;
+
+    struct {
+        char *url;
+        char *ca_file;
+        char *cert_file;
+        char *key_file;
+        bool verify_hostname;
+        unsigned rate_calls;
+        unsigned rate_per_seconds;
+        bool manage_subscriptions;
+        unsigned connect_timeout_ms;
+        unsigned timeout_ms;
+        size_t max_reply_bytes;
+        unsigned max_queue;         /* commands waiting for the platform */
+        unsigned max_in_flight;     /* concurrent REST requests */
+        unsigned command_deadline_s; /* retry budget per command */
+        size_t max_command_bytes;   /* cap on an MQTT command payload */
+    } platform;
+
+    struct ocb_app apps[OCB_MAX_APPS];
+    size_t n_apps;
+
+    struct {
+        enum ocb_log_level level;
+        enum ocb_log_format format;
+    } log;
+};
+
+/*
+ * Load FILE (NULL = defaults plus environment only).  On success *out is a
+ * new configuration the caller frees with config_free().  On failure returns
+ * OCB_ERR_INVALID (or NOMEM/IO) and writes "FILE: key.path: reason" to err.
+ */
+enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, size_t errlen);
+
+/* Same, from a JSON text in memory (name is used in messages). */
+enum ocb_err config_parse(const char *name, const char *json, size_t len, struct ocb_config **out,
+                          char *err, size_t errlen);
+
+void config_free(struct ocb_config *cfg);
+
+/* The app with this id, or NULL.  Borrowed from cfg. */
+const struct ocb_app *config_find_app(const struct ocb_config *cfg, const char *app_id);
+
+/* True when any app has a secret, i.e. the command half is on. */
+bool config_commands_enabled(const struct ocb_config *cfg);
+
+/* Parse "a.b.c.d/n" or "x::y/n" (a bare address means /32 or /128). */
+bool config_cidr_parse(const char *s, struct ocb_cidr *out);
+/* True when the sockaddr's address is inside cidr. */
+bool config_cidr_match(const struct ocb_cidr *cidr, const void *sockaddr);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * metrics.h: a process-wide Prometheus registry.
+ *
+ * Series are identified by a metric name and a pre-rendered label string
+ * (`notify_type="deviceAdded",outcome="ok"`, or "" for none).  The number of
+ * series is capped (OCB_METRICS_MAX_SERIES); past it, new label sets are
+ * folded into one series labelled `overflow="true"` so that hostile
+ * notifyTypes cannot grow memory.  Label values are escaped by the caller
+ * with metrics_label_escape().
+ *
+ * Thread-safe: yes (one mutex; updates are a hash lookup and an add).
+ */
+#ifndef OCB_METRICS_H
+#define OCB_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ocb/err.h"
+
+#define OCB_METRICS_MAX_SERIES 512
+
+enum ocb_metric_type {
+    OCB_METRIC_COUNTER,
+    OCB_METRIC_GAUGE,
+    OCB_METRIC_HISTOGRAM,
+};
+
+/* Declare a metric's type and help text (once, at start-up; idempotent). */
+void metrics_describe(const char *name, enum ocb_metric_type type, const char *help);
+
+void metrics_counter_add(const char *name, const char *labels, uint64_t v);
+void metrics_gauge_set(const char *name, const char *labels, int64_t v);
+void metrics_gauge_add(const char *name, const char *labels, int64_t delta);
+/* Observe a duration in seconds into the fixed latency buckets (0.5 ms .. 30 s). */
+void metrics_histogram_observe(const char *name, const char *labels, double seconds);
+
+/* Current value of a counter or gauge series (0 when absent); for tests. */
+int64_t metrics_value(const char *name, const char *labels);
+
+/*
+ * Render every series in the Prometheus text format into a new string the
+ * caller frees with free().  OCB_ERR_NOMEM on allocation failure.
+ */
+enum ocb_err metrics_render(char **out, size_t *len);
+
+/* Escape s for use inside a label value ("\\", "\"", "\n"); out is NUL-terminated,
+ * truncated to cap. */
+void metrics_label_escape(const char *s, char *out, size_t cap);
+
+/* Forget every series (tests). */
+void metrics_reset(void);
+
+#endif
