@@ -20,9 +20,9 @@
 #include "ocb/err.h"
 #include "ocb/log.h"
 
-#define OCB_MAX_APPS        64
-#define OCB_MAX_SUBSCRIBE   32
-#define OCB_MAX_ALLOW_FROM  32
+#define OCB_MAX_APPS       64
+#define OCB_MAX_SUBSCRIBE  32
+#define OCB_MAX_ALLOW_FROM 32
 
 struct ocb_cidr {
     int family; /* AF_INET or AF_INET6 */
@@ -42,8 +42,8 @@ struct ocb_config {
     char *path; /* the file it came from, for messages */
 
     struct {
-        char *listen;      /* "host:port" */
-        char *public_url;  /* what the platform is told, e.g. callbackUrl base */
+        char *listen;     /* "host:port" */
+        char *public_url; /* what the platform is told, e.g. callbackUrl base */
         char *tls_cert;
         char *tls_key;
         char *tls_client_ca;
@@ -87,10 +87,10 @@ struct ocb_config {
         unsigned connect_timeout_ms;
         unsigned timeout_ms;
         size_t max_reply_bytes;
-        unsigned max_queue;         /* commands waiting for the platform */
-        unsigned max_in_flight;     /* concurrent REST requests */
+        unsigned max_queue;          /* commands waiting for the platform */
+        unsigned max_in_flight;      /* concurrent REST requests */
         unsigned command_deadline_s; /* retry budget per command */
-        size_t max_command_bytes;   /* cap on an MQTT command payload */
+        size_t max_command_bytes;    /* cap on an MQTT command payload */
     } platform;
 
     struct ocb_app apps[OCB_MAX_APPS];

@@ -40,9 +40,9 @@ struct ocb_mqtt_pub {
     const char *topic;
     const void *payload;
     size_t len;
-    const char *notify_type;    /* MQTT 5 user property "notifyType", or NULL */
-    const char *request_id;     /* MQTT 5 user property "requestId", or NULL */
-    const void *correlation;    /* MQTT 5 correlation data, or NULL */
+    const char *notify_type; /* MQTT 5 user property "notifyType", or NULL */
+    const char *request_id;  /* MQTT 5 user property "requestId", or NULL */
+    const void *correlation; /* MQTT 5 correlation data, or NULL */
     size_t correlation_len;
 };
 

@@ -1,0 +1,921 @@
+/*
+ * config.c: loading and checking the configuration (DESIGN.md section 5).
+ *
+ * The `keys` table below is the whole schema: every scalar key with its type,
+ * default and bounds.  Loading runs four passes over that one table:
+ * defaults, the JSON file (an unknown key is an error: typos must not pass
+ * silently), OCB_* environment overrides (the upper-cased key path, e.g.
+ * OCB_MQTT_URL), then cross-key checks.  `${VAR}` and `${VAR:-default}` in file
+ * strings are expanded; an unset variable without a default is an error.
+ * `apps` is the only array of objects and has its own small parser; it can be
+ * replaced whole with OCB_APPS (JSON text) and patched per field with
+ * OCB_APPS_<n>_<KEY>.
+ *
+ * Every message has the form "FILE: key.path: reason".  Pure apart from
+ * reading the file, checking that referenced files are readable, and getenv.
+ */
+#include "ocb/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#define CONFIG_FILE_MAX (1u << 20)
+#define ID_MAX_LEN      128
+
+enum kind {
+    K_STR,    /* char * */
+    K_FILE,   /* char *, a path that must be readable when non-empty */
+    K_UINT,   /* unsigned */
+    K_INT,    /* int */
+    K_SIZE,   /* size_t */
+    K_BOOL,   /* bool */
+    K_LEVEL,  /* enum ocb_log_level */
+    K_FORMAT, /* enum ocb_log_format */
+    K_CIDRS,  /* http.allow_from */
+};
+
+struct key {
+    const char *path;
+    enum kind kind;
+    size_t off;
+    const char *def_str;
+    long long def_num, min, max;
+};
+
+#define OFF(field) offsetof(struct ocb_config, field)
+#define STR(p, f, d)                                                                               \
+    {                                                                                              \
+        p, K_STR, OFF(f), d, 0, 0, 0                                                               \
+    }
+#define FILEKEY(p, f)                                                                              \
+    {                                                                                              \
+        p, K_FILE, OFF(f), "", 0, 0, 0                                                             \
+    }
+#define NUM(p, k, f, d, lo, hi)                                                                    \
+    {                                                                                              \
+        p, k, OFF(f), NULL, d, lo, hi                                                              \
+    }
+
+static const struct key keys[] = {
+    STR("http.listen", http.listen, "0.0.0.0:8080"),
+    STR("http.public_url", http.public_url, ""),
+    FILEKEY("http.tls_cert", http.tls_cert),
+    FILEKEY("http.tls_key", http.tls_key),
+    FILEKEY("http.tls_client_ca", http.tls_client_ca),
+    NUM("http.max_body_bytes", K_SIZE, http.max_body_bytes, 262144, 1024, 16 << 20),
+    {"http.allow_from", K_CIDRS, OFF(http.allow_from), NULL, 0, 0, 0},
+    NUM("http.threads", K_UINT, http.threads, 4, 1, 64),
+    NUM("http.retry_after_s", K_UINT, http.retry_after_s, 5, 1, 3600),
+
+    STR("mqtt.url", mqtt.url, "tcp://127.0.0.1:1883"),
+    STR("mqtt.client_id", mqtt.client_id, "ocbridge"),
+    NUM("mqtt.version", K_INT, mqtt.version, 5, 4, 5),
+    STR("mqtt.username", mqtt.username, ""),
+    STR("mqtt.password", mqtt.password, ""),
+    FILEKEY("mqtt.ca_file", mqtt.ca_file),
+    FILEKEY("mqtt.cert_file", mqtt.cert_file),
+    FILEKEY("mqtt.key_file", mqtt.key_file),
+    STR("mqtt.topic_prefix", mqtt.topic_prefix, "iot"),
+    NUM("mqtt.qos", K_INT, mqtt.qos, 1, 0, 2),
+    NUM("mqtt.publish_timeout_ms", K_UINT, mqtt.publish_timeout_ms, 5000, 50, 600000),
+    NUM("mqtt.max_inflight", K_UINT, mqtt.max_inflight, 1024, 1, 65535),
+    STR("mqtt.shared_group", mqtt.shared_group, ""),
+    NUM("mqtt.max_topic_len", K_SIZE, mqtt.max_topic_len, 1024, 16, 65535),
+    NUM("mqtt.keepalive_s", K_UINT, mqtt.keepalive_s, 30, 1, 65535),
+    NUM("mqtt.session_expiry_s", K_UINT, mqtt.session_expiry_s, 86400, 0, 4294967295LL),
+    NUM("mqtt.reconnect_min_ms", K_UINT, mqtt.reconnect_min_ms, 500, 10, 3600000),
+    NUM("mqtt.reconnect_max_ms", K_UINT, mqtt.reconnect_max_ms, 30000, 10, 3600000),
+
+    STR("platform.url", platform.url, "https://127.0.0.1:8743"),
+    FILEKEY("platform.ca_file", platform.ca_file),
+    FILEKEY("platform.cert_file", platform.cert_file),
+    FILEKEY("platform.key_file", platform.key_file),
+    NUM("platform.verify_hostname", K_BOOL, platform.verify_hostname, 0, 0, 1),
+    NUM("platform.rate_limit.calls", K_UINT, platform.rate_calls, 100, 0, 1000000),
+    NUM("platform.rate_limit.per_seconds", K_UINT, platform.rate_per_seconds, 60, 1, 86400),
+    NUM("platform.manage_subscriptions", K_BOOL, platform.manage_subscriptions, 0, 0, 1),
+    NUM("platform.connect_timeout_ms", K_UINT, platform.connect_timeout_ms, 5000, 10, 600000),
+    NUM("platform.timeout_ms", K_UINT, platform.timeout_ms, 15000, 10, 600000),
+    NUM("platform.max_reply_bytes", K_SIZE, platform.max_reply_bytes, 1 << 20, 1024, 64 << 20),
+    NUM("platform.max_queue", K_UINT, platform.max_queue, 1000, 1, 1000000),
+    NUM("platform.max_in_flight", K_UINT, platform.max_in_flight, 4, 1, 256),
+    NUM("platform.command_deadline_s", K_UINT, platform.command_deadline_s, 120, 1, 172800),
+    NUM("platform.max_command_bytes", K_SIZE, platform.max_command_bytes, 65536, 64, 16 << 20),
+
+    NUM("log.level", K_LEVEL, log.level, OCB_LOG_INFO, 0, 0),
+    NUM("log.format", K_FORMAT, log.format, OCB_LOG_TEXT, 0, 0),
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Notification types an app may subscribe to (platform-api.md sections 1 and 5.3). */
+static const char *const subscribable[] = {
+    "deviceAdded",
+    "bindDevice",
+    "deviceInfoChanged",
+    "deviceDataChanged",
+    "deviceDatasChanged",
+    "deviceCapabilitiesChanged",
+    "deviceCapabilitiesAdded",
+    "deviceCapabilitiesDeleted",
+    "deviceDeleted",
+    "messageConfirm",
+    "commandRsp",
+    "ruleEvent",
+    "deviceDesiredPropertiesModifyStatusChanged",
+    "swUpgradeStateChangeNotify",
+    "swUpgradeResultNotify",
+    "fwUpgradeStateChangeNotify",
+    "fwUpgradeResultNotify",
+    /* SDK-only types and the demo's appDeleted (platform-api.md 1.2, UNCONFIRMED). */
+    "deviceEvent",
+    "serviceInfoChanged",
+    "deviceModelAdded",
+    "deviceModelDeleted",
+    "appDeleted",
+};
+
+/* Loading state: the config being built and where errors go. */
+struct loader {
+    struct ocb_config *cfg;
+    const char *name;
+    char *err;
+    size_t errlen;
+};
+
+static enum ocb_err fail(struct loader *ld, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum ocb_err fail(struct loader *ld, const char *path, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->name, path, reason);
+    return OCB_ERR_INVALID;
+}
+
+static void *field(struct ocb_config *cfg, const struct key *k)
+{
+    return (char *)cfg + k->off;
+}
+
+static const struct key *find_key(const char *path)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].path, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* True when some key lives below path (so path names an object). */
+static bool is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strncmp(keys[i].path, path, n) == 0 && keys[i].path[n] == '.')
+            return true;
+    return false;
+}
+
+static enum ocb_err set_string(struct loader *ld, char **slot, const char *value)
+{
+    char *copy = strdup(value);
+    if (!copy)
+        return OCB_ERR_NOMEM;
+    free(*slot);
+    *slot = copy;
+    (void)ld;
+    return OCB_OK;
+}
+
+/*
+ * Expand ${VAR} and ${VAR:-default} in s.  The result is at most 4 KiB; a
+ * missing variable without a default is an error naming it.
+ */
+static enum ocb_err expand(struct loader *ld, const char *path, const char *s, char **out)
+{
+    char buf[4096];
+    size_t o = 0;
+    while (*s) {
+        if (s[0] == '$' && s[1] == '{') {
+            const char *end = strchr(s + 2, '}');
+            if (!end)
+                return fail(ld, path, "unterminated ${ in \"%s\"", s);
+            char name[128];
+            size_t n = (size_t)(end - (s + 2));
+            if (n == 0 || n >= sizeof(name))
+                return fail(ld, path, "bad variable reference");
+            memcpy(name, s + 2, n);
+            name[n] = '\0';
+            const char *def = NULL;
+            char *colon = strstr(name, ":-");
+            if (colon) {
+                *colon = '\0';
+                def = colon + 2;
+            }
+            const char *val = getenv(name);
+            if (!val || (def && !*val))
+                val = def;
+            if (!val)
+                return fail(ld, path, "environment variable %s is not set", name);
+            size_t vl = strlen(val);
+            if (o + vl >= sizeof(buf))
+                return fail(ld, path, "value too long after expansion");
+            memcpy(buf + o, val, vl);
+            o += vl;
+            s = end + 1;
+        } else {
+            if (o + 1 >= sizeof(buf))
+                return fail(ld, path, "value too long after expansion");
+            buf[o++] = *s++;
+        }
+    }
+    buf[o] = '\0';
+    *out = strdup(buf);
+    return *out ? OCB_OK : OCB_ERR_NOMEM;
+}
+
+static enum ocb_err set_cidrs(struct loader *ld, const char *path, const char *const *items,
+                              size_t n)
+{
+    struct ocb_config *cfg = ld->cfg;
+    if (n > OCB_MAX_ALLOW_FROM)
+        return fail(ld, path, "at most %d entries", OCB_MAX_ALLOW_FROM);
+    for (size_t i = 0; i < n; i++)
+        if (!config_cidr_parse(items[i], &cfg->http.allow_from[i]))
+            return fail(ld, path, "\"%s\" is not an address or CIDR", items[i]);
+    cfg->http.n_allow_from = n;
+    return OCB_OK;
+}
+
+/* Set a numeric-like key from an integer value, checking its bounds. */
+static enum ocb_err set_number(struct loader *ld, const struct key *k, long long v)
+{
+    void *f = field(ld->cfg, k);
+    if (v < k->min || v > k->max)
+        return fail(ld, k->path, "must be between %lld and %lld", k->min, k->max);
+    switch (k->kind) {
+    case K_UINT:
+        *(unsigned *)f = (unsigned)v;
+        break;
+    case K_INT:
+        *(int *)f = (int)v;
+        break;
+    case K_SIZE:
+        *(size_t *)f = (size_t)v;
+        break;
+    case K_BOOL:
+        *(bool *)f = v != 0;
+        break;
+    default:
+        break;
+    }
+    return OCB_OK;
+}
+
+/* Set a key from text (environment variables, and string-typed JSON values). */
+static enum ocb_err set_from_text(struct loader *ld, const struct key *k, const char *text)
+{
+    void *f = field(ld->cfg, k);
+    switch (k->kind) {
+    case K_STR:
+    case K_FILE:
+        return set_string(ld, (char **)f, text);
+    case K_LEVEL:
+        if (!log_level_parse(text, (enum ocb_log_level *)f))
+            return fail(ld, k->path, "must be one of debug, info, warn, error");
+        return OCB_OK;
+    case K_FORMAT:
+        if (!log_format_parse(text, (enum ocb_log_format *)f))
+            return fail(ld, k->path, "must be text or json");
+        return OCB_OK;
+    case K_BOOL:
+        if (!strcmp(text, "true") || !strcmp(text, "1") || !strcmp(text, "yes"))
+            return set_number(ld, k, 1);
+        if (!strcmp(text, "false") || !strcmp(text, "0") || !strcmp(text, "no"))
+            return set_number(ld, k, 0);
+        return fail(ld, k->path, "must be true or false");
+    case K_CIDRS: {
+        /* Comma-separated list; "" clears it. */
+        char copy[2048];
+        const char *items[OCB_MAX_ALLOW_FROM + 1];
+        size_t n = 0;
+        if (snprintf(copy, sizeof(copy), "%s", text) >= (int)sizeof(copy))
+            return fail(ld, k->path, "list too long");
+        char *save = NULL;
+        for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+            if (n == OCB_MAX_ALLOW_FROM + 1)
+                break;
+            items[n++] = t;
+        }
+        return set_cidrs(ld, k->path, items, n);
+    }
+    default: {
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(text, &end, 10);
+        if (errno || end == text || *end)
+            return fail(ld, k->path, "\"%s\" is not an integer", text);
+        return set_number(ld, k, v);
+    }
+    }
+}
+
+static enum ocb_err set_from_json(struct loader *ld, const struct key *k, const cJSON *v)
+{
+    switch (k->kind) {
+    case K_STR:
+    case K_FILE:
+    case K_LEVEL:
+    case K_FORMAT: {
+        if (!cJSON_IsString(v))
+            return fail(ld, k->path, "expected a string");
+        char *expanded = NULL;
+        enum ocb_err rc = expand(ld, k->path, v->valuestring, &expanded);
+        if (rc == OCB_OK)
+            rc = set_from_text(ld, k, expanded);
+        free(expanded);
+        return rc;
+    }
+    case K_BOOL:
+        if (!cJSON_IsBool(v))
+            return fail(ld, k->path, "expected true or false");
+        return set_number(ld, k, cJSON_IsTrue(v));
+    case K_CIDRS: {
+        if (!cJSON_IsArray(v))
+            return fail(ld, k->path, "expected an array of CIDR strings");
+        const char *items[OCB_MAX_ALLOW_FROM + 1];
+        size_t n = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, v)
+        {
+            if (!cJSON_IsString(it))
+                return fail(ld, k->path, "expected an array of CIDR strings");
+            if (n == OCB_MAX_ALLOW_FROM + 1)
+                break;
+            items[n++] = it->valuestring;
+        }
+        return set_cidrs(ld, k->path, items, n);
+    }
+    default:
+        if (!cJSON_IsNumber(v))
+            return fail(ld, k->path, "expected a number");
+        double d = v->valuedouble;
+        if (d != (double)(long long)d || d < -9.2e18 || d > 9.2e18)
+            return fail(ld, k->path, "expected an integer");
+        return set_number(ld, k, (long long)d);
+    }
+}
+
+/* Reject a JSON object with the same key twice: the later one would silently win. */
+static enum ocb_err check_duplicates(struct loader *ld, const char *path, const cJSON *obj)
+{
+    for (const cJSON *a = obj->child; a; a = a->next)
+        for (const cJSON *b = a->next; b; b = b->next)
+            if (strcmp(a->string, b->string) == 0)
+                return fail(ld, path[0] ? path : "(top level)", "duplicate key \"%s\"", a->string);
+    return OCB_OK;
+}
+
+static bool valid_level(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '+' || *p == '#')
+            return false;
+    return true;
+}
+
+static bool valid_token(const char *s)
+{
+    if (strlen(s) > ID_MAX_LEN)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-._~", *p))
+            return false;
+    return true;
+}
+
+static enum ocb_err parse_app(struct loader *ld, size_t idx, const cJSON *obj, struct ocb_app *app)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "apps[%zu]", idx);
+    if (!cJSON_IsObject(obj))
+        return fail(ld, path, "expected an object");
+    enum ocb_err rc = check_duplicates(ld, path, obj);
+    if (rc != OCB_OK)
+        return rc;
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        char kp[128];
+        snprintf(kp, sizeof(kp), "%s.%s", path, it->string);
+        char **slot = !strcmp(it->string, "app_id")       ? &app->app_id
+                      : !strcmp(it->string, "secret")     ? &app->secret
+                      : !strcmp(it->string, "push_token") ? &app->push_token
+                                                          : NULL;
+        if (slot) {
+            if (!cJSON_IsString(it))
+                return fail(ld, kp, "expected a string");
+            char *v = NULL;
+            if ((rc = expand(ld, kp, it->valuestring, &v)) != OCB_OK)
+                return rc;
+            free(*slot);
+            *slot = v;
+        } else if (!strcmp(it->string, "subscribe")) {
+            if (!cJSON_IsArray(it))
+                return fail(ld, kp, "expected an array of notifyType strings");
+            for (size_t i = 0; i < app->n_subscribe; i++)
+                free(app->subscribe[i]);
+            app->n_subscribe = 0;
+            const cJSON *t;
+            cJSON_ArrayForEach(t, it)
+            {
+                if (!cJSON_IsString(t))
+                    return fail(ld, kp, "expected an array of notifyType strings");
+                if (app->n_subscribe == OCB_MAX_SUBSCRIBE)
+                    return fail(ld, kp, "at most %d types", OCB_MAX_SUBSCRIBE);
+                if (!(app->subscribe[app->n_subscribe++] = strdup(t->valuestring)))
+                    return OCB_ERR_NOMEM;
+            }
+        } else {
+            return fail(ld, kp, "unknown key");
+        }
+    }
+    return OCB_OK;
+}
+
+static void app_cleanup(struct ocb_app *app)
+{
+    free(app->app_id);
+    free(app->secret);
+    free(app->push_token);
+    for (size_t i = 0; i < app->n_subscribe; i++)
+        free(app->subscribe[i]);
+    memset(app, 0, sizeof(*app));
+}
+
+static enum ocb_err parse_apps(struct loader *ld, const cJSON *arr)
+{
+    struct ocb_config *cfg = ld->cfg;
+    if (!cJSON_IsArray(arr))
+        return fail(ld, "apps", "expected an array of app objects");
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        app_cleanup(&cfg->apps[i]);
+    cfg->n_apps = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (cfg->n_apps == OCB_MAX_APPS)
+            return fail(ld, "apps", "at most %d apps", OCB_MAX_APPS);
+        enum ocb_err rc = parse_app(ld, cfg->n_apps, it, &cfg->apps[cfg->n_apps]);
+        cfg->n_apps++;
+        if (rc != OCB_OK)
+            return rc;
+    }
+    return OCB_OK;
+}
+
+/* Walk a JSON object whose keys live under prefix ("" for the top level). */
+static enum ocb_err walk(struct loader *ld, const char *prefix, const cJSON *obj)
+{
+    enum ocb_err rc = check_duplicates(ld, prefix, obj);
+    if (rc != OCB_OK)
+        return rc;
+    for (const cJSON *it = obj->child; it; it = it->next) {
+        char path[128];
+        if (snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "", it->string) >=
+            (int)sizeof(path))
+            return fail(ld, prefix, "key name too long");
+        const struct key *k = find_key(path);
+        if (k)
+            rc = set_from_json(ld, k, it);
+        else if (!prefix[0] && !strcmp(it->string, "apps"))
+            rc = parse_apps(ld, it);
+        else if (is_section(path))
+            rc = cJSON_IsObject(it) ? walk(ld, path, it) : fail(ld, path, "expected an object");
+        else
+            rc = fail(ld, path, "unknown key");
+        if (rc != OCB_OK)
+            return rc;
+    }
+    return OCB_OK;
+}
+
+/* OCB_HTTP_LISTEN for "http.listen". */
+static void env_name(const char *path, char *out, size_t cap)
+{
+    size_t o = (size_t)snprintf(out, cap, "OCB_");
+    for (const char *p = path; *p && o + 1 < cap; p++)
+        out[o++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
+    out[o] = '\0';
+}
+
+static enum ocb_err apply_env(struct loader *ld)
+{
+    enum ocb_err rc = OCB_OK;
+    for (size_t i = 0; i < N_KEYS && rc == OCB_OK; i++) {
+        char name[96];
+        env_name(keys[i].path, name, sizeof(name));
+        const char *v = getenv(name);
+        if (v)
+            rc = set_from_text(ld, &keys[i], v);
+    }
+    if (rc != OCB_OK)
+        return rc;
+
+    const char *apps = getenv("OCB_APPS");
+    if (apps) {
+        cJSON *arr = cJSON_Parse(apps);
+        if (!arr)
+            return fail(ld, "apps", "OCB_APPS is not a JSON array");
+        rc = parse_apps(ld, arr);
+        cJSON_Delete(arr);
+        if (rc != OCB_OK)
+            return rc;
+    }
+    /* Per-field overrides: OCB_APPS_0_SECRET, OCB_APPS_1_PUSH_TOKEN, ... */
+    static const char *const app_fields[] = {"APP_ID", "SECRET", "PUSH_TOKEN"};
+    for (size_t a = 0; a < OCB_MAX_APPS; a++) {
+        for (size_t f = 0; f < 3; f++) {
+            char name[64];
+            snprintf(name, sizeof(name), "OCB_APPS_%zu_%s", a, app_fields[f]);
+            const char *v = getenv(name);
+            if (!v)
+                continue;
+            if (a > ld->cfg->n_apps)
+                return fail(ld, "apps", "%s skips an app index", name);
+            if (a == ld->cfg->n_apps)
+                ld->cfg->n_apps++;
+            struct ocb_app *app = &ld->cfg->apps[a];
+            char **slot = f == 0 ? &app->app_id : f == 1 ? &app->secret : &app->push_token;
+            if ((rc = set_string(ld, slot, v)) != OCB_OK)
+                return rc;
+        }
+    }
+    return OCB_OK;
+}
+
+/* "host:port" or "[v6]:port" with a port in 1..65535. */
+static bool listen_valid(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    return !errno && end != colon + 1 && !*end && port > 0 && port <= 65535;
+}
+
+/* scheme://host:port... with scheme in the given list; port must be explicit if required. */
+static bool url_valid(const char *url, const char *const *schemes, bool need_port)
+{
+    const char *sep = strstr(url, "://");
+    if (!sep)
+        return false;
+    bool scheme_ok = false;
+    for (; *schemes; schemes++)
+        scheme_ok = scheme_ok || ((size_t)(sep - url) == strlen(*schemes) &&
+                                  strncmp(url, *schemes, strlen(*schemes)) == 0);
+    const char *host = sep + 3;
+    size_t hostlen = strcspn(host, "/?#");
+    if (!scheme_ok || hostlen == 0)
+        return false;
+    if (!need_port)
+        return true;
+    char hp[256];
+    if (hostlen >= sizeof(hp))
+        return false;
+    memcpy(hp, host, hostlen);
+    hp[hostlen] = '\0';
+    const char *bracket = strrchr(hp, ']');
+    const char *colon = strrchr(bracket ? bracket : hp, ':');
+    return colon && listen_valid(hp);
+}
+
+static enum ocb_err check_file(struct loader *ld, const char *path, const char *file)
+{
+    if (file && file[0] && access(file, R_OK) != 0) {
+        char msg[128] = "unreadable";
+        if (strerror_r(errno, msg, sizeof(msg)) != 0)
+            snprintf(msg, sizeof(msg), "unreadable");
+        return fail(ld, path, "cannot read \"%s\": %s", file, msg);
+    }
+    return OCB_OK;
+}
+
+static enum ocb_err check_pair(struct loader *ld, const char *a_path, const char *a,
+                               const char *b_path, const char *b)
+{
+    if (!a[0] != !b[0])
+        return fail(ld, a[0] ? b_path : a_path, "must be set together with %s",
+                    a[0] ? a_path : b_path);
+    return OCB_OK;
+}
+
+static bool is_subscribable(const char *type)
+{
+    for (size_t i = 0; i < sizeof(subscribable) / sizeof(subscribable[0]); i++)
+        if (!strcmp(type, subscribable[i]))
+            return true;
+    return false;
+}
+
+static enum ocb_err check(struct loader *ld)
+{
+    struct ocb_config *cfg = ld->cfg;
+    enum ocb_err rc;
+    static const char *const http_schemes[] = {"http", "https", NULL};
+    static const char *const mqtt_schemes[] = {"tcp", "mqtt", "ssl", "mqtts", "ws", "wss", NULL};
+
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].kind == K_FILE &&
+            (rc = check_file(ld, keys[i].path, *(char **)field(cfg, &keys[i]))) != OCB_OK)
+            return rc;
+    if (!listen_valid(cfg->http.listen))
+        return fail(ld, "http.listen", "expected HOST:PORT with a port in 1..65535");
+    if ((rc = check_pair(ld, "http.tls_cert", cfg->http.tls_cert, "http.tls_key",
+                         cfg->http.tls_key)) != OCB_OK)
+        return rc;
+    if (cfg->http.tls_client_ca[0] && !cfg->http.tls_cert[0])
+        return fail(ld, "http.tls_client_ca", "needs http.tls_cert and http.tls_key");
+    if (cfg->http.public_url[0] && !url_valid(cfg->http.public_url, http_schemes, true))
+        return fail(ld, "http.public_url",
+                    "expected http(s)://HOST:PORT[/path] with an explicit port "
+                    "(the platform rejects callback URLs without one)");
+    if (!url_valid(cfg->mqtt.url, mqtt_schemes, true))
+        return fail(ld, "mqtt.url", "expected tcp://, ssl://, ws:// or wss:// HOST:PORT");
+    if (!cfg->mqtt.client_id[0] || strlen(cfg->mqtt.client_id) > 64)
+        return fail(ld, "mqtt.client_id", "must be 1..64 characters");
+    if ((rc = check_pair(ld, "mqtt.cert_file", cfg->mqtt.cert_file, "mqtt.key_file",
+                         cfg->mqtt.key_file)) != OCB_OK)
+        return rc;
+    /* The prefix may span levels ("site/iot") but each level must be valid. */
+    const char *p = cfg->mqtt.topic_prefix;
+    if (!p[0] || p[0] == '$' || p[0] == '/' || p[strlen(p) - 1] == '/' || strstr(p, "//") ||
+        strpbrk(p, "+#") || strlen(p) > 128)
+        return fail(ld, "mqtt.topic_prefix",
+                    "must be non-empty topic levels without + # or a leading $ or /");
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return fail(ld, "mqtt.topic_prefix", "must not contain control characters");
+    if (cfg->mqtt.shared_group[0] && !valid_level(cfg->mqtt.shared_group, 64))
+        return fail(ld, "mqtt.shared_group", "must be one topic level without / + #");
+    if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
+        return fail(ld, "mqtt.reconnect_min_ms", "must not exceed mqtt.reconnect_max_ms");
+    if (!url_valid(cfg->platform.url, http_schemes, false))
+        return fail(ld, "platform.url", "expected https://HOST:PORT");
+    if ((rc = check_pair(ld, "platform.cert_file", cfg->platform.cert_file, "platform.key_file",
+                         cfg->platform.key_file)) != OCB_OK)
+        return rc;
+
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        struct ocb_app *app = &cfg->apps[i];
+        char path[64];
+        snprintf(path, sizeof(path), "apps[%zu].app_id", i);
+        /* Fields absent from the file read as "". */
+        char **slots[] = {&app->app_id, &app->secret, &app->push_token};
+        for (size_t s = 0; s < 3; s++)
+            if (!*slots[s] && (rc = set_string(ld, slots[s], "")) != OCB_OK)
+                return rc;
+        if (!app->app_id[0])
+            return fail(ld, path, "is required");
+        if (!valid_level(app->app_id, ID_MAX_LEN) || !strcmp(app->app_id, "_"))
+            return fail(ld, path, "must be 1..%d characters without / + # or control characters",
+                        ID_MAX_LEN);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cfg->apps[j].app_id, app->app_id))
+                return fail(ld, path, "\"%s\" appears twice", app->app_id);
+        if (!valid_token(app->push_token)) {
+            snprintf(path, sizeof(path), "apps[%zu].push_token", i);
+            return fail(ld, path, "must be up to %d characters of A-Z a-z 0-9 - . _ ~", ID_MAX_LEN);
+        }
+        for (size_t s = 0; s < app->n_subscribe; s++) {
+            snprintf(path, sizeof(path), "apps[%zu].subscribe[%zu]", i, s);
+            if (!is_subscribable(app->subscribe[s]))
+                return fail(ld, path, "\"%s\" is not a notifyType the platform knows",
+                            app->subscribe[s]);
+            for (size_t t = 0; t < s; t++)
+                if (!strcmp(app->subscribe[t], app->subscribe[s]))
+                    return fail(ld, path, "\"%s\" appears twice", app->subscribe[s]);
+        }
+    }
+
+    /* The public URL defaults to the listen address, so callbacks work on one machine. */
+    if (!cfg->http.public_url[0]) {
+        char url[300];
+        const char *listen = cfg->http.listen;
+        bool any = !strncmp(listen, "0.0.0.0:", 8);
+        snprintf(url, sizeof(url), "%s://%s%s", cfg->http.tls_cert[0] ? "https" : "http",
+                 any ? "127.0.0.1" : listen, any ? listen + 7 : "");
+        if ((rc = set_string(ld, &cfg->http.public_url, url)) != OCB_OK)
+            return rc;
+    }
+    size_t n = strlen(cfg->http.public_url);
+    while (n > 0 && cfg->http.public_url[n - 1] == '/')
+        cfg->http.public_url[--n] = '\0';
+    return OCB_OK;
+}
+
+static enum ocb_err defaults(struct loader *ld)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        enum ocb_err rc = OCB_OK;
+        if (k->kind == K_STR || k->kind == K_FILE)
+            rc = set_string(ld, (char **)field(ld->cfg, k), k->def_str);
+        else if (k->kind == K_LEVEL)
+            ld->cfg->log.level = (enum ocb_log_level)k->def_num;
+        else if (k->kind == K_FORMAT)
+            ld->cfg->log.format = (enum ocb_log_format)k->def_num;
+        else if (k->kind != K_CIDRS)
+            rc = set_number(ld, k, k->def_num);
+        if (rc != OCB_OK)
+            return rc;
+    }
+    return OCB_OK;
+}
+
+enum ocb_err config_parse(const char *name, const char *json, size_t len, struct ocb_config **out,
+                          char *err, size_t errlen)
+{
+    struct ocb_config *cfg = calloc(1, sizeof(*cfg));
+    struct loader ld = {.cfg = cfg, .name = name, .err = err, .errlen = errlen};
+    cJSON *root = NULL;
+    enum ocb_err rc = OCB_ERR_NOMEM;
+    if (!cfg)
+        goto out;
+    if (!(cfg->path = strdup(name)))
+        goto out;
+    if ((rc = defaults(&ld)) != OCB_OK)
+        goto out;
+    if (json) {
+        const char *end = NULL;
+        root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+        if (!root) {
+            unsigned line = 1;
+            for (const char *c = json; end && c < end && c < json + len; c++)
+                line += *c == '\n';
+            rc = fail(&ld, "(top level)", "invalid JSON near line %u", line);
+            goto out;
+        }
+        if (!cJSON_IsObject(root)) {
+            rc = fail(&ld, "(top level)", "expected a JSON object");
+            goto out;
+        }
+        if ((rc = walk(&ld, "", root)) != OCB_OK)
+            goto out;
+    }
+    if ((rc = apply_env(&ld)) != OCB_OK)
+        goto out;
+    rc = check(&ld);
+out:
+    cJSON_Delete(root);
+    if (rc != OCB_OK) {
+        if (rc == OCB_ERR_NOMEM)
+            snprintf(err, errlen, "%s: out of memory", name);
+        config_free(cfg);
+        cfg = NULL;
+    }
+    *out = cfg;
+    return rc;
+}
+
+enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, size_t errlen)
+{
+    if (!path)
+        return config_parse("(defaults)", NULL, 0, out, err, errlen);
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        char msg[128] = "cannot open";
+        if (strerror_r(errno, msg, sizeof(msg)) != 0)
+            snprintf(msg, sizeof(msg), "cannot open");
+        snprintf(err, errlen, "%s: (file): %s", path, msg);
+        return OCB_ERR_IO;
+    }
+    char *buf = malloc(CONFIG_FILE_MAX + 1);
+    if (!buf) {
+        fclose(f);
+        return OCB_ERR_NOMEM;
+    }
+    size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
+    bool read_error = ferror(f);
+    fclose(f);
+    enum ocb_err rc;
+    if (read_error) {
+        snprintf(err, errlen, "%s: (file): read error", path);
+        rc = OCB_ERR_IO;
+    } else if (n > CONFIG_FILE_MAX) {
+        snprintf(err, errlen, "%s: (file): larger than %u bytes", path, CONFIG_FILE_MAX);
+        rc = OCB_ERR_TOO_BIG;
+    } else {
+        rc = config_parse(path, buf, n, out, err, errlen);
+    }
+    free(buf);
+    return rc;
+}
+
+void config_free(struct ocb_config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].kind == K_STR || keys[i].kind == K_FILE)
+            free(*(char **)field(cfg, &keys[i]));
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        app_cleanup(&cfg->apps[i]);
+    free(cfg->path);
+    free(cfg);
+}
+
+const struct ocb_app *config_find_app(const struct ocb_config *cfg, const char *app_id)
+{
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        if (!strcmp(cfg->apps[i].app_id, app_id))
+            return &cfg->apps[i];
+    return NULL;
+}
+
+bool config_commands_enabled(const struct ocb_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        if (cfg->apps[i].secret && cfg->apps[i].secret[0])
+            return true;
+    return false;
+}
+
+bool config_cidr_parse(const char *s, struct ocb_cidr *out)
+{
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(addr))
+        return false;
+    memcpy(addr, s, n);
+    addr[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    unsigned max;
+    if (inet_pton(AF_INET, addr, out->addr) == 1) {
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return false;
+    }
+    out->prefix = max;
+    if (slash) {
+        char *end = NULL;
+        errno = 0;
+        long p = strtol(slash + 1, &end, 10);
+        if (errno || end == slash + 1 || *end || p < 0 || p > (long)max)
+            return false;
+        out->prefix = (unsigned)p;
+    }
+    return true;
+}
+
+static bool prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+    unsigned bytes = bits / 8, rest = bits % 8;
+    if (memcmp(a, b, bytes) != 0)
+        return false;
+    if (!rest)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[bytes] & mask) == (b[bytes] & mask);
+}
+
+bool config_cidr_match(const struct ocb_cidr *cidr, const void *sockaddr)
+{
+    const struct sockaddr *sa = sockaddr;
+    if (sa->sa_family == AF_INET && cidr->family == AF_INET) {
+        const struct sockaddr_in *in = sockaddr;
+        return prefix_equal((const unsigned char *)&in->sin_addr, cidr->addr, cidr->prefix);
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = sockaddr;
+        const unsigned char *a = (const unsigned char *)&in6->sin6_addr;
+        if (cidr->family == AF_INET6)
+            return prefix_equal(a, cidr->addr, cidr->prefix);
+        /* An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a, mapped, sizeof(mapped)) == 0)
+            return prefix_equal(a + 12, cidr->addr, cidr->prefix);
+    }
+    return false;
+}

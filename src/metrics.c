@@ -1,0 +1,299 @@
+/*
+ * metrics.c: the process-wide Prometheus registry.
+ *
+ * A series is (name, labels) -> value, kept in an open-addressing hash table
+ * of fixed size, so an update never allocates after the series exists and
+ * the registry can never grow past OCB_METRICS_MAX_SERIES (plus a small
+ * reserve for the per-name `overflow="true"` series that absorbs the rest).
+ * One mutex guards everything: updates are a hash and an add, and rendering
+ * happens a few times a minute, so contention is not worth more machinery.
+ */
+#include "ocb/metrics.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN     64
+#define LABELS_MAX_LEN   192
+#define OVERFLOW_RESERVE 64
+#define TABLE_SIZE       1024 /* power of two, > MAX_SERIES + OVERFLOW_RESERVE */
+#define MAX_DESCRIBED    64
+
+static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                       0.25,   0.5,   1,      2.5,   5,    10,    30};
+#define N_BUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+
+struct series {
+    bool used;
+    enum ocb_metric_type type;
+    char name[NAME_MAX_LEN];
+    char labels[LABELS_MAX_LEN];
+    int64_t value;               /* counter / gauge */
+    uint64_t buckets[N_BUCKETS]; /* histogram, not cumulative */
+    uint64_t count;
+    double sum;
+};
+
+struct description {
+    char name[NAME_MAX_LEN];
+    enum ocb_metric_type type;
+    const char *help; /* static string */
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct series table[TABLE_SIZE];
+static size_t n_series;
+static struct description described[MAX_DESCRIBED];
+static size_t n_described;
+
+static uint32_t hash(const char *name, const char *labels)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = name; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '{') * 16777619u;
+    for (const char *p = labels; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h;
+}
+
+/* Find or create a series; NULL only if the name or labels do not fit.  Caller holds lock. */
+static struct series *lookup(const char *name, const char *labels, enum ocb_metric_type type)
+{
+    if (!labels)
+        labels = "";
+    if (strlen(name) >= NAME_MAX_LEN || strlen(labels) >= LABELS_MAX_LEN)
+        labels = "overflow=\"true\"";
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
+        for (size_t probe = 0; probe < TABLE_SIZE; probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
+            struct series *s = &table[i];
+            if (s->used) {
+                if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
+                    return s;
+                continue;
+            }
+            size_t limit = OCB_METRICS_MAX_SERIES + (attempt ? OVERFLOW_RESERVE : 0);
+            if (n_series >= limit)
+                break;
+            s->used = true;
+            s->type = type;
+            snprintf(s->name, sizeof(s->name), "%s", name);
+            snprintf(s->labels, sizeof(s->labels), "%s", labels);
+            n_series++;
+            return s;
+        }
+        /* Full: fold this label set into the name's overflow series. */
+        labels = "overflow=\"true\"";
+    }
+    return NULL;
+}
+
+void metrics_describe(const char *name, enum ocb_metric_type type, const char *help)
+{
+    pthread_mutex_lock(&lock);
+    bool known = false;
+    for (size_t i = 0; i < n_described; i++)
+        known = known || strcmp(described[i].name, name) == 0;
+    if (!known && n_described < MAX_DESCRIBED && strlen(name) < NAME_MAX_LEN) {
+        struct description *d = &described[n_described++];
+        snprintf(d->name, sizeof(d->name), "%s", name);
+        d->type = type;
+        d->help = help;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_counter_add(const char *name, const char *labels, uint64_t v)
+{
+    pthread_mutex_lock(&lock);
+    struct series *s = lookup(name, labels, OCB_METRIC_COUNTER);
+    if (s)
+        s->value += (int64_t)v;
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_gauge_set(const char *name, const char *labels, int64_t v)
+{
+    pthread_mutex_lock(&lock);
+    struct series *s = lookup(name, labels, OCB_METRIC_GAUGE);
+    if (s)
+        s->value = v;
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_gauge_add(const char *name, const char *labels, int64_t delta)
+{
+    pthread_mutex_lock(&lock);
+    struct series *s = lookup(name, labels, OCB_METRIC_GAUGE);
+    if (s)
+        s->value += delta;
+    pthread_mutex_unlock(&lock);
+}
+
+void metrics_histogram_observe(const char *name, const char *labels, double seconds)
+{
+    pthread_mutex_lock(&lock);
+    struct series *s = lookup(name, labels, OCB_METRIC_HISTOGRAM);
+    if (s) {
+        for (size_t b = 0; b < N_BUCKETS; b++) {
+            if (seconds <= bucket_bounds[b]) {
+                s->buckets[b]++;
+                break;
+            }
+        }
+        s->count++;
+        s->sum += seconds;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+int64_t metrics_value(const char *name, const char *labels)
+{
+    int64_t v = 0;
+    pthread_mutex_lock(&lock);
+    if (!labels)
+        labels = "";
+    uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
+    for (size_t probe = 0; probe < TABLE_SIZE && table[i].used;
+         probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
+        if (strcmp(table[i].name, name) == 0 && strcmp(table[i].labels, labels) == 0) {
+            v = table[i].type == OCB_METRIC_HISTOGRAM ? (int64_t)table[i].count : table[i].value;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+/* A growable output buffer with a hard cap, so a render can never run away. */
+struct out {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+#define RENDER_MAX (4u << 20)
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_printf(struct out *o, const char *fmt, ...)
+{
+    for (int attempt = 0; attempt < 2 && !o->failed; attempt++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->failed = true;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t want = o->cap * 2 + (size_t)n;
+        char *nb = want <= RENDER_MAX ? realloc(o->buf, want) : NULL;
+        if (!nb) {
+            o->failed = true;
+            return;
+        }
+        o->buf = nb;
+        o->cap = want;
+    }
+}
+
+static const char *type_name(enum ocb_metric_type t)
+{
+    return t == OCB_METRIC_COUNTER ? "counter" : t == OCB_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+static void render_series(struct out *o, const struct series *s)
+{
+    const char *sep = s->labels[0] ? "," : "";
+    if (s->type != OCB_METRIC_HISTOGRAM) {
+        if (s->labels[0])
+            out_printf(o, "%s{%s} %lld\n", s->name, s->labels, (long long)s->value);
+        else
+            out_printf(o, "%s %lld\n", s->name, (long long)s->value);
+        return;
+    }
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b < N_BUCKETS; b++) {
+        cumulative += s->buckets[b];
+        out_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_bounds[b],
+                   (unsigned long long)cumulative);
+    }
+    out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep,
+               (unsigned long long)s->count);
+    const char *open = s->labels[0] ? "{" : "", *close = s->labels[0] ? "}" : "";
+    out_printf(o, "%s_sum%s%s%s %.6f\n", s->name, open, s->labels, close, s->sum);
+    out_printf(o, "%s_count%s%s%s %llu\n", s->name, open, s->labels, close,
+               (unsigned long long)s->count);
+}
+
+enum ocb_err metrics_render(char **out, size_t *len)
+{
+    struct out o = {.buf = malloc(8192), .cap = 8192};
+    if (!o.buf)
+        return OCB_ERR_NOMEM;
+    o.buf[0] = '\0';
+
+    pthread_mutex_lock(&lock);
+    /* Described metrics first, in the order they were described, with HELP and
+     * TYPE even before their first sample, so dashboards see every name. */
+    for (size_t d = 0; d < n_described; d++) {
+        out_printf(&o, "# HELP %s %s\n# TYPE %s %s\n", described[d].name, described[d].help,
+                   described[d].name, type_name(described[d].type));
+        for (size_t i = 0; i < TABLE_SIZE; i++)
+            if (table[i].used && strcmp(table[i].name, described[d].name) == 0)
+                render_series(&o, &table[i]);
+    }
+    for (size_t i = 0; i < TABLE_SIZE; i++) {
+        if (!table[i].used)
+            continue;
+        bool is_described = false;
+        for (size_t d = 0; d < n_described && !is_described; d++)
+            is_described = strcmp(table[i].name, described[d].name) == 0;
+        if (!is_described)
+            render_series(&o, &table[i]);
+    }
+    pthread_mutex_unlock(&lock);
+
+    if (o.failed) {
+        free(o.buf);
+        return OCB_ERR_NOMEM;
+    }
+    *out = o.buf;
+    *len = o.len;
+    return OCB_OK;
+}
+
+void metrics_label_escape(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 2 < cap; s++) {
+        if (*s == '\\' || *s == '"') {
+            out[o++] = '\\';
+            out[o++] = *s;
+        } else if (*s == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = *s;
+        }
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = '\0';
+}
+
+void metrics_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    memset(table, 0, sizeof(table));
+    n_series = 0;
+    pthread_mutex_unlock(&lock);
+}

@@ -1,0 +1,276 @@
+/*
+ * test_config.c: the configuration contract (DESIGN.md section 5): defaults
+ * for every key, file values, OCB_* overrides, ${VAR} expansion, and every
+ * kind of bad input rejected as "FILE: key.path: reason".
+ */
+#include <check.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ocb/config.h"
+
+static char err[512];
+
+static struct ocb_config *parse_ok(const char *json)
+{
+    struct ocb_config *cfg = NULL;
+    err[0] = '\0';
+    enum ocb_err rc = config_parse("t.json", json, strlen(json), &cfg, err, sizeof(err));
+    ck_assert_msg(rc == OCB_OK, "expected OK for %s, got %s", json, err);
+    return cfg;
+}
+
+static void parse_fails(const char *json, const char *expected_err)
+{
+    struct ocb_config *cfg = (struct ocb_config *)1;
+    err[0] = '\0';
+    enum ocb_err rc = config_parse("t.json", json, strlen(json), &cfg, err, sizeof(err));
+    ck_assert_msg(rc != OCB_OK, "expected failure for %s", json);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, expected_err) != NULL, "error \"%s\" lacks \"%s\"", err,
+                  expected_err);
+}
+
+START_TEST(minimal_push_only_config_has_every_default)
+{
+    struct ocb_config *cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\"}]}");
+    ck_assert_str_eq(cfg->http.listen, "0.0.0.0:8080");
+    ck_assert_str_eq(cfg->http.public_url, "http://127.0.0.1:8080");
+    ck_assert_uint_eq(cfg->http.max_body_bytes, 262144);
+    ck_assert_str_eq(cfg->mqtt.url, "tcp://127.0.0.1:1883");
+    ck_assert_str_eq(cfg->mqtt.client_id, "ocbridge");
+    ck_assert_int_eq(cfg->mqtt.version, 5);
+    ck_assert_str_eq(cfg->mqtt.topic_prefix, "iot");
+    ck_assert_int_eq(cfg->mqtt.qos, 1);
+    ck_assert_uint_eq(cfg->mqtt.publish_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->mqtt.max_inflight, 1024);
+    ck_assert_str_eq(cfg->platform.url, "https://127.0.0.1:8743");
+    ck_assert(!cfg->platform.verify_hostname);
+    ck_assert_uint_eq(cfg->platform.rate_calls, 100);
+    ck_assert_uint_eq(cfg->platform.rate_per_seconds, 60);
+    ck_assert(!cfg->platform.manage_subscriptions);
+    ck_assert_uint_eq(cfg->n_apps, 1);
+    ck_assert_str_eq(cfg->apps[0].app_id, "a");
+    ck_assert_str_eq(cfg->apps[0].secret, "");
+    ck_assert_str_eq(cfg->apps[0].push_token, "");
+    ck_assert_int_eq(cfg->log.level, OCB_LOG_INFO);
+    ck_assert_int_eq(cfg->log.format, OCB_LOG_TEXT);
+    ck_assert(!config_commands_enabled(cfg));
+    ck_assert_ptr_nonnull(config_find_app(cfg, "a"));
+    ck_assert_ptr_null(config_find_app(cfg, "b"));
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(design_example_parses)
+{
+    setenv("OCB_DEMOAPP_SECRET", "s3cret", 1);
+    struct ocb_config *cfg = parse_ok(
+        "{\"http\":{\"listen\":\"0.0.0.0:8080\",\"public_url\":\"http://bridge.example.com:8080\","
+        "\"tls_cert\":\"\",\"tls_key\":\"\",\"tls_client_ca\":\"\",\"max_body_bytes\":262144,"
+        "\"allow_from\":[]},"
+        "\"mqtt\":{\"url\":\"tcp://127.0.0.1:1883\",\"client_id\":\"ocbridge\",\"version\":5,"
+        "\"username\":\"\",\"password\":\"\",\"ca_file\":\"\",\"cert_file\":\"\",\"key_file\":\"\","
+        "\"topic_prefix\":\"iot\",\"qos\":1,\"publish_timeout_ms\":5000,\"max_inflight\":1024,"
+        "\"shared_group\":\"\"},"
+        "\"platform\":{\"url\":\"https://127.0.0.1:8743\",\"ca_file\":\"\",\"cert_file\":\"\","
+        "\"key_file\":\"\",\"verify_hostname\":false,\"rate_limit\":{\"calls\":100,"
+        "\"per_seconds\":60},\"manage_subscriptions\":false},"
+        "\"apps\":[{\"app_id\":\"demoApp\",\"secret\":\"${OCB_DEMOAPP_SECRET}\",\"push_token\":"
+        "\"\","
+        "\"subscribe\":[\"deviceDataChanged\",\"deviceDatasChanged\",\"deviceAdded\"]}],"
+        "\"log\":{\"level\":\"info\",\"format\":\"text\"}}");
+    ck_assert_str_eq(cfg->apps[0].secret, "s3cret");
+    ck_assert_uint_eq(cfg->apps[0].n_subscribe, 3);
+    ck_assert_str_eq(cfg->apps[0].subscribe[2], "deviceAdded");
+    ck_assert_str_eq(cfg->http.public_url, "http://bridge.example.com:8080");
+    ck_assert(config_commands_enabled(cfg));
+    config_free(cfg);
+    unsetenv("OCB_DEMOAPP_SECRET");
+}
+END_TEST
+
+START_TEST(environment_overrides_file_values)
+{
+    setenv("OCB_MQTT_URL", "tcp://10.0.0.1:1884", 1);
+    setenv("OCB_MQTT_QOS", "0", 1);
+    setenv("OCB_PLATFORM_RATE_LIMIT_CALLS", "7", 1);
+    setenv("OCB_PLATFORM_VERIFY_HOSTNAME", "true", 1);
+    setenv("OCB_HTTP_ALLOW_FROM", "127.0.0.1/8, ::1", 1);
+    setenv("OCB_LOG_FORMAT", "json", 1);
+    setenv("OCB_APPS_0_SECRET", "fromenv", 1);
+    struct ocb_config *cfg =
+        parse_ok("{\"mqtt\":{\"url\":\"tcp://127.0.0.1:1883\",\"qos\":1},\"apps\":[{\"app_id\":"
+                 "\"a\"}]}");
+    ck_assert_str_eq(cfg->mqtt.url, "tcp://10.0.0.1:1884");
+    ck_assert_int_eq(cfg->mqtt.qos, 0);
+    ck_assert_uint_eq(cfg->platform.rate_calls, 7);
+    ck_assert(cfg->platform.verify_hostname);
+    ck_assert_uint_eq(cfg->http.n_allow_from, 2);
+    ck_assert_int_eq(cfg->log.format, OCB_LOG_JSON);
+    ck_assert_str_eq(cfg->apps[0].secret, "fromenv");
+    config_free(cfg);
+
+    setenv("OCB_MQTT_QOS", "three", 1);
+    parse_fails("{}", "t.json: mqtt.qos: \"three\" is not an integer");
+    unsetenv("OCB_MQTT_URL");
+    unsetenv("OCB_MQTT_QOS");
+    unsetenv("OCB_PLATFORM_RATE_LIMIT_CALLS");
+    unsetenv("OCB_PLATFORM_VERIFY_HOSTNAME");
+    unsetenv("OCB_HTTP_ALLOW_FROM");
+    unsetenv("OCB_LOG_FORMAT");
+    unsetenv("OCB_APPS_0_SECRET");
+}
+END_TEST
+
+START_TEST(apps_from_environment_json)
+{
+    setenv("OCB_APPS", "[{\"app_id\":\"x\",\"push_token\":\"tok\"},{\"app_id\":\"y\"}]", 1);
+    struct ocb_config *cfg = parse_ok("{}");
+    ck_assert_uint_eq(cfg->n_apps, 2);
+    ck_assert_str_eq(cfg->apps[0].push_token, "tok");
+    ck_assert_str_eq(cfg->apps[1].app_id, "y");
+    config_free(cfg);
+    setenv("OCB_APPS", "not json", 1);
+    parse_fails("{}", "t.json: apps: OCB_APPS is not a JSON array");
+    unsetenv("OCB_APPS");
+}
+END_TEST
+
+START_TEST(variable_expansion)
+{
+    setenv("OCB_T_HOST", "broker", 1);
+    unsetenv("OCB_T_UNSET");
+    struct ocb_config *cfg =
+        parse_ok("{\"mqtt\":{\"url\":\"tcp://${OCB_T_HOST}:${OCB_T_UNSET:-1883}\"}}");
+    ck_assert_str_eq(cfg->mqtt.url, "tcp://broker:1883");
+    config_free(cfg);
+    parse_fails("{\"mqtt\":{\"password\":\"${OCB_T_UNSET}\"}}",
+                "t.json: mqtt.password: environment variable OCB_T_UNSET is not set");
+    parse_fails("{\"mqtt\":{\"password\":\"${OCB_T_HOST\"}}",
+                "t.json: mqtt.password: unterminated");
+    unsetenv("OCB_T_HOST");
+}
+END_TEST
+
+/* Each bad input and the exact "FILE: key.path: reason" prefix it must produce. */
+static const struct {
+    const char *json, *err;
+} bad[] = {
+    {"[]", "t.json: (top level): expected a JSON object"},
+    {"{\"http\":", "t.json: (top level): invalid JSON near line 1"},
+    {"{\"htp\":{}}", "t.json: htp: unknown key"},
+    {"{\"http\":{\"lisen\":\"x\"}}", "t.json: http.lisen: unknown key"},
+    {"{\"http\":{\"listen\":8080}}", "t.json: http.listen: expected a string"},
+    {"{\"http\":{\"listen\":\"nohostport\"}}", "t.json: http.listen: expected HOST:PORT"},
+    {"{\"http\":{\"listen\":\"0.0.0.0:70000\"}}", "t.json: http.listen: expected HOST:PORT"},
+    {"{\"http\":{\"max_body_bytes\":10}}", "t.json: http.max_body_bytes: must be between"},
+    {"{\"http\":{\"max_body_bytes\":1.5}}", "t.json: http.max_body_bytes: expected an integer"},
+    {"{\"http\":{\"allow_from\":[\"10.0.0.0/33\"]}}", "t.json: http.allow_from: \"10.0.0.0/33\""},
+    {"{\"http\":{\"allow_from\":\"10.0.0.0/8\"}}", "t.json: http.allow_from: expected an array"},
+    {"{\"http\":{\"public_url\":\"http://example.com/cb\"}}",
+     "t.json: http.public_url: expected http(s)://HOST:PORT"},
+    {"{\"http\":{\"tls_cert\":\"/nonexistent/cert.pem\"}}",
+     "t.json: http.tls_cert: cannot read \"/nonexistent/cert.pem\""},
+    {"{\"mqtt\":{\"version\":3}}", "t.json: mqtt.version: must be between 4 and 5"},
+    {"{\"mqtt\":{\"qos\":\"1\"}}", "t.json: mqtt.qos: expected a number"},
+    {"{\"mqtt\":{\"url\":\"http://x:1\"}}", "t.json: mqtt.url: expected"},
+    {"{\"mqtt\":{\"topic_prefix\":\"a/#\"}}", "t.json: mqtt.topic_prefix: must be"},
+    {"{\"mqtt\":{\"topic_prefix\":\"\"}}", "t.json: mqtt.topic_prefix: must be"},
+    {"{\"mqtt\":{\"shared_group\":\"a/b\"}}", "t.json: mqtt.shared_group: must be"},
+    {"{\"mqtt\":\"x\"}", "t.json: mqtt: expected an object"},
+    {"{\"mqtt\":{\"qos\":1,\"qos\":2}}", "t.json: mqtt: duplicate key \"qos\""},
+    {"{\"platform\":{\"rate_limit\":{\"call\":1}}}",
+     "t.json: platform.rate_limit.call: unknown key"},
+    {"{\"platform\":{\"verify_hostname\":1}}", "t.json: platform.verify_hostname: expected true"},
+    {"{\"platform\":{\"cert_file\":\"/dev/null\"}}",
+     "t.json: platform.key_file: must be set together with platform.cert_file"},
+    {"{\"apps\":{}}", "t.json: apps: expected an array"},
+    {"{\"apps\":[{}]}", "t.json: apps[0].app_id: is required"},
+    {"{\"apps\":[{\"app_id\":\"a/b\"}]}", "t.json: apps[0].app_id: must be"},
+    {"{\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"a\"}]}",
+     "t.json: apps[1].app_id: \"a\" appears twice"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"secrt\":\"x\"}]}", "t.json: apps[0].secrt: unknown key"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"push_token\":\"has space\"}]}", "t.json: apps[0].push_token:"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"subscribe\":[\"deviceDataChange\"]}]}",
+     "t.json: apps[0].subscribe[0]: \"deviceDataChange\" is not a notifyType"},
+    {"{\"log\":{\"level\":\"verbose\"}}", "t.json: log.level: must be one of"},
+    {"{\"log\":{\"format\":\"xml\"}}", "t.json: log.format: must be text or json"},
+};
+
+START_TEST(bad_values_are_rejected_with_their_path)
+{
+    parse_fails(bad[_i].json, bad[_i].err);
+}
+END_TEST
+
+START_TEST(load_reports_missing_file_and_reads_real_one)
+{
+    struct ocb_config *cfg = NULL;
+    ck_assert_int_ne(config_load("/nonexistent/ocb.json", &cfg, err, sizeof(err)), OCB_OK);
+    ck_assert_ptr_null(cfg);
+    ck_assert_msg(strstr(err, "/nonexistent/ocb.json: (file):") != NULL, "%s", err);
+
+    char path[] = "/tmp/ocb-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    const char *text =
+        "{\n  \"apps\": [{\"app_id\": \"file\"}],\n  \"log\": {\"level\": \"debug\"}\n}\n";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (int)strlen(text));
+    close(fd);
+    ck_assert_int_eq(config_load(path, &cfg, err, sizeof(err)), OCB_OK);
+    ck_assert_str_eq(cfg->apps[0].app_id, "file");
+    ck_assert_int_eq(cfg->log.level, OCB_LOG_DEBUG);
+    config_free(cfg);
+    unlink(path);
+    config_free(NULL);
+}
+END_TEST
+
+START_TEST(cidr_matching)
+{
+    struct ocb_cidr c;
+    struct sockaddr_in in = {.sin_family = AF_INET};
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+    ck_assert(config_cidr_parse("10.1.0.0/16", &c));
+    inet_pton(AF_INET, "10.1.200.3", &in.sin_addr);
+    ck_assert(config_cidr_match(&c, &in));
+    inet_pton(AF_INET, "10.2.0.1", &in.sin_addr);
+    ck_assert(!config_cidr_match(&c, &in));
+    inet_pton(AF_INET6, "::ffff:10.1.2.3", &in6.sin6_addr);
+    ck_assert(config_cidr_match(&c, &in6));
+    ck_assert(config_cidr_parse("2001:db8::/32", &c));
+    inet_pton(AF_INET6, "2001:db8:1::7", &in6.sin6_addr);
+    ck_assert(config_cidr_match(&c, &in6));
+    ck_assert(config_cidr_parse("127.0.0.1", &c));
+    ck_assert_uint_eq(c.prefix, 32);
+    ck_assert(!config_cidr_parse("300.0.0.1", &c));
+    ck_assert(!config_cidr_parse("1.2.3.4/", &c));
+    ck_assert(!config_cidr_parse("", &c));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, minimal_push_only_config_has_every_default);
+    tcase_add_test(tc, design_example_parses);
+    tcase_add_test(tc, environment_overrides_file_values);
+    tcase_add_test(tc, apps_from_environment_json);
+    tcase_add_test(tc, variable_expansion);
+    tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
+                        (int)(sizeof(bad) / sizeof(bad[0])));
+    tcase_add_test(tc, load_reports_missing_file_and_reads_real_one);
+    tcase_add_test(tc, cidr_matching);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

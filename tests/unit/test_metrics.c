@@ -1,0 +1,141 @@
+/*
+ * test_metrics.c: the Prometheus registry renders what was counted, caps its
+ * series, and escapes label values; plus the small err/log contracts.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ocb/err.h"
+#include "ocb/log.h"
+#include "ocb/metrics.h"
+
+static char *render(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(metrics_render(&text, &len), OCB_OK);
+    ck_assert_uint_eq(strlen(text), len);
+    return text;
+}
+
+START_TEST(counters_gauges_and_histograms_render)
+{
+    metrics_describe("ocb_t_total", OCB_METRIC_COUNTER, "Test counter.");
+    metrics_describe("ocb_t_seconds", OCB_METRIC_HISTOGRAM, "Test histogram.");
+    metrics_counter_add("ocb_t_total", "outcome=\"ok\"", 2);
+    metrics_counter_add("ocb_t_total", "outcome=\"ok\"", 3);
+    metrics_gauge_set("ocb_t_gauge", "", 7);
+    metrics_gauge_add("ocb_t_gauge", "", -2);
+    metrics_histogram_observe("ocb_t_seconds", "", 0.003);
+    metrics_histogram_observe("ocb_t_seconds", "", 100);
+    ck_assert_int_eq(metrics_value("ocb_t_total", "outcome=\"ok\""), 5);
+    ck_assert_int_eq(metrics_value("ocb_t_gauge", ""), 5);
+    ck_assert_int_eq(metrics_value("ocb_t_seconds", ""), 2);
+    ck_assert_int_eq(metrics_value("ocb_absent", ""), 0);
+
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text,
+                                 "# HELP ocb_t_total Test counter.\n# TYPE ocb_t_total counter\n"
+                                 "ocb_t_total{outcome=\"ok\"} 5\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_gauge 5\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"0.0025\"} 0\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"0.005\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"30\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"+Inf\"} 2\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_count 2\n"));
+    free(text);
+}
+END_TEST
+
+START_TEST(series_are_capped)
+{
+    metrics_reset();
+    for (int i = 0; i < OCB_METRICS_MAX_SERIES + 200; i++) {
+        char labels[64];
+        snprintf(labels, sizeof(labels), "notify_type=\"t%d\"", i);
+        metrics_counter_add("ocb_t_many", labels, 1);
+    }
+    ck_assert_int_eq(metrics_value("ocb_t_many", "notify_type=\"t0\""), 1);
+    ck_assert_int_eq(metrics_value("ocb_t_many", "overflow=\"true\""), 200);
+    char *text = render();
+    ck_assert_ptr_null(strstr(text, "t600"));
+    free(text);
+}
+END_TEST
+
+START_TEST(label_values_are_escaped)
+{
+    char out[32];
+    metrics_label_escape("a\"b\\c\nd", out, sizeof(out));
+    ck_assert_str_eq(out, "a\\\"b\\\\c\\nd");
+    metrics_label_escape("abcdefgh", out, 4);
+    ck_assert_uint_le(strlen(out), 3);
+}
+END_TEST
+
+START_TEST(every_error_has_a_description)
+{
+    for (int rc = OCB_OK; rc <= OCB_ERR_STOPPED; rc++)
+        ck_assert_str_ne(ocb_strerror((enum ocb_err)rc), "unknown error");
+    ck_assert_str_eq(ocb_strerror((enum ocb_err)999), "unknown error");
+}
+END_TEST
+
+/* Capture what log_msg writes to stderr. */
+static char *capture_log(enum ocb_log_format fmt, const char *msg)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    log_setup(OCB_LOG_INFO, fmt);
+    log_debug("test", NULL, "hidden");
+    log_info("test", "req1", "%s", msg);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fds[1]);
+    static char buf[4096];
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+START_TEST(log_lines_text_and_json)
+{
+    enum ocb_log_level lvl;
+    enum ocb_log_format fmt;
+    ck_assert(log_level_parse("warn", &lvl) && lvl == OCB_LOG_WARN);
+    ck_assert(!log_level_parse("loud", &lvl));
+    ck_assert(log_format_parse("json", &fmt) && fmt == OCB_LOG_JSON);
+
+    char *text = capture_log(OCB_LOG_TEXT, "hello");
+    ck_assert_ptr_null(strstr(text, "hidden"));
+    ck_assert_ptr_nonnull(strstr(text, "info  test: [req1] hello\n"));
+
+    text = capture_log(OCB_LOG_JSON, "say \"hi\"\n");
+    ck_assert_ptr_nonnull(strstr(text,
+                                 "\"level\":\"info\",\"module\":\"test\",\"request_id\":\"req1\","
+                                 "\"msg\":\"say \\\"hi\\\"\\u000a\"}\n"));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("metrics");
+    tcase_add_test(tc, counters_gauges_and_histograms_render);
+    tcase_add_test(tc, series_are_capped);
+    tcase_add_test(tc, label_values_are_escaped);
+    tcase_add_test(tc, every_error_has_a_description);
+    tcase_add_test(tc, log_lines_text_and_json);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
