@@ -1,0 +1,139 @@
+/*
+ * bare_pub.c: the ceiling for bench/push — a bare paho MQTTAsync QoS 1
+ * publisher with a fixed window of publishes awaiting their PUBACK, the same
+ * shape of work the bridge does for each push, minus HTTP and JSON.
+ *
+ *   bench_bare_pub URL TOPIC_PREFIX COUNT WINDOW PAYLOAD_FILE
+ *
+ * Prints "bare_pub: N msgs in S s = R msg/s".
+ */
+#include <MQTTAsync.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static long acked, failed;
+static int connected = -1;
+
+static void on_connect(void *ctx, MQTTAsync_successData5 *r)
+{
+    (void)ctx;
+    (void)r;
+    pthread_mutex_lock(&lock);
+    connected = 1;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static void on_connect_fail(void *ctx, MQTTAsync_failureData5 *r)
+{
+    (void)ctx;
+    (void)r;
+    pthread_mutex_lock(&lock);
+    connected = 0;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static void on_ack(void *ctx, MQTTAsync_successData5 *r)
+{
+    (void)ctx;
+    (void)r;
+    pthread_mutex_lock(&lock);
+    acked++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static void on_nack(void *ctx, MQTTAsync_failureData5 *r)
+{
+    (void)ctx;
+    (void)r;
+    pthread_mutex_lock(&lock);
+    failed++;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s URL TOPIC_PREFIX COUNT WINDOW PAYLOAD_FILE\n", argv[0]);
+        return 2;
+    }
+    long count = strtol(argv[3], NULL, 10), window = strtol(argv[4], NULL, 10);
+    if (count <= 0 || window <= 0 || window > 65535)
+        return 2;
+    FILE *f = fopen(argv[5], "rb");
+    if (!f)
+        return 2;
+    char payload[65536];
+    size_t plen = fread(payload, 1, sizeof(payload), f);
+    fclose(f);
+
+    MQTTAsync client;
+    MQTTAsync_createOptions co = MQTTAsync_createOptions_initializer5;
+    if (MQTTAsync_createWithOptions(&client, argv[1], "bench-bare-pub", MQTTCLIENT_PERSISTENCE_NONE,
+                                    NULL, &co) != MQTTASYNC_SUCCESS)
+        return 1;
+    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer5;
+    opts.cleanstart = 1;
+    opts.keepAliveInterval = 30;
+    opts.maxInflight = (int)window + 1;
+    opts.onSuccess5 = on_connect;
+    opts.onFailure5 = on_connect_fail;
+    if (MQTTAsync_connect(client, &opts) != MQTTASYNC_SUCCESS)
+        return 1;
+    pthread_mutex_lock(&lock);
+    while (connected < 0)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    if (!connected) {
+        fprintf(stderr, "bare_pub: cannot connect to %s\n", argv[1]);
+        return 1;
+    }
+
+    double start = now();
+    for (long i = 0; i < count; i++) {
+        pthread_mutex_lock(&lock);
+        while (i - acked - failed >= window)
+            pthread_cond_wait(&cond, &lock);
+        pthread_mutex_unlock(&lock);
+        char topic[256];
+        snprintf(topic, sizeof(topic), "%s/%04ld/deviceDataChanged", argv[2], i % 1000);
+        MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+        ro.onSuccess5 = on_ack;
+        ro.onFailure5 = on_nack;
+        MQTTAsync_message m = MQTTAsync_message_initializer;
+        m.payload = payload;
+        m.payloadlen = (int)plen;
+        m.qos = 1;
+        if (MQTTAsync_sendMessage(client, topic, &m, &ro) != MQTTASYNC_SUCCESS) {
+            pthread_mutex_lock(&lock);
+            failed++;
+            pthread_mutex_unlock(&lock);
+        }
+    }
+    pthread_mutex_lock(&lock);
+    while (acked + failed < count)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    double secs = now() - start;
+    printf("bare_pub: %ld msgs in %.2f s = %.0f msg/s (%ld failed)\n", acked, secs,
+           (double)acked / secs, failed);
+    MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
+    MQTTAsync_disconnect(client, &d);
+    MQTTAsync_destroy(&client);
+    return failed ? 1 : 0;
+}
