@@ -1,0 +1,91 @@
+/*
+ * test_platform_client.c: how platform answers are classified (the pure
+ * part of platform_client).  Transfers, tokens and TLS are exercised against
+ * ocbridge-sim by tests/integration/test_commands.c, not against a stub.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ocb/platform_client.h"
+
+static const struct {
+    long status;
+    const char *body;
+    enum ocb_platform_class cls;
+    const char *code;
+} cases[] = {
+    {201, "{\"commandId\":\"abc\",\"status\":\"SENT\"}", OCB_PLATFORM_OK, ""},
+    {204, "", OCB_PLATFORM_OK, ""},
+    {200, "{\"error_code\":\"0\",\"x\":1}", OCB_PLATFORM_OK, ""},
+    /* HTTP 200 with an error body is an error (device not online). */
+    {200, "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online\"}",
+     OCB_PLATFORM_FAILED, "100428"},
+    /* Both token error shapes and the older code. */
+    {403, "{\"resultcode\":\"1010005\",\"resultmsg\":\"Invalid access token or appId.\"}",
+     OCB_PLATFORM_TOKEN, "1010005"},
+    {401, "{\"error_code\":\"100002\",\"error_desc\":\"Invalid access token.\"}",
+     OCB_PLATFORM_TOKEN, "100002"},
+    {401, "{\"error_code\":\"100208\",\"error_desc\":\"AppId or secret is not right.\"}",
+     OCB_PLATFORM_TOKEN, "100208"},
+    {401, "", OCB_PLATFORM_TOKEN, ""},
+    {403, "{\"error_code\":\"1010009\",\"error_desc\":\"app throttle exceed.\"}",
+     OCB_PLATFORM_THROTTLED, "1010009"},
+    {403, "{\"resultcode\":1010009,\"resultmsg\":\"app throttle exceed.\"}", OCB_PLATFORM_THROTTLED,
+     "1010009"},
+    {429, "", OCB_PLATFORM_THROTTLED, ""},
+    {500, "{\"error_code\":\"100001\",\"error_desc\":\"Internal server error\"}",
+     OCB_PLATFORM_RETRY, "100001"},
+    {503, "<html>busy</html>", OCB_PLATFORM_RETRY, ""},
+    {400, "{\"error_code\":\"100022\",\"error_desc\":\"The input is invalid\"}",
+     OCB_PLATFORM_FAILED, "100022"},
+    {404, "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed\"}",
+     OCB_PLATFORM_FAILED, "100403"},
+    {409, "{\"error_code\":\"100227\",\"error_desc\":\"The resource is conflicted\"}",
+     OCB_PLATFORM_FAILED, "100227"},
+};
+
+START_TEST(classify_table)
+{
+    struct ocb_platform_reply r;
+    memset(&r, 0, sizeof(r));
+    const char *body = cases[_i].body;
+    platform_client_classify(cases[_i].status, body, strlen(body), &r);
+    ck_assert_msg(r.cls == cases[_i].cls, "%ld %s -> %s", cases[_i].status, body,
+                  platform_client_class_name(r.cls));
+    ck_assert_str_eq(r.code, cases[_i].code);
+    ck_assert_int_eq(r.status, cases[_i].status);
+    if (r.cls != OCB_PLATFORM_OK)
+        ck_assert_msg(r.desc[0] != '\0', "no description for %s", body);
+}
+END_TEST
+
+START_TEST(classify_keeps_desc)
+{
+    struct ocb_platform_reply r;
+    const char *b = "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed\"}";
+    platform_client_classify(404, b, strlen(b), &r);
+    ck_assert_str_eq(r.desc, "The device is not existed");
+    platform_client_classify(502, "", 0, &r);
+    ck_assert_str_eq(r.desc, "HTTP 502");
+}
+END_TEST
+
+static Suite *platform_client_suite(void)
+{
+    Suite *s = suite_create("platform_client");
+    TCase *tc = tcase_create("classify");
+    tcase_add_loop_test(tc, classify_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    tcase_add_test(tc, classify_keeps_desc);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(platform_client_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
