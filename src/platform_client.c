@@ -651,12 +651,13 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
         log_info(MOD, NULL, "app %s: token rejected (%ld %s), logging in again", app->cfg->app_id,
                  r->status, r->code);
         app->have_token = false;
-        park(app, req);
-        if (app->auth_running || app->login_retry_at_ms == 0 ||
-            now_ms() >= app->login_retry_at_ms) {
-            app->login_retry_at_ms = 0;
-            start_auth(pc, app, false);
+        if (!app->auth_running && app->login_retry_at_ms && now_ms() < app->login_retry_at_ms) {
+            complete(pc, req, &app->last_failure); /* logins are backing off */
+            return;
         }
+        park(app, req);
+        app->login_retry_at_ms = 0;
+        start_auth(pc, app, false);
         return;
     }
     complete(pc, req, r);

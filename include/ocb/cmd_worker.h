@@ -1,0 +1,80 @@
+/*
+ * cmd_worker.h: the one command worker thread (DESIGN.md sections 1, 2, 4).
+ *
+ * MQTT commands arrive on paho's callback thread, are copied onto a bounded
+ * queue (platform.max_queue; QUEUE_FULL answer when full) and executed by a
+ * single worker thread that owns the platform client: validation, a per-app
+ * rate limit (platform.rate_limit), retries with backoff until the command's
+ * deadline (platform.command_deadline_s), and the commandResponse answer on
+ * <prefix>/<appId>/<deviceId>/commandResponse (and on the requester's MQTT 5
+ * response topic, with its correlation data).  It also remembers, for a
+ * bounded time, which requester asked for which commandId, so that later
+ * status callbacks reach that requester's response topic too.
+ *
+ * Threads: cmd_worker_on_message() runs on paho's callback thread and never
+ * blocks; cmd_worker_on_status() and cmd_worker_ready() may be called from
+ * any thread (libmicrohttpd's); the rest from the main thread.
+ */
+#ifndef OCB_CMD_WORKER_H
+#define OCB_CMD_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ocb/config.h"
+#include "ocb/err.h"
+#include "ocb/mqtt_link.h"
+
+struct ocb_cmd_worker;
+
+/* Remembered requesters (commandId -> response topic) at most. */
+#define OCB_CMD_REQUESTERS_MAX 4096
+
+/*
+ * cfg and link are borrowed and must outlive the worker.  Creates the
+ * platform client (so readiness can be asked at once) but no thread.
+ */
+enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
+                            struct ocb_cmd_worker **out);
+
+/*
+ * Before mqtt_link_start(): subscribe <prefix>/+/+/command and
+ * <prefix>/+/+/commandCancel (through $share/<mqtt.shared_group>/ when set)
+ * and route arriving messages to cmd_worker_on_message().
+ */
+enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w);
+
+/* Start the thread: logins, platform.manage_subscriptions, then commands. */
+enum ocb_err cmd_worker_start(struct ocb_cmd_worker *w);
+
+/*
+ * Stop taking new commands, give requests in flight up to drain_ms, answer
+ * everything left with SHUTTING_DOWN and join the thread.  Call it while the
+ * MQTT link is still up so the answers can go out.  Idempotent.
+ */
+void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms);
+
+/* Stops if needed and frees.  NULL is a no-op. */
+void cmd_worker_free(struct ocb_cmd_worker *w);
+
+/* ocb_mqtt_on_message for the command topics (paho's thread; ctx = the worker). */
+void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg);
+
+/*
+ * An ocb_http_command_status_fn (ctx = the worker): a command status
+ * callback was published on commandStatus; re-publish its body, byte for
+ * byte, to the response topic of whoever requested command_id, if anyone
+ * did (MQTT 5 request/response).  Any thread; never blocks on I/O.  body need
+ * not be NUL-terminated.
+ */
+void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
+                          const char *command_id, const char *body, size_t len);
+
+/*
+ * An ocb_http_ready_fn (ctx = the worker), any thread: every app with a
+ * secret has a working platform login.  Stop the HTTP receiver before
+ * cmd_worker_stop().
+ */
+bool cmd_worker_ready(void *ctx);
+
+#endif

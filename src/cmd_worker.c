@@ -1,0 +1,1185 @@
+/*
+ * cmd_worker.c: MQTT commands -> platform deviceCommands, outcomes -> MQTT.
+ *
+ * Thread layout.  paho's callback thread only copies an arriving message
+ * onto `inbox` (a mutex-protected list) and wakes the worker; when the
+ * number of commands the worker holds reaches platform.max_queue it answers
+ * QUEUE_FULL itself instead (a pure parse and a non-blocking publish).  The
+ * worker thread owns everything else: the platform client, the jobs, the
+ * rate limiters and the outbox.  The requester map (commandId -> response
+ * topic) is shared with libmicrohttpd's threads and has its own mutex.
+ *
+ * A job is a validated command.  It sits in its app's FIFO until the app's
+ * rate limiter, the global max_in_flight and its own backoff allow a call;
+ * it is in flight at most once at a time.  Outcomes: success, a definite
+ * platform error, or, when retries (5xx, network, timeouts, throttling)
+ * run past platform.command_deadline_s, PLATFORM_UNREACHABLE; a job that
+ * never got a turn before its deadline is EXPIRED_IN_QUEUE.  Retrying a
+ * create after a timeout can create the command twice if the platform did
+ * receive the first one; the platform has no idempotency key, so the brief's
+ * "retry until the deadline" is followed and this is logged.
+ *
+ * The rate limiter is a sliding window of the last N call times per app
+ * rather than a token bucket: a bucket that starts full lets 2N calls
+ * through in the first window, which trips the platform's 1010009 exactly
+ * when a backlog is being drained.  Throttle answers still happen (other
+ * clients of the same app, logins) and back the whole app off.
+ *
+ * Answers that cannot be published (broker down, in-flight window full)
+ * wait in a bounded outbox and are retried; past its bound or age they are
+ * dropped with a log line and a metric.
+ */
+#include "ocb/cmd_worker.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ocb/command.h"
+#include "ocb/log.h"
+#include "ocb/metrics.h"
+#include "ocb/platform_client.h"
+#include "ocb/subscriptions.h"
+
+#define MOD "command"
+
+#define TOPIC_MAX            1024
+#define PATH_MAX_LEN         1024
+#define RATE_WINDOW_MAX      4096
+#define RETRY_BASE_MS        500
+#define RETRY_MAX_MS         10000
+#define OUTBOX_MAX_AGE_MS    300000
+#define SUBS_RETRY_MS        60000
+#define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
+#define DEVICE_RETRANSMIT_MS 180000
+
+#define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
+#define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
+
+/* A message copied off paho's thread. */
+struct inmsg {
+    struct inmsg *next;
+    char *topic;
+    char *payload;
+    size_t len;
+    bool retained;
+    char *response_topic;
+    void *corr;
+    size_t corr_len;
+    int64_t arrived_ms;
+};
+
+struct wapp;
+
+struct job {
+    struct job *next;
+    struct ocb_cmd_worker *w;
+    struct wapp *app;
+    struct ocb_command_target target;
+    struct ocb_command_req req;
+    char answer_topic[TOPIC_MAX];
+    char *response_topic;
+    void *corr;
+    size_t corr_len;
+    char *body; /* REST body or NULL */
+    char path[PATH_MAX_LEN];
+    const char *method;
+    const char *op;
+    int64_t deadline_ms;
+    int64_t next_try_ms;
+    unsigned attempts;
+    bool in_flight;
+    /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
+    long last_status;
+    char last_desc[320];
+};
+
+/* Per-app state, worker thread only. */
+struct wapp {
+    const struct ocb_app *cfg;
+    struct job *head, *tail;
+    int64_t *sent; /* ring of the last `window_calls` call times */
+    unsigned window_calls, n_sent, ring_pos;
+    int64_t window_ms;
+    int64_t throttled_until_ms;
+    unsigned throttle_backoff_ms;
+};
+
+struct outmsg {
+    struct outmsg *next;
+    char *topic;
+    char *payload;
+    size_t len;
+    void *corr;
+    size_t corr_len;
+    int64_t born_ms;
+};
+
+struct requester {
+    struct requester *prev, *next;
+    char command_id[OCB_COMMAND_ID_MAX + 1];
+    char *response_topic;
+    void *corr;
+    size_t corr_len;
+    int64_t expires_ms;
+};
+
+struct ocb_cmd_worker {
+    const struct ocb_config *cfg;
+    struct ocb_mqtt_link *link;
+    struct ocb_platform_client *pc;
+
+    /* shared with paho's thread */
+    pthread_mutex_t lock;
+    struct inmsg *in_head, *in_tail;
+    unsigned held; /* commands in the inbox or in jobs, <= platform.max_queue */
+    bool stopping;
+
+    /* shared with libmicrohttpd's threads */
+    pthread_mutex_t req_lock;
+    struct requester *req_head, *req_tail; /* oldest first */
+    unsigned n_requesters;
+
+    /* worker thread only */
+    pthread_t thread;
+    bool started;
+    struct wapp apps[OCB_MAX_APPS];
+    size_t n_apps;
+    unsigned in_flight;
+    struct outmsg *out_head, *out_tail;
+    unsigned n_out;
+    unsigned rand_state;
+    int64_t subs_next_ms; /* 0 = no subscription sync due */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *memdup(const void *p, size_t n)
+{
+    if (!p || n == 0)
+        return NULL;
+    void *d = malloc(n);
+    if (d)
+        memcpy(d, p, n);
+    return d;
+}
+
+static char *strdup_n(const char *s)
+{
+    return s ? memdup(s, strlen(s) + 1) : NULL;
+}
+
+static void count_outcome(const char *outcome)
+{
+    char labels[96];
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    metrics_counter_add("ocb_commands_total", labels, 1);
+}
+
+/* ---- publishing answers (any thread; the outbox is the worker's) */
+
+static enum ocb_err publish(struct ocb_cmd_worker *w, const char *topic, const char *payload,
+                            size_t len, const void *corr, size_t corr_len)
+{
+    struct ocb_mqtt_pub pub = {
+        .topic = topic,
+        .payload = payload,
+        .len = len,
+        .notify_type = "commandResponse",
+        .correlation = corr,
+        .correlation_len = corr_len,
+    };
+    return mqtt_link_publish(w->link, &pub, NULL, NULL);
+}
+
+/* Worker thread: keep an answer the broker could not take yet. */
+static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *payload, size_t len,
+                       const void *corr, size_t corr_len)
+{
+    struct outmsg *m = NULL;
+    if (w->n_out >= w->cfg->platform.max_queue)
+        goto drop;
+    m = calloc(1, sizeof(*m));
+    if (!m)
+        goto drop;
+    m->topic = strdup_n(topic);
+    m->payload = memdup(payload, len + 1);
+    m->len = len;
+    m->corr = memdup(corr, corr_len);
+    m->corr_len = corr ? corr_len : 0;
+    m->born_ms = now_ms();
+    if (!m->topic || !m->payload || (corr && corr_len && !m->corr))
+        goto drop;
+    if (w->out_tail)
+        w->out_tail->next = m;
+    else
+        w->out_head = m;
+    w->out_tail = m;
+    w->n_out++;
+    return;
+drop:
+    if (m) {
+        free(m->topic);
+        free(m->payload);
+        free(m->corr);
+        free(m);
+    }
+    metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
+    log_error(MOD, NULL, "answer on %s dropped: broker unavailable and outbox full", topic);
+}
+
+static void outbox_flush(struct ocb_cmd_worker *w)
+{
+    int64_t now = now_ms();
+    while (w->out_head) {
+        struct outmsg *m = w->out_head;
+        if (now - m->born_ms > OUTBOX_MAX_AGE_MS) {
+            metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
+            log_error(MOD, NULL, "answer on %s dropped: broker unavailable for too long", m->topic);
+        } else if (publish(w, m->topic, m->payload, m->len, m->corr, m->corr_len) != OCB_OK) {
+            return; /* still down or full: keep order, try again later */
+        }
+        w->out_head = m->next;
+        if (!w->out_head)
+            w->out_tail = NULL;
+        w->n_out--;
+        free(m->topic);
+        free(m->payload);
+        free(m->corr);
+        free(m);
+    }
+}
+
+/*
+ * Publish an answer on its commandResponse topic and, for MQTT 5 requesters,
+ * on their response topic.  on_worker: failures go to the outbox; on paho's
+ * thread they are only logged (it must not touch worker state).
+ */
+static void answer_publish(struct ocb_cmd_worker *w, bool on_worker, const char *topic,
+                           const char *response_topic, const void *corr, size_t corr_len,
+                           const char *payload, size_t len)
+{
+    const char *topics[2] = {topic, response_topic};
+    for (int i = 0; i < 2; i++) {
+        if (!topics[i] || !*topics[i])
+            continue;
+        const void *c = i == 1 ? corr : NULL;
+        size_t cl = i == 1 ? corr_len : 0;
+        /* Keep the order of answers: once something waits, queue behind it. */
+        enum ocb_err rc =
+            (on_worker && w->out_head) ? OCB_ERR_FULL : publish(w, topics[i], payload, len, c, cl);
+        if (rc == OCB_OK)
+            continue;
+        if (on_worker) {
+            outbox_add(w, topics[i], payload, len, c, cl);
+        } else {
+            metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
+            log_error(MOD, NULL, "answer on %s not published: %s", topics[i], ocb_strerror(rc));
+        }
+    }
+}
+
+struct answer {
+    const char *topic;
+    const char *response_topic;
+    const void *corr;
+    size_t corr_len;
+    const char *correlation_id; /* JSON text */
+};
+
+/* A bridge-side error answer. */
+static void answer_bridge(struct ocb_cmd_worker *w, bool on_worker, const struct answer *a,
+                          enum ocb_command_code code, long http_status, const char *desc,
+                          bool retryable)
+{
+    struct ocb_command_outcome o = {
+        .correlation_id = a->correlation_id,
+        .ok = false,
+        .http_status = http_status,
+        .code = command_code_name(code),
+        .desc = desc,
+        .from_platform = false,
+        .retryable = retryable,
+    };
+    char *payload = NULL;
+    size_t len = 0;
+    count_outcome(command_code_name(code));
+    if (command_response_format(&o, &payload, &len) != OCB_OK) {
+        log_error(MOD, NULL, "cannot format the %s answer for %s", command_code_name(code),
+                  a->topic);
+        return;
+    }
+    log_info(MOD, NULL, "%s: %s (%s)", a->topic, command_code_name(code), desc);
+    answer_publish(w, on_worker, a->topic, a->response_topic, a->corr, a->corr_len, payload, len);
+    free(payload);
+}
+
+/* <...>/command -> <...>/commandResponse, for any topic with a last level. */
+static bool answer_topic_for(const char *topic, char *out, size_t cap)
+{
+    const char *slash = strrchr(topic, '/');
+    if (!slash)
+        return false;
+    int n = snprintf(out, cap, "%.*s/commandResponse", (int)(slash - topic), topic);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* ---- the inbox (paho's thread) */
+
+static void inmsg_free(struct inmsg *m)
+{
+    if (!m)
+        return;
+    free(m->topic);
+    free(m->payload);
+    free(m->response_topic);
+    free(m->corr);
+    free(m);
+}
+
+/* Answer QUEUE_FULL (or SHUTTING_DOWN) without queueing: pure parse + publish. */
+static void reject_now(struct ocb_cmd_worker *w, const struct ocb_mqtt_msg *msg,
+                       enum ocb_command_code code, const char *desc)
+{
+    char topic[TOPIC_MAX];
+    if (!answer_topic_for(msg->topic, topic, sizeof(topic)))
+        return;
+    struct ocb_command_req req;
+    bool cancel = strlen(msg->topic) >= 14 &&
+                  strcmp(msg->topic + strlen(msg->topic) - 14, "/commandCancel") == 0;
+    command_parse(cancel, msg->payload, msg->len, w->cfg->platform.max_command_bytes, &req, NULL,
+                  0);
+    struct answer a = {
+        .topic = topic,
+        .response_topic = msg->response_topic,
+        .corr = msg->correlation,
+        .corr_len = msg->correlation_len,
+        .correlation_id = req.correlation_id,
+    };
+    answer_bridge(w, false, &a, code, 0, desc, true);
+    command_req_cleanup(&req);
+}
+
+void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
+{
+    struct ocb_cmd_worker *w = ctx;
+    if (!w || !msg || !msg->topic)
+        return;
+    pthread_mutex_lock(&w->lock);
+    bool stopping = w->stopping;
+    bool full = w->held >= w->cfg->platform.max_queue;
+    if (!stopping && !full)
+        w->held++;
+    pthread_mutex_unlock(&w->lock);
+    if (stopping) {
+        reject_now(w, msg, OCB_CMD_SHUTTING_DOWN, "the bridge is shutting down");
+        return;
+    }
+    if (full) {
+        reject_now(w, msg, OCB_CMD_QUEUE_FULL, "platform.max_queue commands are waiting");
+        return;
+    }
+    /* Copy only what is bounded: payloads over the cap are kept short (their
+     * answer is PAYLOAD_TOO_LARGE), so a hostile publisher cannot grow memory. */
+    size_t keep = msg->len;
+    if (keep > w->cfg->platform.max_command_bytes)
+        keep = 0;
+    struct inmsg *m = calloc(1, sizeof(*m));
+    if (m) {
+        m->topic = strdup_n(msg->topic);
+        m->payload = malloc(keep + 1);
+        if (m->payload && keep)
+            memcpy(m->payload, msg->payload, keep);
+        if (m->payload)
+            m->payload[keep] = '\0';
+        m->len = keep == msg->len ? keep : SIZE_MAX;
+        m->retained = msg->retained;
+        m->response_topic = strdup_n(msg->response_topic);
+        m->corr = memdup(msg->correlation, msg->correlation_len);
+        m->corr_len = m->corr ? msg->correlation_len : 0;
+        m->arrived_ms = now_ms();
+    }
+    if (!m || !m->topic || !m->payload || (msg->response_topic && !m->response_topic) ||
+        (msg->correlation && msg->correlation_len && !m->corr)) {
+        inmsg_free(m);
+        pthread_mutex_lock(&w->lock);
+        w->held--;
+        pthread_mutex_unlock(&w->lock);
+        reject_now(w, msg, OCB_CMD_INTERNAL, "out of memory");
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (w->in_tail)
+        w->in_tail->next = m;
+    else
+        w->in_head = m;
+    w->in_tail = m;
+    unsigned held = w->held;
+    pthread_mutex_unlock(&w->lock);
+    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)held);
+    platform_client_wakeup(w->pc);
+}
+
+static void release_slot(struct ocb_cmd_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->held > 0)
+        w->held--;
+    unsigned held = w->held;
+    pthread_mutex_unlock(&w->lock);
+    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)held);
+}
+
+/* ---- the requester map (any thread) */
+
+static void requester_unlink(struct ocb_cmd_worker *w, struct requester *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        w->req_head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        w->req_tail = r->prev;
+    w->n_requesters--;
+    free(r->response_topic);
+    free(r->corr);
+    free(r);
+}
+
+/* Caller holds req_lock. */
+static void requesters_expire(struct ocb_cmd_worker *w, int64_t now)
+{
+    struct requester *r = w->req_head;
+    while (r) {
+        struct requester *next = r->next;
+        if (now >= r->expires_ms)
+            requester_unlink(w, r);
+        r = next;
+    }
+}
+
+static void requester_add(struct ocb_cmd_worker *w, const struct job *job, const char *command_id)
+{
+    struct requester *r = calloc(1, sizeof(*r));
+    if (!r)
+        goto fail;
+    snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
+    r->response_topic = strdup_n(job->response_topic);
+    r->corr = memdup(job->corr, job->corr_len);
+    r->corr_len = r->corr ? job->corr_len : 0;
+    if (!r->response_topic || (job->corr && job->corr_len && !r->corr))
+        goto fail;
+    /* The entry lives as long as statuses can come: the command's cache
+     * time (platform default 48 h) plus the device retransmission window. */
+    int64_t life_ms =
+        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
+    int64_t now = now_ms();
+    r->expires_ms = now + life_ms;
+    pthread_mutex_lock(&w->req_lock);
+    requesters_expire(w, now);
+    if (w->n_requesters >= OCB_CMD_REQUESTERS_MAX) {
+        /* Full: forget the oldest; its statuses still reach commandStatus. */
+        metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
+        requester_unlink(w, w->req_head);
+    }
+    r->prev = w->req_tail;
+    if (w->req_tail)
+        w->req_tail->next = r;
+    else
+        w->req_head = r;
+    w->req_tail = r;
+    w->n_requesters++;
+    pthread_mutex_unlock(&w->req_lock);
+    return;
+fail:
+    if (r) {
+        free(r->response_topic);
+        free(r->corr);
+        free(r);
+    }
+    log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
+}
+
+void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
+                          const char *command_id, const char *body, size_t len)
+{
+    struct ocb_cmd_worker *w = ctx;
+    char parsed_id[OCB_COMMAND_ID_MAX + 1];
+    char result[64] = "";
+    (void)app_id;
+    (void)device_id;
+    if (!w || !command_id)
+        return;
+    /* Only the resultCode is needed from the body (to know when the
+     * command is over); an unreadable one is forwarded all the same. */
+    if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
+        OCB_OK)
+        result[0] = '\0';
+    char *topic = NULL;
+    void *corr = NULL;
+    size_t corr_len = 0;
+    int64_t now = now_ms();
+    pthread_mutex_lock(&w->req_lock);
+    requesters_expire(w, now);
+    for (struct requester *r = w->req_tail; r; r = r->prev) {
+        if (strcmp(r->command_id, command_id) != 0)
+            continue;
+        topic = strdup_n(r->response_topic);
+        corr = memdup(r->corr, r->corr_len);
+        corr_len = corr ? r->corr_len : 0;
+        if (command_status_is_final(result) && r->expires_ms > now + FINAL_GRACE_MS)
+            r->expires_ms = now + FINAL_GRACE_MS;
+        break;
+    }
+    pthread_mutex_unlock(&w->req_lock);
+    if (!topic)
+        return;
+    enum ocb_err rc = publish(w, topic, body, len, corr, corr_len);
+    if (rc != OCB_OK) {
+        metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
+        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", command_id, topic,
+                 ocb_strerror(rc));
+    }
+    free(topic);
+    free(corr);
+}
+
+/* ---- jobs (worker thread) */
+
+static struct wapp *find_wapp(struct ocb_cmd_worker *w, const char *app_id)
+{
+    for (size_t i = 0; i < w->n_apps; i++)
+        if (strcmp(w->apps[i].cfg->app_id, app_id) == 0)
+            return &w->apps[i];
+    return NULL;
+}
+
+static void job_free(struct job *job)
+{
+    if (!job)
+        return;
+    command_req_cleanup(&job->req);
+    free(job->response_topic);
+    free(job->corr);
+    free(job->body);
+    free(job);
+}
+
+static struct answer job_answer(const struct job *job)
+{
+    struct answer a = {
+        .topic = job->answer_topic,
+        .response_topic = job->response_topic,
+        .corr = job->corr,
+        .corr_len = job->corr_len,
+        .correlation_id = job->req.correlation_id,
+    };
+    return a;
+}
+
+/* Unlink job from its app's FIFO, free it and give its queue slot back. */
+static void job_finish(struct ocb_cmd_worker *w, struct job *job)
+{
+    struct wapp *app = job->app;
+    struct job **pp = &app->head;
+    struct job *prev = NULL;
+    while (*pp && *pp != job) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp) {
+        *pp = job->next;
+        if (app->tail == job)
+            app->tail = prev;
+    }
+    job_free(job);
+    release_slot(w);
+}
+
+/* Build the REST call of a validated command. */
+static enum ocb_err job_prepare(struct ocb_cmd_worker *w, struct job *job)
+{
+    char esc[3 * OCB_COMMAND_ID_MAX + 1];
+    char url[2048];
+    enum ocb_err rc;
+    switch (job->req.kind) {
+    case OCB_COMMAND_CREATE:
+        rc = command_callback_url(w->cfg->http.public_url, job->app->cfg->app_id,
+                                  job->app->cfg->push_token, url, sizeof(url));
+        if (rc == OCB_OK)
+            rc = command_create_body(&job->req, job->target.device_id, url, &job->body);
+        snprintf(job->path, sizeof(job->path), "%s", PATH_COMMANDS);
+        job->method = "POST";
+        job->op = "createCommand";
+        return rc;
+    case OCB_COMMAND_CANCEL:
+        rc = command_url_escape(job->req.command_id, esc, sizeof(esc));
+        if (rc == OCB_OK)
+            snprintf(job->path, sizeof(job->path), "%s/%s", PATH_COMMANDS, esc);
+        job->body = strdup_n("{\"status\":\"CANCELED\"}");
+        job->method = "PUT";
+        job->op = "cancelCommand";
+        return rc != OCB_OK ? rc : job->body ? OCB_OK : OCB_ERR_NOMEM;
+    case OCB_COMMAND_CANCEL_ALL:
+        snprintf(job->path, sizeof(job->path), "%s", PATH_CANCEL_TASKS);
+        job->method = "POST";
+        job->op = "cancelAllCommands";
+        return command_cancel_all_body(job->target.device_id, &job->body);
+    }
+    return OCB_ERR_INVALID;
+}
+
+/* Validate one inbox message: either a job in its app's FIFO, or an answer now. */
+static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    char why[160] = "";
+    if (job)
+        job->w = w;
+    enum ocb_command_code code = OCB_CMD_OK;
+    struct answer a = {
+        .topic = NULL,
+        .response_topic = m->response_topic,
+        .corr = m->corr,
+        .corr_len = m->corr_len,
+    };
+    if (!job) {
+        char topic[TOPIC_MAX];
+        if (answer_topic_for(m->topic, topic, sizeof(topic))) {
+            a.topic = topic;
+            answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, "out of memory", true);
+        }
+        release_slot(w);
+        return;
+    }
+    if (!answer_topic_for(m->topic, job->answer_topic, sizeof(job->answer_topic))) {
+        log_warn(MOD, NULL, "message on %s ignored: not a command topic", m->topic);
+        count_outcome(command_code_name(OCB_CMD_INVALID_TOPIC));
+        job_free(job);
+        release_slot(w);
+        return;
+    }
+    enum ocb_err trc = command_topic_parse(w->cfg->mqtt.topic_prefix, m->topic, &job->target);
+    bool cancel = job->target.cancel;
+    /* Parse even when something else is wrong: the answer echoes correlationId. */
+    if (m->len == SIZE_MAX) {
+        code = command_parse(cancel, "", 1, 0, &job->req, why, sizeof(why));
+    } else {
+        code = command_parse(cancel, m->payload, m->len, w->cfg->platform.max_command_bytes,
+                             &job->req, why, sizeof(why));
+    }
+    if (m->retained) {
+        code = OCB_CMD_RETAINED_COMMAND_IGNORED;
+        snprintf(why, sizeof(why), "retained messages on command topics are never executed");
+    } else if (trc != OCB_OK) {
+        code = OCB_CMD_INVALID_TOPIC;
+        snprintf(why, sizeof(why), "expected %s/<appId>/<deviceId>/command|commandCancel",
+                 w->cfg->mqtt.topic_prefix);
+    } else if (!config_find_app(w->cfg, job->target.app_id)) {
+        code = OCB_CMD_UNKNOWN_APP;
+        snprintf(why, sizeof(why), "app \"%.64s\" is not configured", job->target.app_id);
+    } else if (!(job->app = find_wapp(w, job->target.app_id))) {
+        code = OCB_CMD_COMMANDS_DISABLED;
+        snprintf(why, sizeof(why), "app \"%.64s\" has no secret: commands are off",
+                 job->target.app_id);
+    }
+    if (code == OCB_CMD_OK && job_prepare(w, job) != OCB_OK) {
+        code = OCB_CMD_INVALID_PAYLOAD;
+        snprintf(why, sizeof(why), "the command does not fit the platform's limits");
+    }
+    if (code != OCB_CMD_OK) {
+        a = job_answer(job);
+        answer_bridge(w, true, &a, code, 0, why, code == OCB_CMD_INTERNAL);
+        job_free(job);
+        release_slot(w);
+        return;
+    }
+    /* Hand over the requester's MQTT 5 properties to the job. */
+    job->response_topic = m->response_topic;
+    job->corr = m->corr;
+    job->corr_len = m->corr_len;
+    m->response_topic = NULL;
+    m->corr = NULL;
+    job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
+    job->next_try_ms = 0;
+    if (job->app->tail)
+        job->app->tail->next = job;
+    else
+        job->app->head = job;
+    job->app->tail = job;
+}
+
+static unsigned jitter(struct ocb_cmd_worker *w, unsigned ms)
+{
+    /* +-25 %: bridges restarted together must not retry in lockstep. */
+    unsigned span = ms / 2 + 1;
+    return ms - ms / 4 + (unsigned)(rand_r(&w->rand_state) % span);
+}
+
+static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
+{
+    char desc[400];
+    snprintf(desc, sizeof(desc), "gave up after %u attempt(s) in %u s: %s", job->attempts,
+             w->cfg->platform.command_deadline_s, job->last_desc[0] ? job->last_desc : "no answer");
+    struct answer a = job_answer(job);
+    answer_bridge(w, true, &a, OCB_CMD_PLATFORM_UNREACHABLE, job->last_status, desc, true);
+}
+
+/* Sliding-window rate limit: may app make a call now?  If not, when. */
+static bool rate_allows(const struct wapp *app, int64_t now, int64_t *when)
+{
+    if (app->window_calls == 0)
+        return true; /* rate_limit.calls = 0: unlimited */
+    if (app->n_sent < app->window_calls)
+        return true;
+    /* The oldest of the last window_calls calls must have left the window. */
+    int64_t oldest = app->sent[app->ring_pos];
+    if (now - oldest >= app->window_ms)
+        return true;
+    *when = oldest + app->window_ms;
+    return false;
+}
+
+static void rate_record(struct wapp *app, int64_t now)
+{
+    if (app->window_calls == 0)
+        return;
+    app->sent[app->ring_pos] = now;
+    app->ring_pos = (app->ring_pos + 1) % app->window_calls;
+    if (app->n_sent < app->window_calls)
+        app->n_sent++;
+}
+
+static void remember_failure(struct job *job, const struct ocb_platform_reply *r)
+{
+    job->last_status = r->status;
+    snprintf(job->last_desc, sizeof(job->last_desc), "%s%s%s", r->code, r->code[0] ? " " : "",
+             r->desc);
+}
+
+static void on_reply(void *ctx, const struct ocb_platform_reply *r)
+{
+    struct job *job = ctx;
+    struct ocb_cmd_worker *w = job->w;
+    struct wapp *app = job->app;
+    int64_t now = now_ms();
+    struct answer a = job_answer(job);
+
+    job->in_flight = false;
+    w->in_flight--;
+
+    if (r->transport == OCB_ERR_STOPPED) {
+        answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
+                      "the bridge stopped before the platform answered", true);
+        job_finish(w, job);
+        return;
+    }
+    if (r->cls == OCB_PLATFORM_OK) {
+        app->throttle_backoff_ms = 0;
+        struct ocb_command_outcome o = {
+            .correlation_id = job->req.correlation_id,
+            .ok = true,
+            .http_status = r->status,
+            .platform_body = r->body,
+            .platform_len = r->len,
+        };
+        char *payload = NULL;
+        size_t len = 0;
+        enum ocb_err rc = command_response_format(&o, &payload, &len);
+        if (rc != OCB_OK) {
+            answer_bridge(w, true, &a, OCB_CMD_INVALID_REPLY, r->status,
+                          "the platform's success reply is not a JSON object", false);
+            job_finish(w, job);
+            return;
+        }
+        char command_id[OCB_COMMAND_ID_MAX + 1];
+        if (job->req.kind == OCB_COMMAND_CREATE && job->response_topic &&
+            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK)
+            requester_add(w, job, command_id);
+        count_outcome("ok");
+        log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
+                 r->status, job->attempts);
+        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+        free(payload);
+        job_finish(w, job);
+        return;
+    }
+    if (r->cls == OCB_PLATFORM_FAILED || now >= job->deadline_ms) {
+        if (r->cls != OCB_PLATFORM_FAILED) {
+            remember_failure(job, r);
+            answer_unreachable(w, job);
+            job_finish(w, job);
+            return;
+        }
+        if (r->transport != OCB_OK) {
+            /* No usable HTTP answer (reply over the cap): ours to report. */
+            answer_bridge(w, true, &a, OCB_CMD_INVALID_REPLY, r->status, r->desc, false);
+        } else {
+            struct ocb_command_outcome o = {
+                .correlation_id = job->req.correlation_id,
+                .ok = false,
+                .http_status = r->status,
+                .code = r->code[0] ? r->code : "HTTP_ERROR",
+                .desc = r->desc,
+                .from_platform = true,
+                .retryable = false,
+            };
+            char *payload = NULL;
+            size_t len = 0;
+            count_outcome("platform_error");
+            log_info(MOD, NULL, "%s: %s failed: HTTP %ld %s %s", job->answer_topic, job->op,
+                     r->status, r->code, r->desc);
+            if (command_response_format(&o, &payload, &len) == OCB_OK)
+                answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload,
+                               len);
+            free(payload);
+        }
+        job_finish(w, job);
+        return;
+    }
+
+    /* Retryable: throttled, 5xx, network, timeout, or a token that keeps failing. */
+    remember_failure(job, r);
+    unsigned delay;
+    if (r->cls == OCB_PLATFORM_THROTTLED) {
+        metrics_counter_add("ocb_platform_throttled_total", "", 1);
+        /* Back the whole app off: start at one call's share of the window
+         * and double up to the window, so a backlog drains at the limit. */
+        unsigned share = 1000;
+        if (w->cfg->platform.rate_calls)
+            share = (unsigned)((uint64_t)w->cfg->platform.rate_per_seconds * 1000 /
+                               w->cfg->platform.rate_calls);
+        if (share < 200)
+            share = 200;
+        app->throttle_backoff_ms = app->throttle_backoff_ms ? app->throttle_backoff_ms * 2 : share;
+        unsigned cap = w->cfg->platform.rate_per_seconds * 1000;
+        if (app->throttle_backoff_ms > cap)
+            app->throttle_backoff_ms = cap;
+        delay = jitter(w, app->throttle_backoff_ms);
+        app->throttled_until_ms = now + delay;
+        log_warn(MOD, NULL, "app %s throttled by the platform; pausing %u ms", app->cfg->app_id,
+                 delay);
+    } else {
+        unsigned shift = job->attempts > 5 ? 5 : job->attempts;
+        unsigned base = RETRY_BASE_MS << shift;
+        delay = jitter(w, base > RETRY_MAX_MS ? RETRY_MAX_MS : base);
+        log_warn(MOD, NULL, "%s: %s attempt %u failed (%s), retrying in %u ms%s", job->answer_topic,
+                 job->op, job->attempts, job->last_desc, delay,
+                 (job->req.kind == OCB_COMMAND_CREATE && r->transport == OCB_ERR_TIMEOUT)
+                     ? "; the platform may have created it already"
+                     : "");
+    }
+    job->next_try_ms = now + delay;
+    if (job->next_try_ms >= job->deadline_ms) {
+        answer_unreachable(w, job);
+        job_finish(w, job);
+    }
+}
+
+/* Start every call that is due and allowed; return the next time to look again. */
+static int64_t dispatch(struct ocb_cmd_worker *w)
+{
+    int64_t now = now_ms();
+    int64_t next = now + 1000;
+    for (size_t i = 0; i < w->n_apps; i++) {
+        struct wapp *app = &w->apps[i];
+        struct job *job = app->head;
+        bool blocked = false;
+        while (job) {
+            struct job *after = job->next;
+            if (job->in_flight) {
+                job = after;
+                continue;
+            }
+            if (now >= job->deadline_ms) {
+                if (job->attempts == 0) {
+                    struct answer a = job_answer(job);
+                    answer_bridge(w, true, &a, OCB_CMD_EXPIRED_IN_QUEUE, 0,
+                                  "no platform call was possible before the deadline", true);
+                } else {
+                    answer_unreachable(w, job);
+                }
+                job_finish(w, job);
+                job = after;
+                continue;
+            }
+            if (job->deadline_ms < next)
+                next = job->deadline_ms;
+            if (blocked || job->next_try_ms > now) {
+                if (!blocked && job->next_try_ms < next)
+                    next = job->next_try_ms;
+                job = after;
+                continue;
+            }
+            int64_t when = 0;
+            if (w->in_flight >= w->cfg->platform.max_in_flight) {
+                blocked = true; /* woken by a completion */
+            } else if (app->throttled_until_ms > now) {
+                blocked = true;
+                if (app->throttled_until_ms < next)
+                    next = app->throttled_until_ms;
+            } else if (!rate_allows(app, now, &when)) {
+                blocked = true;
+                if (when < next)
+                    next = when;
+            } else {
+                struct ocb_platform_call call = {
+                    .app_id = app->cfg->app_id,
+                    .op = job->op,
+                    .method = job->method,
+                    .path = job->path,
+                    .body = job->body,
+                };
+                enum ocb_err rc = platform_client_submit(w->pc, &call, on_reply, job);
+                if (rc != OCB_OK) {
+                    struct answer a = job_answer(job);
+                    answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
+                    job_finish(w, job);
+                } else {
+                    rate_record(app, now);
+                    job->attempts++;
+                    job->in_flight = true;
+                    w->in_flight++;
+                }
+            }
+            job = after;
+        }
+    }
+    return next;
+}
+
+static void take_inbox(struct ocb_cmd_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    struct inmsg *m = w->in_head;
+    w->in_head = w->in_tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    while (m) {
+        struct inmsg *next = m->next;
+        take_message(w, m);
+        inmsg_free(m);
+        m = next;
+    }
+}
+
+static void sync_subscriptions(struct ocb_cmd_worker *w)
+{
+    if (subscriptions_sync(w->pc, w->cfg, NULL) == OCB_OK) {
+        w->subs_next_ms = 0;
+    } else {
+        w->subs_next_ms = now_ms() + SUBS_RETRY_MS;
+        log_warn(MOD, NULL, "platform subscriptions not in sync; retrying in %d s",
+                 SUBS_RETRY_MS / 1000);
+    }
+}
+
+static bool is_stopping(struct ocb_cmd_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool s = w->stopping;
+    pthread_mutex_unlock(&w->lock);
+    return s;
+}
+
+static void *worker_main(void *arg)
+{
+    struct ocb_cmd_worker *w = arg;
+    platform_client_login_all(w->pc);
+    if (w->cfg->platform.manage_subscriptions)
+        w->subs_next_ms = now_ms();
+    while (!is_stopping(w)) {
+        take_inbox(w);
+        int64_t next = dispatch(w);
+        outbox_flush(w);
+        int64_t now = now_ms();
+        if (w->subs_next_ms && now >= w->subs_next_ms)
+            sync_subscriptions(w); /* blocks the loop for at most a few platform timeouts */
+        if (w->out_head && next > now + 200)
+            next = now + 200; /* the broker gives no signal when it is back */
+        int wait = next > now ? (int)(next - now) : 0;
+        platform_client_run(w->pc, wait);
+    }
+    return NULL;
+}
+
+/* After the loop: let calls in flight finish for up to drain_ms, answer the rest. */
+static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
+{
+    int64_t until = now_ms() + drain_ms;
+    take_inbox(w);
+    while (w->in_flight > 0 && now_ms() < until)
+        platform_client_run(w->pc, 50);
+    for (size_t i = 0; i < w->n_apps; i++) {
+        struct job *job = w->apps[i].head;
+        while (job) {
+            struct job *after = job->next;
+            if (!job->in_flight) {
+                struct answer a = job_answer(job);
+                answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
+                              "the bridge stopped before the command was sent", true);
+                job_finish(w, job);
+            }
+            job = after;
+        }
+    }
+    /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN. */
+    platform_client_free(w->pc);
+    w->pc = NULL;
+    outbox_flush(w);
+    if (w->n_out)
+        log_warn(MOD, NULL, "%u answer(s) not published at shutdown", w->n_out);
+}
+
+enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
+                            struct ocb_cmd_worker **out)
+{
+    *out = NULL;
+    struct ocb_cmd_worker *w = calloc(1, sizeof(*w));
+    if (!w)
+        return OCB_ERR_NOMEM;
+    w->cfg = cfg;
+    w->link = link;
+    w->rand_state = (unsigned)now_ms() ^ (unsigned)(uintptr_t)w;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->req_lock, NULL);
+    enum ocb_err rc = platform_client_new(cfg, &w->pc);
+    if (rc != OCB_OK)
+        goto fail;
+    /* Keep the window ring bounded: a huge calls value is scaled down to the
+     * same average rate over a proportionally shorter window. */
+    unsigned calls = cfg->platform.rate_calls;
+    int64_t window_ms = (int64_t)cfg->platform.rate_per_seconds * 1000;
+    if (calls > RATE_WINDOW_MAX) {
+        window_ms = window_ms * RATE_WINDOW_MAX / calls;
+        calls = RATE_WINDOW_MAX;
+    }
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct ocb_app *a = &cfg->apps[i];
+        if (!a->secret || !*a->secret)
+            continue;
+        struct wapp *app = &w->apps[w->n_apps++];
+        app->cfg = a;
+        app->window_calls = calls;
+        app->window_ms = window_ms;
+        if (calls) {
+            app->sent = calloc(calls, sizeof(*app->sent));
+            if (!app->sent) {
+                rc = OCB_ERR_NOMEM;
+                goto fail;
+            }
+        }
+    }
+    metrics_describe("ocb_commands_total", OCB_METRIC_COUNTER,
+                     "MQTT commands by outcome (ok, platform_error or a bridge code)");
+    metrics_describe("ocb_command_queue_depth", OCB_METRIC_GAUGE,
+                     "Commands accepted and not yet answered");
+    metrics_describe("ocb_platform_throttled_total", OCB_METRIC_COUNTER,
+                     "Platform answers 1010009 (app throttle exceeded)");
+    metrics_describe("ocb_command_answers_dropped_total", OCB_METRIC_COUNTER,
+                     "commandResponse answers that could not be published");
+    metrics_describe("ocb_command_requesters_evicted_total", OCB_METRIC_COUNTER,
+                     "Response-topic requesters forgotten early because the map was full");
+    metrics_gauge_set("ocb_command_queue_depth", "", 0);
+    *out = w;
+    return OCB_OK;
+fail:
+    cmd_worker_free(w);
+    return rc;
+}
+
+enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w)
+{
+    static const char *const leaves[] = {"command", "commandCancel"};
+    const struct ocb_config *cfg = w->cfg;
+    for (size_t i = 0; i < 2; i++) {
+        char filter[TOPIC_MAX];
+        int n;
+        if (cfg->mqtt.shared_group && *cfg->mqtt.shared_group)
+            n = snprintf(filter, sizeof(filter), "$share/%s/%s/+/+/%s", cfg->mqtt.shared_group,
+                         cfg->mqtt.topic_prefix, leaves[i]);
+        else
+            n = snprintf(filter, sizeof(filter), "%s/+/+/%s", cfg->mqtt.topic_prefix, leaves[i]);
+        if (n < 0 || (size_t)n >= sizeof(filter))
+            return OCB_ERR_TOO_BIG;
+        enum ocb_err rc = mqtt_link_add_subscription(w->link, filter);
+        if (rc != OCB_OK)
+            return rc;
+    }
+    mqtt_link_set_handlers(w->link, cmd_worker_on_message, NULL, w);
+    return OCB_OK;
+}
+
+enum ocb_err cmd_worker_start(struct ocb_cmd_worker *w)
+{
+    if (w->started)
+        return OCB_OK;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+        return OCB_ERR_IO;
+    w->started = true;
+    return OCB_OK;
+}
+
+void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    bool already = w->stopping;
+    w->stopping = true;
+    pthread_mutex_unlock(&w->lock);
+    if (already)
+        return;
+    if (w->started) {
+        platform_client_wakeup(w->pc);
+        pthread_join(w->thread, NULL);
+        w->started = false;
+    }
+    if (w->pc)
+        drain(w, drain_ms);
+}
+
+bool cmd_worker_ready(void *ctx)
+{
+    const struct ocb_cmd_worker *w = ctx;
+    return w && w->pc && platform_client_ready(w->pc);
+}
+
+void cmd_worker_free(struct ocb_cmd_worker *w)
+{
+    if (!w)
+        return;
+    cmd_worker_stop(w, 0);
+    platform_client_free(w->pc);
+    for (size_t i = 0; i < w->n_apps; i++)
+        free(w->apps[i].sent);
+    struct inmsg *m = w->in_head;
+    while (m) {
+        struct inmsg *next = m->next;
+        inmsg_free(m);
+        m = next;
+    }
+    while (w->out_head) {
+        struct outmsg *o = w->out_head;
+        w->out_head = o->next;
+        free(o->topic);
+        free(o->payload);
+        free(o->corr);
+        free(o);
+    }
+    while (w->req_head)
+        requester_unlink(w, w->req_head);
+    pthread_mutex_destroy(&w->lock);
+    pthread_mutex_destroy(&w->req_lock);
+    free(w);
+}
