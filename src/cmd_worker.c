@@ -56,6 +56,7 @@
 #define SUBS_RETRY_MS        60000
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
+#define LAST_TRY_MARGIN_MS   200
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -154,6 +155,7 @@ struct ocb_cmd_worker {
     unsigned n_out;
     unsigned rand_state;
     int64_t subs_next_ms; /* 0 = no subscription sync due */
+    uint64_t seen[2048];  /* dispatch's per-pass device set (SEEN_SLOTS) */
 };
 
 static int64_t now_ms(void)
@@ -871,7 +873,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         log_warn(MOD, NULL, "app %s throttled by the platform; pausing %u ms", app->cfg->app_id,
                  delay);
     } else {
-        unsigned shift = job->attempts > 5 ? 5 : job->attempts;
+        unsigned shift = job->attempts > 6 ? 5 : job->attempts - 1; /* attempts >= 1 here */
         unsigned base = RETRY_BASE_MS << shift;
         delay = jitter(w, base > RETRY_MAX_MS ? RETRY_MAX_MS : base);
         log_warn(MOD, NULL, "%s: %s attempt %u failed (%s), retrying in %u ms%s", job->answer_topic,
@@ -882,9 +884,46 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     }
     job->next_try_ms = now + delay;
     if (job->next_try_ms >= job->deadline_ms) {
-        answer_unreachable(w, job);
-        job_finish(w, job);
+        /* Use the whole budget: one last attempt just before the deadline,
+         * unless there is no time left for one. */
+        if (job->deadline_ms - now > 2 * LAST_TRY_MARGIN_MS) {
+            job->next_try_ms = job->deadline_ms - LAST_TRY_MARGIN_MS;
+        } else {
+            answer_unreachable(w, job);
+            job_finish(w, job);
+        }
     }
+}
+
+/*
+ * Device ordering: a command starts only when no earlier command of its app's
+ * FIFO targets the same device, so a device gets its commands in the order
+ * they were published even though calls for different devices overlap.
+ * A pass remembers the devices it has seen in a small hash set; a collision
+ * only serialises two devices needlessly, it never reorders.
+ */
+#define SEEN_SLOTS 2048
+
+static uint64_t device_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h | 1; /* 0 marks an empty slot */
+}
+
+/* Record h; true when it was already there. */
+static bool seen_add(uint64_t *seen, uint64_t h)
+{
+    for (size_t i = 0, slot = h % SEEN_SLOTS; i < SEEN_SLOTS; i++, slot = (slot + 1) % SEEN_SLOTS) {
+        if (seen[slot] == h)
+            return true;
+        if (seen[slot] == 0) {
+            seen[slot] = h;
+            return false;
+        }
+    }
+    return true; /* full: serialise */
 }
 
 /* Start every call that is due and allowed; return the next time to look again. */
@@ -896,8 +935,10 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
         struct wapp *app = &w->apps[i];
         struct job *job = app->head;
         bool blocked = false;
+        memset(w->seen, 0, sizeof(w->seen));
         while (job) {
             struct job *after = job->next;
+            bool device_busy = seen_add(w->seen, device_hash(job->target.device_id));
             if (job->in_flight) {
                 job = after;
                 continue;
@@ -916,8 +957,9 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
             }
             if (job->deadline_ms < next)
                 next = job->deadline_ms;
-            if (blocked || job->next_try_ms > now) {
-                if (!blocked && job->next_try_ms < next)
+            if (blocked || device_busy || job->next_try_ms > now) {
+                /* A busy device wakes us by its own completion or retry time. */
+                if (!blocked && !device_busy && job->next_try_ms < next)
                     next = job->next_try_ms;
                 job = after;
                 continue;
@@ -1071,7 +1113,9 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
         struct wapp *app = &w->apps[w->n_apps++];
         app->cfg = a;
         app->window_calls = calls;
-        app->window_ms = window_ms;
+        /* The platform times calls on arrival, a little after we send them:
+         * a 2 % + 20 ms margin keeps the two windows from overlapping. */
+        app->window_ms = window_ms + window_ms / 50 + 20;
         if (calls) {
             app->sent = calloc(calls, sizeof(*app->sent));
             if (!app->sent) {
