@@ -40,14 +40,20 @@ struct ocb_mqtt_pub {
     const char *topic;
     const void *payload;
     size_t len;
-    const char *notify_type; /* MQTT 5 user property "notifyType", or NULL */
-    const char *request_id;  /* MQTT 5 user property "requestId", or NULL */
-    const void *correlation; /* MQTT 5 correlation data, or NULL */
+    const char *notify_type;    /* MQTT 5 user property "notifyType", or NULL */
+    const char *request_id;     /* MQTT 5 user property "requestId", or NULL */
+    const char *ocb_request_id; /* MQTT 5 user property "ocbRequestId" (the bridge's own
+                                   request id, for tracing), or NULL */
+    const char *content_type;   /* MQTT 5 content type (e.g. "application/json"), or NULL */
+    bool payload_utf8;          /* MQTT 5 payload format indicator 1; set it only when the
+                                   payload is valid UTF-8 */
+    const void *correlation;    /* MQTT 5 correlation data, or NULL */
     size_t correlation_len;
 };
 
 /* rc is OCB_OK once the broker acknowledged (PUBACK for QoS 1, sent for QoS 0),
- * OCB_ERR_NOT_CONNECTED when the connection dropped first. */
+ * OCB_ERR_NOT_CONNECTED when the connection dropped first (or the link stopped),
+ * OCB_ERR_PROTOCOL when an MQTT 5 broker refused it with a reason code >= 0x80. */
 typedef void (*ocb_mqtt_done)(void *ctx, enum ocb_err rc);
 typedef void (*ocb_mqtt_on_message)(void *ctx, const struct ocb_mqtt_msg *msg);
 typedef void (*ocb_mqtt_on_state)(void *ctx, bool connected);

@@ -1,0 +1,1060 @@
+/*
+ * http_rx.c: the push listener.
+ *
+ * One `struct req` per HTTP request, created on MHD's first call for it.
+ * Cheap checks run before the body is read (allow_from, method, path, app,
+ * token, Content-Length), so a rejected request costs no buffering; the body
+ * is then collected under http.max_body_bytes, routed (route.c) and handed
+ * to mqtt_link_publish().
+ *
+ * While the publish is in flight the MHD connection is suspended.  Two
+ * parties may finish it: the link's done callback (paho's thread) and the
+ * timeout timer (our one timer thread).  Whoever resolves the request first
+ * records the outcome and resumes the connection; MHD then calls the access
+ * handler again, on its own thread, and that call sends the answer.  The
+ * second party finds the request resolved and does nothing.  The request is
+ * reference-counted (MHD, the pending publish, the timer list each hold one)
+ * so a late ack after a timeout touches valid memory.
+ *
+ * All publishes share one timeout, so the timer list is a FIFO whose head
+ * always has the earliest deadline: insertion and removal are O(1) and the
+ * timer thread sleeps exactly until the next deadline.
+ *
+ * Lock order: req->mu before rx->tmu.  The timer thread pops under tmu and
+ * resolves after releasing it; no MHD or paho call is made under tmu.
+ */
+#include "ocb/http_rx.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <microhttpd.h>
+
+#include "ocb/log.h"
+#include "ocb/metrics.h"
+#include "ocb/route.h"
+
+#define MOD "http"
+
+#define APP_ID_MAX       128
+#define TOKEN_MAX        256
+#define REASON_MAX       160
+#define BODY_INITIAL_CAP 16384
+#define PEM_MAX          (1u << 20)
+#define CONNECTION_LIMIT 4096
+#define IDLE_TIMEOUT_S   30
+/* Past max_body_bytes we keep reading (to be able to answer 413) for at most
+ * this much more before cutting the connection. */
+#define DISCARD_MAX        (1u << 20)
+#define STOP_FORCE_WAIT_MS 2000
+
+enum phase {
+    PH_NEW = 0,
+    PH_BODY, /* collecting the upload */
+    PH_WAIT, /* publish in flight (suspended unless already resolved) */
+    PH_DONE, /* an answer is queued */
+};
+
+enum outcome {
+    OUT_NONE = 0,
+    OUT_ACKED,
+    OUT_FAILED,  /* connection dropped / broker refused */
+    OUT_TIMEOUT, /* no ack within publish_timeout_ms */
+    OUT_STOPPED, /* shutting down */
+};
+
+struct ready_hook {
+    const char *name;
+    ocb_http_ready_fn fn;
+    void *ctx;
+};
+
+struct ocb_http_rx {
+    const struct ocb_config *cfg;
+    struct ocb_mqtt_link *link;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    char *tls_key, *tls_cert, *tls_ca; /* PEM text, kept for the daemon's lifetime */
+
+    struct ready_hook hooks[OCB_HTTP_MAX_READY_HOOKS];
+    size_t n_hooks;
+    ocb_http_command_status_fn on_status;
+    void *on_status_ctx;
+
+    atomic_bool stopping;
+    atomic_int active; /* requests between MHD's first call and completion */
+    atomic_uint_fast64_t seq;
+    uint32_t id_salt;
+    bool stopped;
+
+    /* The timer: FIFO of requests waiting for an ack, under tmu. */
+    pthread_mutex_t tmu;
+    pthread_cond_t tcv;
+    struct req *thead, *ttail;
+    bool tstop;
+    pthread_t timer;
+    bool timer_started;
+};
+
+struct req {
+    atomic_int refs;
+    pthread_mutex_t mu;
+    struct ocb_http_rx *rx;
+    struct MHD_Connection *conn;
+    char id[17];
+    enum phase phase;
+    bool is_push;
+    struct timespec started;
+
+    const struct ocb_app *app;
+    char *body;
+    size_t len, cap;
+    size_t discarded;
+    bool too_large;
+    struct ocb_route route;
+
+    /* Guarded by mu. */
+    bool suspended;
+    enum outcome outcome;
+    enum ocb_err publish_rc;
+
+    /* Guarded by rx->tmu. */
+    struct req *tprev, *tnext;
+    bool in_timer;
+    struct timespec deadline;
+};
+
+/* ---- requests and their references */
+
+static void req_unref(struct req *r)
+{
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
+    route_cleanup(&r->route);
+    free(r->body);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
+{
+    struct req *r = calloc(1, sizeof(*r));
+    uint64_t n;
+
+    if (r == NULL)
+        return NULL;
+    atomic_init(&r->refs, 1); /* MHD's, released in on_completed() */
+    pthread_mutex_init(&r->mu, NULL);
+    r->rx = rx;
+    r->conn = conn;
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    /* 16 hex chars: a per-process random salt and a counter, so ids are
+     * unique within a run and unlikely to repeat across restarts. */
+    n = atomic_fetch_add(&rx->seq, 1);
+    snprintf(r->id, sizeof(r->id), "%08" PRIx32 "%08" PRIx32, rx->id_salt ^ (uint32_t)(n >> 32),
+             (uint32_t)n);
+    return r;
+}
+
+/* ---- answers */
+
+static void count_push(const struct req *r, const char *outcome)
+{
+    char nt[96], labels[192];
+
+    metrics_label_escape(r->route.notify_type != NULL ? r->route.notify_type : "unknown", nt,
+                         sizeof(nt));
+    snprintf(labels, sizeof(labels), "notify_type=\"%s\",outcome=\"%s\"", nt, outcome);
+    metrics_counter_add("ocb_pushes_total", labels, 1);
+}
+
+/*
+ * Queue an answer.  body is sent as is (with "\n" appended unless it is the
+ * 200 "ok" of a push, which stays exactly "ok" like Huawei's own receivers).
+ */
+static enum MHD_Result answer(struct req *r, unsigned status, const char *body,
+                              const char *content_type, const char *allow)
+{
+    struct ocb_http_rx *rx = r->rx;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char retry[16];
+
+    resp = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            content_type != NULL ? content_type : "text/plain; charset=utf-8");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+        snprintf(retry, sizeof(retry), "%u", rx->cfg->http.retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
+    }
+    if (allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (atomic_load(&rx->stopping))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    ret = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    r->phase = PH_DONE;
+    return ret;
+}
+
+static enum MHD_Result answer_text(struct req *r, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum MHD_Result answer_text(struct req *r, unsigned status, const char *fmt, ...)
+{
+    char buf[REASON_MAX + 64];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        buf[0] = '\0';
+    else if ((size_t)n >= sizeof(buf) - 1)
+        n = (int)sizeof(buf) - 2;
+    if (n >= 0) {
+        buf[n] = '\n';
+        buf[n + 1] = '\0';
+    }
+    return answer(r, status, buf, NULL, NULL);
+}
+
+/* A request refused before publishing: logged once, counted, answered. */
+static enum MHD_Result reject(struct req *r, unsigned status, const char *metric_reason,
+                              const char *allow, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static enum MHD_Result reject(struct req *r, unsigned status, const char *metric_reason,
+                              const char *allow, const char *fmt, ...)
+{
+    char reason[REASON_MAX], labels[64], body[REASON_MAX + 2];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", metric_reason);
+    metrics_counter_add("ocb_push_rejections_total", labels, 1);
+    if (r->is_push)
+        count_push(r, "rejected");
+    log_warn(MOD, r->id, "%u %s%s%s", status, reason, r->app != NULL ? " app=" : "",
+             r->app != NULL ? r->app->app_id : "");
+    snprintf(body, sizeof(body), "%s\n", reason);
+    return answer(r, status, body, NULL, allow);
+}
+
+static enum MHD_Result unavailable(struct req *r, const char *outcome, const char *why)
+{
+    count_push(r, outcome);
+    log_warn(MOD, r->id, "503 %s app=%s topic=%s", why, r->app != NULL ? r->app->app_id : "-",
+             r->route.topic != NULL ? r->route.topic : "-");
+    return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "%s", why);
+}
+
+/* ---- the timeout timer */
+
+static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
+{
+    clock_gettime(CLOCK_MONOTONIC, &r->deadline);
+    r->deadline.tv_sec += rx->cfg->mqtt.publish_timeout_ms / 1000;
+    r->deadline.tv_nsec += (long)(rx->cfg->mqtt.publish_timeout_ms % 1000) * 1000000L;
+    if (r->deadline.tv_nsec >= 1000000000L) {
+        r->deadline.tv_sec++;
+        r->deadline.tv_nsec -= 1000000000L;
+    }
+    atomic_fetch_add(&r->refs, 1);
+    r->in_timer = true;
+    r->tnext = NULL;
+    r->tprev = rx->ttail;
+    if (rx->ttail != NULL)
+        rx->ttail->tnext = r;
+    else
+        rx->thead = r;
+    rx->ttail = r;
+    pthread_cond_signal(&rx->tcv);
+}
+
+/* Unlink r from the timer list (tmu held).  Returns true when the list's reference passed to
+ * the caller. */
+static bool timer_unlink_locked(struct ocb_http_rx *rx, struct req *r)
+{
+    if (!r->in_timer)
+        return false;
+    if (r->tprev != NULL)
+        r->tprev->tnext = r->tnext;
+    else
+        rx->thead = r->tnext;
+    if (r->tnext != NULL)
+        r->tnext->tprev = r->tprev;
+    else
+        rx->ttail = r->tprev;
+    r->tprev = r->tnext = NULL;
+    r->in_timer = false;
+    return true;
+}
+
+/* Record the outcome once and wake the suspended connection. */
+static void resolve(struct req *r, enum outcome o, enum ocb_err rc)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->outcome == OUT_NONE) {
+        r->outcome = o;
+        r->publish_rc = rc;
+        if (r->suspended) {
+            r->suspended = false;
+            MHD_resume_connection(r->conn);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void *timer_main(void *arg)
+{
+    struct ocb_http_rx *rx = arg;
+
+    pthread_mutex_lock(&rx->tmu);
+    while (!rx->tstop) {
+        struct timespec now;
+        struct req *r = rx->thead;
+
+        if (r == NULL) {
+            pthread_cond_wait(&rx->tcv, &rx->tmu);
+            continue;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec < r->deadline.tv_sec ||
+            (now.tv_sec == r->deadline.tv_sec && now.tv_nsec < r->deadline.tv_nsec)) {
+            pthread_cond_timedwait(&rx->tcv, &rx->tmu, &r->deadline);
+            continue;
+        }
+        timer_unlink_locked(rx, r);
+        pthread_mutex_unlock(&rx->tmu);
+        resolve(r, OUT_TIMEOUT, OCB_ERR_TIMEOUT);
+        req_unref(r);
+        pthread_mutex_lock(&rx->tmu);
+    }
+    pthread_mutex_unlock(&rx->tmu);
+    return NULL;
+}
+
+/* The link's done callback (paho's thread, or the thread stopping the link). */
+static void on_published(void *ctx, enum ocb_err rc)
+{
+    struct req *r = ctx;
+    struct ocb_http_rx *rx = r->rx;
+    bool had_timer_ref;
+
+    resolve(r, rc == OCB_OK ? OUT_ACKED : OUT_FAILED, rc);
+    pthread_mutex_lock(&rx->tmu);
+    had_timer_ref = timer_unlink_locked(rx, r);
+    pthread_mutex_unlock(&rx->tmu);
+    if (had_timer_ref)
+        req_unref(r);
+    req_unref(r); /* the publish's reference */
+}
+
+/* ---- request handling */
+
+static bool ready(struct ocb_http_rx *rx, const char **why)
+{
+    if (atomic_load(&rx->stopping)) {
+        *why = "stopping";
+        return false;
+    }
+    if (!mqtt_link_connected(rx->link)) {
+        *why = "broker not connected";
+        return false;
+    }
+    for (size_t i = 0; i < rx->n_hooks; i++) {
+        if (!rx->hooks[i].fn(rx->hooks[i].ctx)) {
+            *why = rx->hooks[i].name;
+            return false;
+        }
+    }
+    *why = NULL;
+    return true;
+}
+
+static enum MHD_Result serve_metrics(struct req *r)
+{
+    char *text = NULL;
+    size_t len = 0;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (metrics_render(&text, &len) != OCB_OK)
+        return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    ret = MHD_queue_response(r->conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    r->phase = PH_DONE;
+    return ret;
+}
+
+static bool is_get(const char *method)
+{
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* With http.tls_client_ca set, GnuTLS only *requests* a client certificate;
+ * requiring one (and checking it against the CA) is ours to do. */
+static bool client_cert_ok(struct req *r)
+{
+    const union MHD_ConnectionInfo *ci;
+    unsigned status = 0;
+
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (ci == NULL || ci->tls_session == NULL)
+        return false;
+    if (gnutls_certificate_verify_peers2((gnutls_session_t)ci->tls_session, &status) < 0)
+        return false;
+    return status == 0;
+}
+
+static bool client_allowed(struct req *r)
+{
+    const struct ocb_config *cfg = r->rx->cfg;
+    const union MHD_ConnectionInfo *ci;
+
+    if (cfg->http.n_allow_from == 0)
+        return true;
+    ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return false;
+    for (size_t i = 0; i < cfg->http.n_allow_from; i++) {
+        if (config_cidr_match(&cfg->http.allow_from[i], ci->client_addr))
+            return true;
+    }
+    return false;
+}
+
+/* MHD's first call for a request: everything decidable from the headers. */
+static enum MHD_Result begin(struct req *r, const char *url, const char *method)
+{
+    struct ocb_http_rx *rx = r->rx;
+    const struct ocb_config *cfg = rx->cfg;
+    char app_id[APP_ID_MAX], token[TOKEN_MAX];
+    const char *cl, *why;
+
+    if (cfg->http.tls_client_ca[0] != '\0' && !client_cert_ok(r))
+        return reject(r, MHD_HTTP_FORBIDDEN, "not_allowed", NULL,
+                      "a client certificate signed by the configured CA is required");
+
+    if (strcmp(url, "/healthz") == 0) {
+        if (!is_get(method))
+            return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
+                          "method %s not allowed on /healthz", method);
+        return answer(r, MHD_HTTP_OK, "ok\n", NULL, NULL);
+    }
+    if (strcmp(url, "/readyz") == 0) {
+        if (!is_get(method))
+            return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
+                          "method %s not allowed on /readyz", method);
+        if (ready(rx, &why))
+            return answer(r, MHD_HTTP_OK, "ready\n", NULL, NULL);
+        return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        if (!is_get(method))
+            return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
+                          "method %s not allowed on /metrics", method);
+        return serve_metrics(r);
+    }
+    if (strncmp(url, "/push/", 6) != 0 && strcmp(url, "/push") != 0)
+        return reject(r, MHD_HTTP_NOT_FOUND, "not_found", NULL, "no such path");
+
+    /* A push.  allow_from guards only this path: probes and Prometheus
+     * usually come from elsewhere than the platform. */
+    r->is_push = true;
+    if (!client_allowed(r))
+        return reject(r, MHD_HTTP_FORBIDDEN, "not_allowed", NULL,
+                      "client address not in http.allow_from");
+    if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "POST",
+                      "method %s not allowed on /push", method);
+    if (!http_rx_parse_push_path(url, app_id, sizeof(app_id), token, sizeof(token)))
+        return reject(r, MHD_HTTP_NOT_FOUND, "not_found", NULL,
+                      "expected /push/<appId> or /push/<appId>/<pushToken>");
+    r->app = config_find_app(cfg, app_id);
+    if (r->app == NULL)
+        return reject(r, MHD_HTTP_NOT_FOUND, "unknown_app", NULL, "unknown app");
+    if (!http_rx_token_ok(r->app->push_token, token))
+        return reject(r, MHD_HTTP_UNAUTHORIZED, "bad_token", NULL,
+                      token[0] == '\0' ? "push token required" : "wrong push token");
+    if (atomic_load(&rx->stopping))
+        return unavailable(r, "unavailable", "shutting down");
+
+    cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL) {
+        char *end = NULL;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(cl, &end, 10);
+        if (errno != 0 || end == cl || *end != '\0' || v > cfg->http.max_body_bytes)
+            return reject(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
+                          "body over http.max_body_bytes (%zu)", cfg->http.max_body_bytes);
+        r->cap = v > 0 ? (size_t)v : 1;
+    }
+    r->phase = PH_BODY;
+    return MHD_YES;
+}
+
+static enum MHD_Result collect(struct req *r, const char *data, size_t n)
+{
+    size_t max = r->rx->cfg->http.max_body_bytes;
+
+    if (r->too_large || n > max - r->len) {
+        /* Keep reading (bounded) so that the client gets a 413, not a reset. */
+        r->too_large = true;
+        r->discarded += n;
+        return r->discarded > DISCARD_MAX + max ? MHD_NO : MHD_YES;
+    }
+    if (r->len + n > r->cap || r->body == NULL) {
+        size_t cap = r->cap > 0 ? r->cap : BODY_INITIAL_CAP;
+        char *nb;
+
+        while (cap < r->len + n)
+            cap = cap > max / 2 ? max : cap * 2;
+        nb = realloc(r->body, cap);
+        if (nb == NULL)
+            return MHD_NO;
+        r->body = nb;
+        r->cap = cap;
+    }
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    return MHD_YES;
+}
+
+static enum MHD_Result finish(struct req *r);
+
+/* The whole body is in: route and publish. */
+static enum MHD_Result publish(struct req *r)
+{
+    struct ocb_http_rx *rx = r->rx;
+    const struct ocb_config *cfg = rx->cfg;
+    enum ocb_route_reject why;
+    char reason[REASON_MAX];
+    struct ocb_mqtt_pub pub;
+    enum ocb_err rc;
+    bool resolved_early;
+
+    if (r->too_large)
+        return reject(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
+                      "body over http.max_body_bytes (%zu)", cfg->http.max_body_bytes);
+    rc = route_from_push(cfg->mqtt.topic_prefix, r->app->app_id, r->body != NULL ? r->body : "",
+                         r->len, cfg->mqtt.max_topic_len, &r->route, &why, reason, sizeof(reason));
+    if (rc == OCB_ERR_NOMEM)
+        return unavailable(r, "unavailable", "out of memory");
+    if (rc != OCB_OK)
+        return reject(r, MHD_HTTP_BAD_REQUEST,
+                      why == OCB_ROUTE_BAD_TOPIC ? "bad_topic" : "bad_json", NULL, "%s", reason);
+    if (atomic_load(&rx->stopping))
+        return unavailable(r, "unavailable", "shutting down");
+
+    memset(&pub, 0, sizeof(pub));
+    pub.topic = r->route.topic;
+    pub.payload = r->body != NULL ? r->body : "";
+    pub.len = r->len;
+    pub.notify_type = r->route.notify_type;
+    pub.request_id = r->route.request_id;
+    pub.ocb_request_id = r->id;
+    pub.content_type = "application/json";
+    pub.payload_utf8 = r->route.payload_utf8;
+
+    r->phase = PH_WAIT;
+    atomic_fetch_add(&r->refs, 1); /* the publish's, released in on_published() */
+    rc = mqtt_link_publish(rx->link, &pub, on_published, r);
+    if (rc != OCB_OK) {
+        atomic_fetch_sub(&r->refs, 1);
+        switch (rc) {
+        case OCB_ERR_FULL:
+            return unavailable(r, "unavailable", "too many publishes awaiting the broker");
+        case OCB_ERR_NOT_CONNECTED:
+            return unavailable(r, "unavailable", "broker not connected");
+        case OCB_ERR_STOPPED:
+            return unavailable(r, "unavailable", "shutting down");
+        default:
+            return unavailable(r, "unavailable", ocb_strerror(rc));
+        }
+    }
+    metrics_gauge_add("ocb_push_inflight", "", 1);
+
+    pthread_mutex_lock(&r->mu);
+    resolved_early = r->outcome != OUT_NONE;
+    if (!resolved_early) {
+        MHD_suspend_connection(r->conn);
+        r->suspended = true;
+        pthread_mutex_lock(&rx->tmu);
+        timer_add_locked(rx, r);
+        pthread_mutex_unlock(&rx->tmu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    /* An ack faster than this thread: answer now, MHD would not call again. */
+    return resolved_early ? finish(r) : MHD_YES;
+}
+
+/* The publish finished (or timed out): answer. */
+static enum MHD_Result finish(struct req *r)
+{
+    struct ocb_http_rx *rx = r->rx;
+    enum outcome o;
+    enum ocb_err rc;
+
+    pthread_mutex_lock(&r->mu);
+    o = r->outcome;
+    rc = r->publish_rc;
+    pthread_mutex_unlock(&r->mu);
+    if (o == OUT_NONE)
+        return MHD_YES; /* spurious wake-up; still waiting */
+    metrics_gauge_add("ocb_push_inflight", "", -1);
+
+    switch (o) {
+    case OUT_ACKED:
+        if (r->route.kind == OCB_ROUTE_COMMAND_STATUS && rx->on_status != NULL)
+            rx->on_status(rx->on_status_ctx, r->app->app_id, r->route.device_id,
+                          r->route.command_id, r->body != NULL ? r->body : "", r->len);
+        count_push(r, "ok");
+        log_debug(MOD, r->id, "200 app=%s topic=%s bytes=%zu", r->app->app_id, r->route.topic,
+                  r->len);
+        return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
+    case OUT_TIMEOUT:
+        return unavailable(r, "timeout", "broker did not acknowledge in time");
+    case OUT_STOPPED:
+        return unavailable(r, "unavailable", "shutting down");
+    case OUT_FAILED:
+    default:
+        return unavailable(r, "unavailable",
+                           rc == OCB_ERR_PROTOCOL ? "broker refused the message"
+                                                  : "broker connection lost");
+    }
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct ocb_http_rx *rx = cls;
+    struct req *r = *con_cls;
+
+    (void)version;
+    if (r == NULL) {
+        r = req_new(rx, conn);
+        if (r == NULL)
+            return MHD_NO; /* out of memory: drop the connection, the platform retries */
+        atomic_fetch_add(&rx->active, 1);
+        *con_cls = r;
+        return begin(r, url, method);
+    }
+    switch (r->phase) {
+    case PH_BODY:
+        if (*upload_data_size > 0) {
+            enum MHD_Result ret = collect(r, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return ret;
+        }
+        return publish(r);
+    case PH_WAIT:
+        return finish(r);
+    case PH_NEW:
+    case PH_DONE:
+    default:
+        *upload_data_size = 0; /* an answer is queued; ignore the rest */
+        return MHD_YES;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct ocb_http_rx *rx = cls;
+    struct req *r = *con_cls;
+
+    (void)conn;
+    if (r == NULL)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PH_DONE)
+        log_info(MOD, r->id, "request ended without an answer (MHD code %d)", (int)toe);
+    *con_cls = NULL;
+    atomic_fetch_sub(&rx->active, 1);
+    req_unref(r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_warn(MOD, NULL, "libmicrohttpd: %s", buf);
+}
+
+/* ---- pure helpers */
+
+bool http_rx_parse_push_path(const char *url, char *app, size_t app_cap, char *token,
+                             size_t token_cap)
+{
+    const char *p, *slash;
+    size_t n;
+
+    if (strncmp(url, "/push/", 6) != 0)
+        return false;
+    p = url + 6;
+    slash = strchr(p, '/');
+    n = slash != NULL ? (size_t)(slash - p) : strlen(p);
+    if (n == 0 || n >= app_cap)
+        return false;
+    memcpy(app, p, n);
+    app[n] = '\0';
+    if (slash == NULL) {
+        token[0] = '\0';
+        return true;
+    }
+    p = slash + 1;
+    if (strchr(p, '/') != NULL)
+        return false;
+    n = strlen(p);
+    if (n >= token_cap)
+        return false;
+    memcpy(token, p, n);
+    token[n] = '\0';
+    return true;
+}
+
+bool http_rx_token_ok(const char *expected, const char *given)
+{
+    size_t elen = strlen(expected), glen = strlen(given);
+    unsigned char diff;
+
+    if (elen == 0)
+        return true;
+    /* Touch every byte of the expected token whatever the given one is, so
+     * timing reveals at most the expected length. */
+    diff = (unsigned char)(elen != glen);
+    for (size_t i = 0; i < elen; i++) {
+        unsigned char g = i < glen ? (unsigned char)given[i] : 0;
+        diff |= (unsigned char)expected[i] ^ g;
+    }
+    return diff == 0;
+}
+
+/* ---- lifecycle */
+
+static enum ocb_err read_pem(const char *path, char **out)
+{
+    enum ocb_err rc = OCB_ERR_TLS;
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int fd;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        goto out;
+    if (fstat(fd, &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size > PEM_MAX)
+        goto out;
+    buf = malloc((size_t)st.st_size + 1);
+    if (buf == NULL) {
+        rc = OCB_ERR_NOMEM;
+        goto out;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            goto out;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    buf = NULL;
+    rc = OCB_OK;
+out:
+    if (rc != OCB_OK)
+        log_error(MOD, NULL, "cannot read PEM file %s", path);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* "host:port", "[v6]:port" or ":port" -> a socket address. */
+static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+    char host[128];
+    const char *colon, *hs = s, *he;
+    char *end = NULL;
+    unsigned long port;
+
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        he = strchr(s, ']');
+        if (he == NULL || he[1] != ':')
+            return false;
+        hs = s + 1;
+        colon = he + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return false;
+        he = colon;
+    }
+    if ((size_t)(he - hs) >= sizeof(host))
+        return false;
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
+    errno = 0;
+    port = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || port > 65535)
+        return false;
+    if (host[0] == '\0' || strcmp(host, "*") == 0)
+        snprintf(host, sizeof(host), "0.0.0.0");
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+            a4->sin_family = AF_INET;
+            a4->sin_port = htons((uint16_t)port);
+            *len = sizeof(*a4);
+            return true;
+        }
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+            a6->sin6_family = AF_INET6;
+            a6->sin6_port = htons((uint16_t)port);
+            *len = sizeof(*a6);
+            return true;
+        }
+    }
+    return false;
+}
+
+enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
+                         struct ocb_http_rx **out)
+{
+    struct ocb_http_rx *rx;
+    pthread_condattr_t ca;
+
+    *out = NULL;
+    rx = calloc(1, sizeof(*rx));
+    if (rx == NULL)
+        return OCB_ERR_NOMEM;
+    rx->cfg = cfg;
+    rx->link = link;
+    if (getrandom(&rx->id_salt, sizeof(rx->id_salt), GRND_NONBLOCK) != sizeof(rx->id_salt))
+        rx->id_salt = (uint32_t)time(NULL) ^ (uint32_t)getpid();
+    pthread_mutex_init(&rx->tmu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&rx->tcv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    metrics_describe("ocb_pushes_total", OCB_METRIC_COUNTER,
+                     "Push requests by notifyType and outcome");
+    metrics_describe("ocb_push_rejections_total", OCB_METRIC_COUNTER,
+                     "Requests refused with a 4xx answer, by reason");
+    metrics_describe("ocb_push_inflight", OCB_METRIC_GAUGE,
+                     "Push requests waiting for the broker's acknowledgement");
+    metrics_gauge_set("ocb_push_inflight", "", 0);
+    *out = rx;
+    return OCB_OK;
+}
+
+enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, ocb_http_ready_fn fn,
+                                    void *ctx)
+{
+    if (rx->n_hooks >= OCB_HTTP_MAX_READY_HOOKS)
+        return OCB_ERR_FULL;
+    rx->hooks[rx->n_hooks].name = name;
+    rx->hooks[rx->n_hooks].fn = fn;
+    rx->hooks[rx->n_hooks].ctx = ctx;
+    rx->n_hooks++;
+    return OCB_OK;
+}
+
+void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_status_fn fn,
+                                     void *ctx)
+{
+    rx->on_status = fn;
+    rx->on_status_ctx = ctx;
+}
+
+enum ocb_err http_rx_start(struct ocb_http_rx *rx)
+{
+    const struct ocb_config *cfg = rx->cfg;
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+    struct MHD_OptionItem opts[16];
+    size_t n = 0;
+    const union MHD_DaemonInfo *di;
+    enum ocb_err rc;
+
+    if (!parse_listen(cfg->http.listen, &ss, &sslen)) {
+        log_error(MOD, NULL, "http.listen: cannot parse address %s", cfg->http.listen);
+        return OCB_ERR_INVALID;
+    }
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* First, so that MHD's own messages from the other options come here too. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, rx};
+    if (cfg->http.tls_cert[0] != '\0') {
+        rc = read_pem(cfg->http.tls_cert, &rx->tls_cert);
+        if (rc == OCB_OK)
+            rc = read_pem(cfg->http.tls_key, &rx->tls_key);
+        if (rc == OCB_OK && cfg->http.tls_client_ca[0] != '\0')
+            rc = read_pem(cfg->http.tls_client_ca, &rx->tls_ca);
+        if (rc != OCB_OK)
+            return rc;
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, rx->tls_cert};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, rx->tls_key};
+        if (rx->tls_ca != NULL)
+            opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, rx->tls_ca};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, IDLE_TIMEOUT_S, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, rx};
+    if (cfg->http.threads > 1)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)cfg->http.threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    if (pthread_create(&rx->timer, NULL, timer_main, rx) != 0)
+        return OCB_ERR_IO;
+    rx->timer_started = true;
+
+    rx->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, rx, MHD_OPTION_ARRAY, opts,
+                                  MHD_OPTION_END);
+    if (rx->daemon == NULL) {
+        log_error(MOD, NULL, "cannot listen on %s", cfg->http.listen);
+        return OCB_ERR_IO;
+    }
+    di = MHD_get_daemon_info(rx->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    rx->port = di != NULL ? di->port : 0;
+    log_info(MOD, NULL, "listening on %s (port %u%s%s)", cfg->http.listen, (unsigned)rx->port,
+             rx->tls_cert != NULL ? ", TLS" : "",
+             rx->tls_ca != NULL ? ", client certificates required" : "");
+    return OCB_OK;
+}
+
+uint16_t http_rx_port(const struct ocb_http_rx *rx)
+{
+    return rx->port;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Wait until no request is open, for up to ms.  True when none is. */
+static bool wait_idle(struct ocb_http_rx *rx, unsigned ms)
+{
+    for (unsigned waited = 0; atomic_load(&rx->active) > 0; waited += 10) {
+        if (waited >= ms)
+            return false;
+        sleep_ms(10);
+    }
+    return true;
+}
+
+void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
+{
+    if (rx->stopped)
+        return;
+    rx->stopped = true;
+    atomic_store(&rx->stopping, true);
+    if (rx->daemon != NULL) {
+        MHD_socket s = MHD_quiesce_daemon(rx->daemon);
+        if (s != MHD_INVALID_SOCKET)
+            close(s);
+        log_info(MOD, NULL, "stopped accepting; %d request(s) in flight", atomic_load(&rx->active));
+        if (!wait_idle(rx, drain_ms)) {
+            /* Whatever still waits for an ack gets its 503 now. */
+            struct req *r;
+
+            pthread_mutex_lock(&rx->tmu);
+            while ((r = rx->thead) != NULL) {
+                timer_unlink_locked(rx, r);
+                pthread_mutex_unlock(&rx->tmu);
+                resolve(r, OUT_STOPPED, OCB_ERR_STOPPED);
+                req_unref(r);
+                pthread_mutex_lock(&rx->tmu);
+            }
+            pthread_mutex_unlock(&rx->tmu);
+            if (!wait_idle(rx, STOP_FORCE_WAIT_MS))
+                log_warn(MOD, NULL, "%d request(s) still open at shutdown",
+                         atomic_load(&rx->active));
+        }
+        MHD_stop_daemon(rx->daemon);
+        rx->daemon = NULL;
+    }
+    if (rx->timer_started) {
+        pthread_mutex_lock(&rx->tmu);
+        rx->tstop = true;
+        pthread_cond_signal(&rx->tcv);
+        pthread_mutex_unlock(&rx->tmu);
+        pthread_join(rx->timer, NULL);
+        rx->timer_started = false;
+    }
+}
+
+void http_rx_free(struct ocb_http_rx *rx)
+{
+    if (rx == NULL)
+        return;
+    http_rx_stop(rx, 0);
+    /* Requests still referenced by a pending publish are released by its
+     * done callback, which mqtt_link_stop() guarantees to run. */
+    pthread_mutex_lock(&rx->tmu);
+    while (rx->thead != NULL) {
+        struct req *r = rx->thead;
+        timer_unlink_locked(rx, r);
+        req_unref(r);
+    }
+    pthread_mutex_unlock(&rx->tmu);
+    pthread_cond_destroy(&rx->tcv);
+    pthread_mutex_destroy(&rx->tmu);
+    free(rx->tls_cert);
+    free(rx->tls_key);
+    free(rx->tls_ca);
+    free(rx);
+}

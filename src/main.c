@@ -1,0 +1,221 @@
+/*
+ * main.c: the ocbridge daemon's command line, start-up and shutdown.
+ *
+ *   ocbridge -c FILE              run
+ *   ocbridge -t -c FILE           check FILE: "configuration OK" or "FILE: key.path: reason"
+ *   ocbridge subscribe -c FILE    make the platform's subscriptions match apps[].subscribe
+ *   ocbridge --version | --help
+ *
+ * Start-up order: configuration, logging, the MQTT link (connects in the
+ * background), then the HTTP listener, so that the first push already finds
+ * a link to publish on (and /readyz reports the broker honestly meanwhile).
+ *
+ * Shutdown (SIGTERM, SIGINT) runs in the reverse order, on the main thread:
+ * the signal handler only writes the signal number to a self-pipe.  The HTTP
+ * listener stops accepting and lets every request in flight get its answer
+ * (the ack, or the publish timeout), then the link waits for whatever it
+ * still has in flight, disconnects, and everything is freed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ocb/config.h"
+#include "ocb/http_rx.h"
+#include "ocb/log.h"
+#include "ocb/mqtt_link.h"
+
+#define MOD "main"
+
+#define CONFIG_ERR_MAX 1024
+/* Extra time the HTTP drain allows beyond the publish timeout. */
+#define DRAIN_SLACK_MS 1000
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+
+    /* The pipe is non-blocking: if it is full a signal is already pending. */
+    if (write(signal_pipe[1], &b, 1) < 0) {
+    }
+    errno = saved;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ocbridge -c FILE            run the bridge\n"
+               "       ocbridge -t -c FILE         check the configuration and exit\n"
+               "       ocbridge subscribe -c FILE  make the platform's subscriptions match "
+               "apps[].subscribe\n"
+               "       ocbridge --version | --help\n"
+               "Every configuration key can be overridden by an OCB_* environment variable\n"
+               "(the upper-cased key path, e.g. OCB_MQTT_URL).\n");
+}
+
+static int install_signals(void)
+{
+    struct sigaction sa;
+
+    if (pipe(signal_pipe) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        if (fcntl(signal_pipe[i], F_SETFD, FD_CLOEXEC) != 0 ||
+            fcntl(signal_pipe[i], F_SETFL, O_NONBLOCK) != 0)
+            return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGHUP, &sa, NULL) != 0)
+        return -1;
+    /* A peer closing a socket must be an error return, not a kill. */
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* Block until SIGTERM or SIGINT arrives. */
+static void wait_for_stop(void)
+{
+    for (;;) {
+        struct pollfd pfd = {.fd = signal_pipe[0], .events = POLLIN};
+        unsigned char b;
+        ssize_t n;
+
+        if (poll(&pfd, 1, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error(MOD, NULL, "poll on the signal pipe failed; stopping");
+            return;
+        }
+        n = read(signal_pipe[0], &b, 1);
+        if (n != 1)
+            continue;
+        if (b == SIGHUP) {
+            log_warn(MOD, NULL,
+                     "SIGHUP ignored: reloading the configuration is not supported; "
+                     "restart instead");
+            continue;
+        }
+        log_info(MOD, NULL, "%s received; shutting down", b == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+}
+
+static int run(const struct ocb_config *cfg)
+{
+    struct ocb_mqtt_link *link = NULL;
+    struct ocb_http_rx *rx = NULL;
+    enum ocb_err rc;
+    int status = 1;
+
+    if (install_signals() != 0) {
+        log_error(MOD, NULL, "cannot install signal handlers");
+        return 1;
+    }
+    rc = mqtt_link_new(cfg, &link);
+    if (rc != OCB_OK)
+        goto out;
+    rc = mqtt_link_start(link);
+    if (rc != OCB_OK)
+        goto out;
+    rc = http_rx_new(cfg, link, &rx);
+    if (rc != OCB_OK)
+        goto out;
+    rc = http_rx_start(rx);
+    if (rc != OCB_OK)
+        goto out;
+    log_info(MOD, NULL, "ocbridge %s running: %zu app(s), broker %s", OCB_VERSION, cfg->n_apps,
+             cfg->mqtt.url);
+
+    wait_for_stop();
+    status = 0;
+
+out:
+    if (rc != OCB_OK)
+        log_error(MOD, NULL, "start-up failed: %s", ocb_strerror(rc));
+    /* Order matters: HTTP answers need the link until the last ack, and the
+     * link's done callbacks need the receiver until the link has stopped. */
+    if (rx != NULL)
+        http_rx_stop(rx, cfg->mqtt.publish_timeout_ms + DRAIN_SLACK_MS);
+    if (link != NULL)
+        mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
+    http_rx_free(rx);
+    mqtt_link_free(link);
+    if (status == 0)
+        log_info(MOD, NULL, "stopped");
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    return status;
+}
+
+/*
+ * `ocbridge subscribe`: reconcile the platform's subscriptions.  The command
+ * half (platform_client) provides the implementation; until then this says so
+ * instead of pretending.
+ */
+static int run_subscribe(const struct ocb_config *cfg)
+{
+    (void)cfg;
+    fprintf(stderr, "ocbridge subscribe: not available in this build yet\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool test_only = false, subscribe = false;
+    struct ocb_config *cfg = NULL;
+    char err[CONFIG_ERR_MAX];
+    int i = 1, status;
+
+    if (argc > 1 && strcmp(argv[1], "subscribe") == 0) {
+        subscribe = true;
+        i = 2;
+    }
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-V") == 0) {
+            printf("ocbridge %s\n", OCB_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-t") == 0) {
+            test_only = true;
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else {
+            fprintf(stderr, "ocbridge: unexpected argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (config_path == NULL) {
+        fprintf(stderr, "ocbridge: -c FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+
+    if (config_load(config_path, &cfg, err, sizeof(err)) != OCB_OK) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    if (test_only) {
+        printf("configuration OK\n");
+        config_free(cfg);
+        return 0;
+    }
+    log_setup(cfg->log.level, cfg->log.format);
+    status = subscribe ? run_subscribe(cfg) : run(cfg);
+    config_free(cfg);
+    return status;
+}

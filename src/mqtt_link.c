@@ -1,0 +1,839 @@
+/*
+ * mqtt_link.c: the bridge's one MQTT connection, on paho MQTTAsync.
+ *
+ * Three parties touch the link: callers of mqtt_link_publish() (MHD threads,
+ * the command worker), paho's callback thread (acks, arriving messages,
+ * connection loss) and the link's own connector thread.  One mutex guards
+ * the link's state; no paho call and no user callback runs under it.
+ *
+ * Reconnecting is ours, not paho's: paho's automaticReconnect only covers a
+ * connection that once succeeded, counts in whole seconds and gives no hook
+ * for the first connect failing.  The connector thread sleeps on a condition
+ * variable and (re)connects with exponential backoff between
+ * mqtt.reconnect_min_ms and mqtt.reconnect_max_ms, forever, until stop.
+ *
+ * The in-flight window: every publish gets a `pending` record on a list
+ * before it is handed to paho; paho's success/failure callback carries the
+ * record as its context and retires it.  Records that are "active" count
+ * against mqtt.max_inflight and still owe their caller a done() call.  When
+ * the connection drops, every active record is failed at once
+ * (OCB_ERR_NOT_CONNECTED) so that suspended HTTP requests answer 503 now,
+ * not after a reconnect; the record then stays on the list, inactive, until
+ * paho finally reports on it (it resends unacknowledged publishes after a
+ * reconnect, since the session is persistent), so its memory has exactly one
+ * owner at every moment.
+ */
+#include "ocb/mqtt_link.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <MQTTAsync.h>
+
+#include "ocb/log.h"
+#include "ocb/metrics.h"
+
+#define MOD "mqtt"
+
+#define LINK_MAX_SUBS 16
+/* Inactive records are normally retired within a reconnect; past this many
+ * (times max_inflight) new publishes are refused rather than growing memory. */
+#define LINK_ZOMBIE_FACTOR 4
+/* Upper bound on the disconnect handshake at stop. */
+#define LINK_DISCONNECT_WAIT_MS 2000
+
+struct pending {
+    struct pending *prev, *next;
+    struct ocb_mqtt_link *link;
+    ocb_mqtt_done done;
+    void *ctx;
+    bool active;
+    struct timespec started;
+};
+
+struct ocb_mqtt_link {
+    const struct ocb_config *cfg;
+    MQTTAsync client;
+    bool v5;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* connector wake-ups, drain progress, disconnect done */
+    pthread_t connector;
+    bool connector_started;
+
+    /* Guarded by mu. */
+    bool connecting;
+    bool stopping;
+    bool disconnected; /* the stop-time disconnect finished */
+    unsigned backoff_ms;
+    struct timespec next_attempt;
+    unsigned active;
+    size_t n_pending;
+    struct pending head; /* circular list sentinel */
+    uint64_t connects;
+
+    atomic_bool connected;
+    atomic_uint inflight_view; /* mirror of active for lock-free readers */
+
+    char *subs[LINK_MAX_SUBS];
+    size_t n_subs;
+
+    ocb_mqtt_on_message on_message;
+    ocb_mqtt_on_state on_state;
+    void *handler_ctx;
+};
+
+/* ---- small helpers */
+
+static void now_mono(struct timespec *ts)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+
+    now_mono(&t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void add_ms(struct timespec *ts, unsigned ms)
+{
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+static void list_unlink(struct ocb_mqtt_link *link, struct pending *p)
+{
+    p->prev->next = p->next;
+    p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    link->n_pending--;
+}
+
+static void set_connected(struct ocb_mqtt_link *link, bool up)
+{
+    atomic_store(&link->connected, up);
+    metrics_gauge_set("ocb_mqtt_connected", "", up ? 1 : 0);
+    if (link->on_state != NULL)
+        link->on_state(link->handler_ctx, up);
+}
+
+/*
+ * Fail every active record with rc (called with mu held; unlocks around the
+ * callbacks).  The (done, ctx) pairs are copied out first because once mu is
+ * released paho may retire -- and free -- the records themselves.
+ */
+static void fail_active_locked(struct ocb_mqtt_link *link, enum ocb_err rc)
+{
+    struct pending *p;
+    struct {
+        ocb_mqtt_done done;
+        void *ctx;
+    } *calls = NULL;
+    size_t n = 0;
+
+    if (link->active == 0)
+        return;
+    calls = calloc(link->active, sizeof(*calls));
+    for (p = link->head.next; p != &link->head; p = p->next) {
+        if (!p->active)
+            continue;
+        p->active = false;
+        link->active--;
+        if (calls != NULL) {
+            calls[n].done = p->done;
+            calls[n].ctx = p->ctx;
+            n++;
+        } else if (p->done != NULL) {
+            /* Out of memory: call under the lock rather than lose an answer. */
+            p->done(p->ctx, rc);
+        }
+    }
+    atomic_store(&link->inflight_view, link->active);
+    metrics_gauge_set("ocb_mqtt_inflight", "", 0);
+    pthread_cond_broadcast(&link->cv);
+    pthread_mutex_unlock(&link->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (calls[i].done != NULL)
+            calls[i].done(calls[i].ctx, rc);
+    }
+    free(calls);
+    pthread_mutex_lock(&link->mu);
+}
+
+/* ---- publish completion (paho's callback thread, or the thread in MQTTAsync_destroy) */
+
+static void pending_finish(struct pending *p, enum ocb_err rc)
+{
+    struct ocb_mqtt_link *link = p->link;
+    bool was_active;
+
+    pthread_mutex_lock(&link->mu);
+    list_unlink(link, p);
+    was_active = p->active;
+    if (was_active) {
+        link->active--;
+        atomic_store(&link->inflight_view, link->active);
+        metrics_gauge_set("ocb_mqtt_inflight", "", link->active);
+        pthread_cond_broadcast(&link->cv);
+    }
+    pthread_mutex_unlock(&link->mu);
+
+    if (was_active) {
+        if (rc == OCB_OK)
+            metrics_histogram_observe("ocb_publish_ack_seconds", "", seconds_since(&p->started));
+        if (p->done != NULL)
+            p->done(p->ctx, rc);
+    }
+    free(p);
+}
+
+static void on_publish_ok5(void *context, MQTTAsync_successData5 *response)
+{
+    (void)response;
+    pending_finish(context, OCB_OK);
+}
+
+static void on_publish_fail5(void *context, MQTTAsync_failureData5 *response)
+{
+    enum ocb_err rc = OCB_ERR_NOT_CONNECTED;
+
+    if (response != NULL && response->reasonCode >= 0x80) {
+        rc = OCB_ERR_PROTOCOL;
+        log_warn(MOD, NULL, "broker refused a publish: reason code 0x%02x",
+                 (unsigned)response->reasonCode);
+    }
+    pending_finish(context, rc);
+}
+
+static void on_publish_ok(void *context, MQTTAsync_successData *response)
+{
+    (void)response;
+    pending_finish(context, OCB_OK);
+}
+
+static void on_publish_fail(void *context, MQTTAsync_failureData *response)
+{
+    (void)response;
+    pending_finish(context, OCB_ERR_NOT_CONNECTED);
+}
+
+/* ---- connection state (paho's callback thread) */
+
+static void subscribe_all(struct ocb_mqtt_link *link)
+{
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    int qos[LINK_MAX_SUBS];
+    int rc;
+
+    if (link->n_subs == 0)
+        return;
+    for (size_t i = 0; i < link->n_subs; i++)
+        qos[i] = 1;
+    rc = MQTTAsync_subscribeMany(link->client, (int)link->n_subs, link->subs, qos, &opts);
+    if (rc != MQTTASYNC_SUCCESS)
+        log_error(MOD, NULL, "subscribing %zu filter(s) failed: %s", link->n_subs,
+                  MQTTAsync_strerror(rc));
+    else
+        log_info(MOD, NULL, "subscribed %zu filter(s)", link->n_subs);
+}
+
+static void connected_now(struct ocb_mqtt_link *link, int session_present)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&link->mu);
+    link->connecting = false;
+    link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
+    n = ++link->connects;
+    pthread_mutex_unlock(&link->mu);
+
+    if (n > 1)
+        metrics_counter_add("ocb_mqtt_reconnects_total", "", 1);
+    log_info(MOD, NULL, "connected to %s (MQTT %s, session %s)", link->cfg->mqtt.url,
+             link->v5 ? "5" : "3.1.1", session_present ? "resumed" : "new");
+    /* Subscribe before announcing readiness so that commands published the
+     * moment readyz turns green are not missed. */
+    subscribe_all(link);
+    set_connected(link, true);
+}
+
+static void on_connect_ok5(void *context, MQTTAsync_successData5 *response)
+{
+    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0);
+}
+
+static void on_connect_ok(void *context, MQTTAsync_successData *response)
+{
+    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0);
+}
+
+static void connect_failed(struct ocb_mqtt_link *link, int code, const char *message)
+{
+    unsigned wait;
+
+    pthread_mutex_lock(&link->mu);
+    link->connecting = false;
+    wait = link->backoff_ms;
+    now_mono(&link->next_attempt);
+    add_ms(&link->next_attempt, wait);
+    link->backoff_ms = link->backoff_ms > link->cfg->mqtt.reconnect_max_ms / 2
+                           ? link->cfg->mqtt.reconnect_max_ms
+                           : link->backoff_ms * 2;
+    pthread_cond_broadcast(&link->cv);
+    pthread_mutex_unlock(&link->mu);
+    log_warn(MOD, NULL, "connecting to %s failed (%d%s%s); retrying in %u ms", link->cfg->mqtt.url,
+             code, message != NULL ? ": " : "", message != NULL ? message : "", wait);
+}
+
+static void on_connect_fail5(void *context, MQTTAsync_failureData5 *response)
+{
+    connect_failed(context, response != NULL ? response->code : -1,
+                   response != NULL ? response->message : NULL);
+}
+
+static void on_connect_fail(void *context, MQTTAsync_failureData *response)
+{
+    connect_failed(context, response != NULL ? response->code : -1,
+                   response != NULL ? response->message : NULL);
+}
+
+static void on_connection_lost(void *context, char *cause)
+{
+    struct ocb_mqtt_link *link = context;
+
+    log_warn(MOD, NULL, "connection to %s lost%s%s", link->cfg->mqtt.url, cause != NULL ? ": " : "",
+             cause != NULL ? cause : "");
+    set_connected(link, false);
+    pthread_mutex_lock(&link->mu);
+    fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
+    /* Reconnect at once the first time; backoff applies to failures after. */
+    link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
+    now_mono(&link->next_attempt);
+    pthread_cond_broadcast(&link->cv);
+    pthread_mutex_unlock(&link->mu);
+}
+
+/* MQTT 5 server-initiated DISCONNECT; connection_lost follows. */
+static void on_disconnected(void *context, MQTTProperties *props, enum MQTTReasonCodes reason)
+{
+    struct ocb_mqtt_link *link = context;
+
+    (void)props;
+    log_warn(MOD, NULL, "broker %s sent DISCONNECT: %s", link->cfg->mqtt.url,
+             MQTTReasonCode_toString(reason));
+}
+
+static int on_message_arrived(void *context, char *topic_name, int topic_len, MQTTAsync_message *m)
+{
+    struct ocb_mqtt_link *link = context;
+    struct ocb_mqtt_msg msg;
+    char *topic = NULL, *response_topic = NULL;
+
+    memset(&msg, 0, sizeof(msg));
+    /* topic_len is 0 when the topic is NUL-terminated, else it may embed NULs. */
+    if (topic_len > 0) {
+        topic = malloc((size_t)topic_len + 1);
+        if (topic == NULL)
+            goto out;
+        memcpy(topic, topic_name, (size_t)topic_len);
+        topic[topic_len] = '\0';
+        msg.topic = topic;
+    } else {
+        msg.topic = topic_name;
+    }
+    msg.payload = m->payload;
+    msg.len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    msg.qos = m->qos;
+    msg.retained = m->retained != 0;
+    if (link->v5) {
+        MQTTProperty *p =
+            MQTTProperties_getProperty(&m->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC);
+        if (p != NULL) {
+            response_topic = malloc((size_t)p->value.data.len + 1);
+            if (response_topic == NULL)
+                goto out;
+            memcpy(response_topic, p->value.data.data, (size_t)p->value.data.len);
+            response_topic[p->value.data.len] = '\0';
+            msg.response_topic = response_topic;
+        }
+        p = MQTTProperties_getProperty(&m->properties, MQTTPROPERTY_CODE_CORRELATION_DATA);
+        if (p != NULL) {
+            msg.correlation = p->value.data.data;
+            msg.correlation_len = (size_t)p->value.data.len;
+        }
+    }
+    if (link->on_message != NULL)
+        link->on_message(link->handler_ctx, &msg);
+out:
+    if (msg.topic == NULL ||
+        (link->v5 && response_topic == NULL && msg.topic != NULL &&
+         MQTTProperties_hasProperty(&m->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC)))
+        log_error(MOD, NULL, "out of memory: dropped an arriving message");
+    free(response_topic);
+    free(topic);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic_name);
+    return 1; /* consumed: paho must not redeliver it */
+}
+
+/* ---- the connector thread */
+
+static int start_connect(struct ocb_mqtt_link *link)
+{
+    const struct ocb_config *cfg = link->cfg;
+    MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
+    MQTTAsync_connectOptions v5 = MQTTAsync_connectOptions_initializer5;
+    MQTTAsync_connectOptions *opts = link->v5 ? &v5 : &v3;
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    MQTTProperties props = MQTTProperties_initializer;
+    unsigned inflight = cfg->mqtt.max_inflight * 2u + 16u;
+    int rc;
+
+    opts->keepAliveInterval = (int)cfg->mqtt.keepalive_s;
+    opts->maxInflight = inflight > 65535u ? 65535 : (int)inflight;
+    opts->connectTimeout = 10;
+    opts->automaticReconnect = 0;
+    opts->context = link;
+    if (cfg->mqtt.username[0] != '\0')
+        opts->username = cfg->mqtt.username;
+    if (cfg->mqtt.password[0] != '\0')
+        opts->password = cfg->mqtt.password;
+    if (strncmp(cfg->mqtt.url, "ssl://", 6) == 0 || strncmp(cfg->mqtt.url, "mqtts://", 8) == 0) {
+        ssl.enableServerCertAuth = 1;
+        ssl.verify = 1;
+        ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;
+        if (cfg->mqtt.ca_file[0] != '\0')
+            ssl.trustStore = cfg->mqtt.ca_file;
+        if (cfg->mqtt.cert_file[0] != '\0')
+            ssl.keyStore = cfg->mqtt.cert_file;
+        if (cfg->mqtt.key_file[0] != '\0')
+            ssl.privateKey = cfg->mqtt.key_file;
+        opts->ssl = &ssl;
+    }
+    if (link->v5) {
+        MQTTProperty p;
+
+        /* The command half needs its subscriptions to survive a reconnect:
+         * clean start off, the session kept mqtt.session_expiry_s. */
+        opts->cleanstart = 0;
+        memset(&p, 0, sizeof(p));
+        p.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+        p.value.integer4 = cfg->mqtt.session_expiry_s;
+        MQTTProperties_add(&props, &p);
+        opts->connectProperties = &props;
+        opts->onSuccess5 = on_connect_ok5;
+        opts->onFailure5 = on_connect_fail5;
+        opts->MQTTVersion = MQTTVERSION_5;
+    } else {
+        opts->cleansession = 0;
+        opts->onSuccess = on_connect_ok;
+        opts->onFailure = on_connect_fail;
+        opts->MQTTVersion = MQTTVERSION_3_1_1;
+    }
+    rc = MQTTAsync_connect(link->client, opts);
+    MQTTProperties_free(&props);
+    return rc;
+}
+
+static void *connector_main(void *arg)
+{
+    struct ocb_mqtt_link *link = arg;
+
+    pthread_mutex_lock(&link->mu);
+    while (!link->stopping) {
+        struct timespec now;
+        int rc;
+
+        if (link->connecting || atomic_load(&link->connected)) {
+            pthread_cond_wait(&link->cv, &link->mu);
+            continue;
+        }
+        now_mono(&now);
+        if (before(&now, &link->next_attempt)) {
+            pthread_cond_timedwait(&link->cv, &link->mu, &link->next_attempt);
+            continue;
+        }
+        link->connecting = true;
+        pthread_mutex_unlock(&link->mu);
+        rc = start_connect(link);
+        pthread_mutex_lock(&link->mu);
+        if (rc != MQTTASYNC_SUCCESS) {
+            pthread_mutex_unlock(&link->mu);
+            connect_failed(link, rc, MQTTAsync_strerror(rc));
+            pthread_mutex_lock(&link->mu);
+        }
+    }
+    pthread_mutex_unlock(&link->mu);
+    return NULL;
+}
+
+/* ---- public API */
+
+enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **out)
+{
+    MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
+    struct ocb_mqtt_link *link;
+    pthread_condattr_t ca;
+    int rc;
+
+    *out = NULL;
+    link = calloc(1, sizeof(*link));
+    if (link == NULL)
+        return OCB_ERR_NOMEM;
+    link->cfg = cfg;
+    link->v5 = cfg->mqtt.version == 5;
+    link->head.next = link->head.prev = &link->head;
+    link->backoff_ms = cfg->mqtt.reconnect_min_ms;
+    pthread_mutex_init(&link->mu, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&link->cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    copts.sendWhileDisconnected = 0; /* a push the broker did not ack is a 503, not a queue */
+    copts.MQTTVersion = link->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    rc = MQTTAsync_createWithOptions(&link->client, cfg->mqtt.url, cfg->mqtt.client_id,
+                                     MQTTCLIENT_PERSISTENCE_NONE, NULL, &copts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        log_error(MOD, NULL, "cannot create an MQTT client for %s: %s", cfg->mqtt.url,
+                  MQTTAsync_strerror(rc));
+        link->client = NULL;
+        mqtt_link_free(link);
+        return OCB_ERR_INVALID;
+    }
+    MQTTAsync_setCallbacks(link->client, link, on_connection_lost, on_message_arrived, NULL);
+    if (link->v5)
+        MQTTAsync_setDisconnected(link->client, link, on_disconnected);
+
+    metrics_describe("ocb_mqtt_connected", OCB_METRIC_GAUGE, "1 while the broker connection is up");
+    metrics_describe("ocb_mqtt_reconnects_total", OCB_METRIC_COUNTER,
+                     "Successful reconnections to the broker after the first connect");
+    metrics_describe("ocb_mqtt_inflight", OCB_METRIC_GAUGE,
+                     "Publishes awaiting the broker's acknowledgement");
+    metrics_describe("ocb_publish_ack_seconds", OCB_METRIC_HISTOGRAM,
+                     "Time from publish to the broker's PUBACK");
+    metrics_gauge_set("ocb_mqtt_connected", "", 0);
+    metrics_gauge_set("ocb_mqtt_inflight", "", 0);
+    metrics_counter_add("ocb_mqtt_reconnects_total", "", 0);
+    *out = link;
+    return OCB_OK;
+}
+
+void mqtt_link_set_handlers(struct ocb_mqtt_link *link, ocb_mqtt_on_message on_message,
+                            ocb_mqtt_on_state on_state, void *ctx)
+{
+    link->on_message = on_message;
+    link->on_state = on_state;
+    link->handler_ctx = ctx;
+}
+
+enum ocb_err mqtt_link_add_subscription(struct ocb_mqtt_link *link, const char *filter)
+{
+    char *copy;
+
+    if (link->n_subs >= LINK_MAX_SUBS)
+        return OCB_ERR_FULL;
+    copy = strdup(filter);
+    if (copy == NULL)
+        return OCB_ERR_NOMEM;
+    link->subs[link->n_subs++] = copy;
+    return OCB_OK;
+}
+
+enum ocb_err mqtt_link_start(struct ocb_mqtt_link *link)
+{
+    int rc;
+
+    if (link->connector_started)
+        return OCB_OK;
+    now_mono(&link->next_attempt);
+    rc = pthread_create(&link->connector, NULL, connector_main, link);
+    if (rc != 0)
+        return OCB_ERR_IO;
+    link->connector_started = true;
+    return OCB_OK;
+}
+
+bool mqtt_link_connected(const struct ocb_mqtt_link *link)
+{
+    return atomic_load(&link->connected);
+}
+
+unsigned mqtt_link_inflight(const struct ocb_mqtt_link *link)
+{
+    return atomic_load(&((struct ocb_mqtt_link *)link)->inflight_view);
+}
+
+static enum ocb_err map_send_error(int rc)
+{
+    switch (rc) {
+    case MQTTASYNC_DISCONNECTED:
+        return OCB_ERR_NOT_CONNECTED;
+    case MQTTASYNC_MAX_MESSAGES_INFLIGHT:
+    case MQTTASYNC_MAX_BUFFERED_MESSAGES:
+        return OCB_ERR_FULL;
+    case MQTTASYNC_BAD_UTF8_STRING:
+    case MQTTASYNC_NULL_PARAMETER:
+    case MQTTASYNC_BAD_QOS:
+    case MQTTASYNC_BAD_STRUCTURE:
+        return OCB_ERR_INVALID;
+    default:
+        return OCB_ERR_NOT_CONNECTED;
+    }
+}
+
+static void add_string_prop(MQTTProperties *props, int id, const char *name, const char *value)
+{
+    MQTTProperty p;
+
+    memset(&p, 0, sizeof(p));
+    p.identifier = id;
+    if (name != NULL) {
+        p.value.data.data = (char *)name;
+        p.value.data.len = (int)strlen(name);
+        p.value.value.data = (char *)value;
+        p.value.value.len = (int)strlen(value);
+    } else {
+        p.value.data.data = (char *)value;
+        p.value.data.len = (int)strlen(value);
+    }
+    MQTTProperties_add(props, &p); /* copies the strings */
+}
+
+enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt_pub *pub,
+                               ocb_mqtt_done done, void *ctx)
+{
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    struct pending *p;
+    enum ocb_err err = OCB_OK;
+    size_t cap = (size_t)link->cfg->mqtt.max_inflight * LINK_ZOMBIE_FACTOR + 16;
+    int rc;
+
+    if (pub->len > INT_MAX || pub->correlation_len > 65535)
+        return OCB_ERR_TOO_BIG;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return OCB_ERR_NOMEM;
+    p->link = link;
+    p->done = done;
+    p->ctx = ctx;
+    p->active = true;
+    now_mono(&p->started);
+
+    pthread_mutex_lock(&link->mu);
+    if (link->stopping)
+        err = OCB_ERR_STOPPED;
+    else if (!atomic_load(&link->connected))
+        err = OCB_ERR_NOT_CONNECTED;
+    else if (link->active >= link->cfg->mqtt.max_inflight || link->n_pending >= cap)
+        err = OCB_ERR_FULL;
+    if (err == OCB_OK) {
+        p->next = &link->head;
+        p->prev = link->head.prev;
+        link->head.prev->next = p;
+        link->head.prev = p;
+        link->n_pending++;
+        link->active++;
+        atomic_store(&link->inflight_view, link->active);
+        metrics_gauge_set("ocb_mqtt_inflight", "", link->active);
+    }
+    pthread_mutex_unlock(&link->mu);
+    if (err != OCB_OK) {
+        free(p);
+        return err;
+    }
+
+    msg.payload = (void *)pub->payload;
+    msg.payloadlen = (int)pub->len;
+    msg.qos = link->cfg->mqtt.qos;
+    msg.retained = 0;
+    opts.context = p;
+    if (link->v5) {
+        if (pub->content_type != NULL)
+            add_string_prop(&msg.properties, MQTTPROPERTY_CODE_CONTENT_TYPE, NULL,
+                            pub->content_type);
+        if (pub->payload_utf8) {
+            MQTTProperty pfi;
+
+            memset(&pfi, 0, sizeof(pfi));
+            pfi.identifier = MQTTPROPERTY_CODE_PAYLOAD_FORMAT_INDICATOR;
+            pfi.value.byte = 1;
+            MQTTProperties_add(&msg.properties, &pfi);
+        }
+        if (pub->notify_type != NULL)
+            add_string_prop(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, "notifyType",
+                            pub->notify_type);
+        if (pub->request_id != NULL)
+            add_string_prop(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, "requestId",
+                            pub->request_id);
+        if (pub->ocb_request_id != NULL)
+            add_string_prop(&msg.properties, MQTTPROPERTY_CODE_USER_PROPERTY, "ocbRequestId",
+                            pub->ocb_request_id);
+        if (pub->correlation != NULL) {
+            MQTTProperty cd;
+
+            memset(&cd, 0, sizeof(cd));
+            cd.identifier = MQTTPROPERTY_CODE_CORRELATION_DATA;
+            cd.value.data.data = (char *)pub->correlation;
+            cd.value.data.len = (int)pub->correlation_len;
+            MQTTProperties_add(&msg.properties, &cd);
+        }
+        opts.onSuccess5 = on_publish_ok5;
+        opts.onFailure5 = on_publish_fail5;
+    } else {
+        opts.onSuccess = on_publish_ok;
+        opts.onFailure = on_publish_fail;
+    }
+    /* From here p belongs to paho's callback unless sendMessage fails. */
+    rc = MQTTAsync_sendMessage(link->client, pub->topic, &msg, &opts);
+    MQTTProperties_free(&msg.properties);
+    if (rc != MQTTASYNC_SUCCESS) {
+        pthread_mutex_lock(&link->mu);
+        list_unlink(link, p);
+        if (p->active) {
+            link->active--;
+            atomic_store(&link->inflight_view, link->active);
+            metrics_gauge_set("ocb_mqtt_inflight", "", link->active);
+            pthread_cond_broadcast(&link->cv);
+        }
+        pthread_mutex_unlock(&link->mu);
+        free(p);
+        log_debug(MOD, NULL, "publish refused by the client library: %s", MQTTAsync_strerror(rc));
+        return map_send_error(rc);
+    }
+    return OCB_OK;
+}
+
+static void on_disconnect_done(void *context, MQTTAsync_successData *response)
+{
+    struct ocb_mqtt_link *link = context;
+
+    (void)response;
+    pthread_mutex_lock(&link->mu);
+    link->disconnected = true;
+    pthread_cond_broadcast(&link->cv);
+    pthread_mutex_unlock(&link->mu);
+}
+
+static void on_disconnect_fail(void *context, MQTTAsync_failureData *response)
+{
+    (void)response;
+    on_disconnect_done(context, NULL);
+}
+
+static void on_disconnect_done5(void *context, MQTTAsync_successData5 *response)
+{
+    (void)response;
+    on_disconnect_done(context, NULL);
+}
+
+static void on_disconnect_fail5(void *context, MQTTAsync_failureData5 *response)
+{
+    (void)response;
+    on_disconnect_done(context, NULL);
+}
+
+void mqtt_link_stop(struct ocb_mqtt_link *link, unsigned drain_ms)
+{
+    struct timespec deadline;
+    bool was_stopping;
+    int rc;
+
+    pthread_mutex_lock(&link->mu);
+    was_stopping = link->stopping;
+    link->stopping = true;
+    pthread_cond_broadcast(&link->cv);
+    if (was_stopping) {
+        pthread_mutex_unlock(&link->mu);
+        return;
+    }
+    now_mono(&deadline);
+    add_ms(&deadline, drain_ms);
+    while (link->active > 0 && atomic_load(&link->connected)) {
+        if (pthread_cond_timedwait(&link->cv, &link->mu, &deadline) == ETIMEDOUT)
+            break;
+    }
+    if (link->active > 0)
+        log_warn(MOD, NULL, "stopping with %u publish(es) still unacknowledged", link->active);
+    pthread_mutex_unlock(&link->mu);
+
+    if (link->connector_started) {
+        pthread_join(link->connector, NULL);
+        link->connector_started = false;
+    }
+
+    if (link->client != NULL && MQTTAsync_isConnected(link->client)) {
+        MQTTAsync_disconnectOptions dopts = MQTTAsync_disconnectOptions_initializer;
+        MQTTAsync_disconnectOptions dopts5 = MQTTAsync_disconnectOptions_initializer5;
+        MQTTAsync_disconnectOptions *d = link->v5 ? &dopts5 : &dopts;
+
+        d->timeout = 500;
+        d->context = link;
+        if (link->v5) {
+            d->onSuccess5 = on_disconnect_done5;
+            d->onFailure5 = on_disconnect_fail5;
+        } else {
+            d->onSuccess = on_disconnect_done;
+            d->onFailure = on_disconnect_fail;
+        }
+        rc = MQTTAsync_disconnect(link->client, d);
+        pthread_mutex_lock(&link->mu);
+        if (rc == MQTTASYNC_SUCCESS) {
+            now_mono(&deadline);
+            add_ms(&deadline, LINK_DISCONNECT_WAIT_MS);
+            while (!link->disconnected) {
+                if (pthread_cond_timedwait(&link->cv, &link->mu, &deadline) == ETIMEDOUT)
+                    break;
+            }
+        }
+        pthread_mutex_unlock(&link->mu);
+        log_info(MOD, NULL, "disconnected from %s", link->cfg->mqtt.url);
+    }
+    if (atomic_load(&link->connected))
+        set_connected(link, false);
+    pthread_mutex_lock(&link->mu);
+    fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
+    pthread_mutex_unlock(&link->mu);
+}
+
+void mqtt_link_free(struct ocb_mqtt_link *link)
+{
+    if (link == NULL)
+        return;
+    mqtt_link_stop(link, 0);
+    if (link->client != NULL) {
+        /* May run the failure callbacks of records paho still holds; they
+         * find the link intact and free themselves. */
+        MQTTAsync_destroy(&link->client);
+    }
+    while (link->head.next != &link->head) {
+        struct pending *p = link->head.next;
+        list_unlink(link, p);
+        free(p);
+    }
+    for (size_t i = 0; i < link->n_subs; i++)
+        free(link->subs[i]);
+    pthread_cond_destroy(&link->cv);
+    pthread_mutex_destroy(&link->mu);
+    free(link);
+}
