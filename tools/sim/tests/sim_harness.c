@@ -1,0 +1,573 @@
+/*
+ * sim_harness.c: start/stop ocbridge-sim, talk to it over HTTPS with libcurl, receive its pushes
+ * with a real libmicrohttpd server.  See sim_harness.h.
+ */
+#include "sim_harness.h"
+
+#include <check.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+char h_certs[256];
+char h_other_certs[256];
+
+static const char *sim_bin(void)
+{
+    const char *b = getenv("OCB_SIM_BIN");
+    ck_assert_msg(b && *b, "OCB_SIM_BIN is not set");
+    return b;
+}
+
+void h_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static void make_certs_into(char *dir, size_t cap)
+{
+    snprintf(dir, cap, "/tmp/ocbsim-certs-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    const char *args[] = {"--make-certs", dir, NULL};
+    char err[512];
+    ck_assert_int_eq(h_sim_run(args, err, sizeof err), 0);
+}
+
+static void remove_dir(char *dir)
+{
+    static const char *files[] = {"ca.pem", "server.pem", "server-key.pem", "client.pem",
+                                  "client-key.pem"};
+    if (!dir[0])
+        return;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+    dir[0] = '\0';
+}
+
+void h_make_certs(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    make_certs_into(h_certs, sizeof h_certs);
+}
+
+void h_remove_certs(void)
+{
+    remove_dir(h_certs);
+    remove_dir(h_other_certs);
+}
+
+int h_sim_run(const char *const *args, char *err, size_t errlen)
+{
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const char *argv[64];
+        size_t n = 0;
+        argv[n++] = sim_bin();
+        for (size_t i = 0; args[i] && n < 63; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        dup2(pipefd[1], 2);
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        close(pipefd[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    size_t len = 0;
+    ssize_t r;
+    char buf[512];
+    while ((r = read(pipefd[0], buf, sizeof buf)) > 0) {
+        size_t take = (size_t)r;
+        if (len + take >= errlen)
+            take = errlen - len - 1;
+        memcpy(err + len, buf, take);
+        len += take;
+    }
+    err[len] = '\0';
+    close(pipefd[0]);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+void h_sim_start(struct h_sim *s, const char *const *args)
+{
+    memset(s, 0, sizeof *s);
+    int pipefd[2];
+    ck_assert_int_eq(pipe(pipefd), 0);
+    bool plain = false;
+    for (size_t i = 0; args && args[i]; i++)
+        plain = plain || strcmp(args[i], "--plain") == 0;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const char *argv[96];
+        size_t n = 0;
+        argv[n++] = sim_bin();
+        argv[n++] = "--listen";
+        argv[n++] = "127.0.0.1:0";
+        argv[n++] = "--admin";
+        argv[n++] = "127.0.0.1:0";
+        argv[n++] = "--certs";
+        argv[n++] = h_certs;
+        argv[n++] = "--log-level";
+        argv[n++] = "warn";
+        for (size_t i = 0; args && args[i] && n < 95; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        dup2(pipefd[1], 1);
+        close(pipefd[0]);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    s->pid = pid;
+    char line[256];
+    size_t len = 0;
+    long deadline = now_ms() + 15000;
+    while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
+        struct pollfd p = {pipefd[0], POLLIN, 0};
+        long left = deadline - now_ms();
+        ck_assert_msg(left > 0, "ocbridge-sim did not print its start line");
+        if (poll(&p, 1, (int)left) <= 0)
+            continue;
+        ssize_t r = read(pipefd[0], line + len, sizeof line - 1 - len);
+        ck_assert_msg(r > 0, "ocbridge-sim exited before listening");
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(pipefd[0]);
+    char scheme[8];
+    ck_assert_msg(sscanf(line, "ocbridge-sim: api %7[a-z]://127.0.0.1:%u admin http://127.0.0.1:%u",
+                         scheme, &s->api_port, &s->admin_port) == 3,
+                  "unexpected start line: %s", line);
+    s->tls = strcmp(scheme, "https") == 0;
+    ck_assert(s->tls == !plain);
+    snprintf(s->api, sizeof s->api, "%s://127.0.0.1:%u", scheme, s->api_port);
+    snprintf(s->admin, sizeof s->admin, "http://127.0.0.1:%u", s->admin_port);
+}
+
+void h_sim_stop(struct h_sim *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGTERM);
+    int st = 0;
+    long deadline = now_ms() + 10000;
+    pid_t w;
+    while ((w = waitpid(s->pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
+        h_sleep_ms(20);
+    if (w == 0) {
+        kill(s->pid, SIGKILL);
+        waitpid(s->pid, &st, 0);
+        s->pid = 0;
+        ck_abort_msg("ocbridge-sim did not stop within 10 s of SIGTERM");
+    }
+    s->pid = 0;
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ocbridge-sim exit status %d", st);
+}
+
+/* ---- HTTP client ---- */
+
+struct buf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_data(char *d, size_t size, size_t nm, void *ud)
+{
+    struct buf *b = ud;
+    size_t add = size * nm;
+    char *np = realloc(b->p, b->n + add + 1);
+    if (!np)
+        return 0;
+    memcpy(np + b->n, d, add);
+    b->p = np;
+    b->n += add;
+    b->p[b->n] = '\0';
+    return add;
+}
+
+struct h_resp h_http(const char *method, const char *url, const char *const *headers,
+                     const char *body, enum h_cert cert)
+{
+    struct h_resp r = {0};
+    struct buf b = {calloc(1, 1), 0};
+    CURL *c = curl_easy_init();
+    ck_assert_ptr_nonnull(c);
+    struct curl_slist *hl = NULL;
+    for (size_t i = 0; headers && headers[i]; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    hl = curl_slist_append(hl, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    char ca[300], crt[300], key[300];
+    const char *dir = cert == H_CERT_OTHER_CA ? h_other_certs : h_certs;
+    snprintf(ca, sizeof ca, "%s/ca.pem", h_certs);
+    snprintf(crt, sizeof crt, "%s/client.pem", dir);
+    snprintf(key, sizeof key, "%s/client-key.pem", dir);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    if (cert != H_CERT_NONE) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, crt);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, key);
+    }
+    r.curl_rc = (int)curl_easy_perform(c);
+    if (r.curl_rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    r.body = b.p;
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+void h_resp_free(struct h_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+cJSON *h_json(const struct h_resp *r)
+{
+    cJSON *j = cJSON_Parse(r->body ? r->body : "");
+    ck_assert_msg(j != NULL, "not JSON: %s", r->body ? r->body : "(null)");
+    return j;
+}
+
+struct h_resp h_api(const struct h_sim *s, const char *method, const char *path, const char *app,
+                    const char *token, const char *body)
+{
+    char url[1024], k[256], a[256];
+    snprintf(url, sizeof url, "%s%s", s->api, path);
+    snprintf(k, sizeof k, "app_key: %s", app ? app : "");
+    snprintf(a, sizeof a, "Authorization: Bearer %s", token ? token : "");
+    const char *hs[4];
+    size_t n = 0;
+    if (app)
+        hs[n++] = k;
+    if (token)
+        hs[n++] = a;
+    hs[n++] = "Content-Type: application/json";
+    hs[n] = NULL;
+    return h_http(method, url, hs, body, H_CERT_CLIENT);
+}
+
+struct h_resp h_admin(const struct h_sim *s, const char *method, const char *path, const char *body)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", s->admin, path);
+    return h_http(method, url, NULL, body, H_CERT_NONE);
+}
+
+char *h_login(const struct h_sim *s, const char *app, const char *secret)
+{
+    char url[256], body[256];
+    snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/login", s->api);
+    snprintf(body, sizeof body, "appId=%s&secret=%s", app, secret);
+    const char *hs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    struct h_resp r = h_http("POST", url, hs, body, H_CERT_CLIENT);
+    ck_assert_msg(r.status == 200, "login %s: %ld %s", app, r.status, r.body);
+    cJSON *j = h_json(&r);
+    const cJSON *t = cJSON_GetObjectItem(j, "accessToken");
+    ck_assert(cJSON_IsString(t));
+    char *tok = strdup(t->valuestring);
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    return tok;
+}
+
+void h_expect(const struct h_resp *r, long status, const char *body)
+{
+    ck_assert_msg(r->status == status, "expected %ld, got %ld (curl %d): %s", status, r->status,
+                  r->curl_rc, r->body ? r->body : "");
+    if (body)
+        ck_assert_str_eq(r->body ? r->body : "", body);
+}
+
+void h_first_device(const struct h_sim *s, const char *app, char out[37])
+{
+    struct h_resp r = h_admin(s, "GET", "/devices", NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *arr = h_json(&r);
+    const cJSON *d;
+    out[0] = '\0';
+    cJSON_ArrayForEach(d, arr)
+    {
+        const cJSON *a = cJSON_GetObjectItem(d, "appId");
+        if (!app || strcmp(a->valuestring, app) == 0) {
+            snprintf(out, 37, "%s", cJSON_GetObjectItem(d, "deviceId")->valuestring);
+            break;
+        }
+    }
+    cJSON_Delete(arr);
+    h_resp_free(&r);
+    ck_assert_msg(out[0], "no device for %s", app ? app : "(any)");
+}
+
+cJSON *h_pushes(const struct h_sim *s)
+{
+    struct h_resp r = h_admin(s, "GET", "/pushes", NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    return j;
+}
+
+void h_subscribe(const struct h_sim *s, const char *app, const char *token, const char *type,
+                 const struct h_receiver *r, const char *path)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"notifyType\":\"%s\",\"callbackUrl\":\"http://127.0.0.1:%u%s\"}",
+             type, h_recv_port(r), path);
+    struct h_resp resp = h_api(s, "POST", "/iocm/app/sub/v1.2.0/subscriptions", app, token, body);
+    h_expect(&resp, 201, NULL);
+    h_resp_free(&resp);
+}
+
+/* ---- push receiver ---- */
+
+#define RECV_MAX 512
+
+struct h_receiver {
+    struct MHD_Daemon *d;
+    unsigned port;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct h_push got[RECV_MAX];
+    size_t n;
+    int script[64];
+    size_t nscript, next;
+    int dflt;
+    long hang_ms;
+    char *key, *cert;
+};
+
+struct rctx {
+    char *body;
+    size_t n;
+};
+
+static enum MHD_Result on_push(void *cls, struct MHD_Connection *conn, const char *url,
+                               const char *method, const char *version, const char *up,
+                               size_t *up_size, void **con_cls)
+{
+    (void)method;
+    (void)version;
+    struct h_receiver *r = cls;
+    struct rctx *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        c->body = calloc(1, 1);
+        *con_cls = c;
+        return MHD_YES;
+    }
+    if (*up_size) {
+        char *nb = realloc(c->body, c->n + *up_size + 1);
+        if (!nb)
+            return MHD_NO;
+        memcpy(nb + c->n, up, *up_size);
+        c->n += *up_size;
+        nb[c->n] = '\0';
+        c->body = nb;
+        *up_size = 0;
+        return MHD_YES;
+    }
+    const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    pthread_mutex_lock(&r->lock);
+    int status = r->next < r->nscript ? r->script[r->next] : r->dflt;
+    r->next++;
+    if (r->n < RECV_MAX) {
+        struct h_push *p = &r->got[r->n++];
+        snprintf(p->path, sizeof p->path, "%s", url);
+        snprintf(p->content_type, sizeof p->content_type, "%s", ct ? ct : "");
+        p->body = strdup(c->body);
+    }
+    long hang = r->hang_ms;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    if (status < 0) {
+        h_sleep_ms(hang);
+        status = 200;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(2, (void *)"ok", MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static void on_done(void *cls, struct MHD_Connection *conn, void **con_cls,
+                    enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct rctx *c = *con_cls;
+    if (c) {
+        free(c->body);
+        free(c);
+    }
+    *con_cls = NULL;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char *b = calloc(1, 65536);
+    size_t n = fread(b, 1, 65535, f);
+    b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
+struct h_receiver *h_recv_start(bool tls)
+{
+    struct h_receiver *r = calloc(1, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    r->dflt = 200;
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+    if (tls) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/server-key.pem", h_certs);
+        r->key = slurp(p);
+        snprintf(p, sizeof p, "%s/server.pem", h_certs);
+        r->cert = slurp(p);
+        r->d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_push, r,
+                                MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+                                MHD_OPTION_NOTIFY_COMPLETED, on_done, r, MHD_OPTION_HTTPS_MEM_KEY,
+                                r->key, MHD_OPTION_HTTPS_MEM_CERT, r->cert, MHD_OPTION_END);
+    } else {
+        r->d = MHD_start_daemon(flags, 0, NULL, NULL, on_push, r, MHD_OPTION_SOCK_ADDR,
+                                (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_done, r,
+                                MHD_OPTION_END);
+    }
+    ck_assert_ptr_nonnull(r->d);
+    r->port = MHD_get_daemon_info(r->d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    return r;
+}
+
+void h_recv_stop(struct h_receiver *r)
+{
+    if (!r)
+        return;
+    MHD_stop_daemon(r->d);
+    for (size_t i = 0; i < r->n; i++)
+        free(r->got[i].body);
+    free(r->key);
+    free(r->cert);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r);
+}
+
+unsigned h_recv_port(const struct h_receiver *r)
+{
+    return r->port;
+}
+
+void h_recv_script(struct h_receiver *r, const int *statuses, size_t n, int dflt, long hang_ms)
+{
+    pthread_mutex_lock(&r->lock);
+    ck_assert_uint_le(n, 64);
+    memcpy(r->script, statuses, n * sizeof *statuses);
+    r->nscript = n;
+    r->next = 0;
+    r->dflt = dflt;
+    r->hang_ms = hang_ms;
+    pthread_mutex_unlock(&r->lock);
+}
+
+size_t h_recv_wait(struct h_receiver *r, size_t n, long deadline_ms)
+{
+    long end = now_ms() + deadline_ms;
+    pthread_mutex_lock(&r->lock);
+    while (r->n < n && now_ms() < end) {
+        pthread_mutex_unlock(&r->lock);
+        h_sleep_ms(10);
+        pthread_mutex_lock(&r->lock);
+    }
+    size_t got = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return got;
+}
+
+size_t h_recv_count(struct h_receiver *r)
+{
+    pthread_mutex_lock(&r->lock);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+struct h_push h_recv_get(struct h_receiver *r, size_t i)
+{
+    pthread_mutex_lock(&r->lock);
+    ck_assert_uint_lt(i, r->n);
+    struct h_push p = r->got[i];
+    p.body = strdup(p.body);
+    pthread_mutex_unlock(&r->lock);
+    return p;
+}
+
+cJSON *h_recv_bodies(struct h_receiver *r, const char *path)
+{
+    cJSON *arr = cJSON_CreateArray();
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < r->n; i++)
+        if (!path || strcmp(r->got[i].path, path) == 0) {
+            cJSON *j = cJSON_Parse(r->got[i].body);
+            ck_assert_msg(j != NULL, "push body is not JSON: %s", r->got[i].body);
+            cJSON_AddItemToArray(arr, j);
+        }
+    pthread_mutex_unlock(&r->lock);
+    return arr;
+}
+
+void h_make_other_certs(void)
+{
+    if (!h_other_certs[0])
+        make_certs_into(h_other_certs, sizeof h_other_certs);
+}

@@ -1,0 +1,458 @@
+/*
+ * test_sim_it_cmds.c: device commands v1.4.0 (platform-api.md §3) and the status callbacks of §2,
+ * received by a real HTTP server.
+ */
+#include "sim_harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CMDS   "/iocm/app/cmd/v1.4.0/deviceCommands"
+#define CANCEL "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
+
+static struct h_sim s;
+static char *tok;
+static char dev[37];
+static struct h_receiver *rx;
+
+static void start(const char *const *extra)
+{
+    const char *args[32] = {"--app", "app1:sec1",          "--app", "app2:sec2", "--devices",
+                            "2",     "--command-delay-ms", "50"};
+    size_t n = 8;
+    for (size_t i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    h_sim_start(&s, args);
+    tok = h_login(&s, "app1", "sec1");
+    h_first_device(&s, "app1", dev);
+    rx = h_recv_start(false);
+}
+
+static void stop(void)
+{
+    h_recv_stop(rx);
+    free(tok);
+    h_sim_stop(&s);
+}
+
+static struct h_resp create(const char *device, const char *extra)
+{
+    char body[1024];
+    snprintf(
+        body, sizeof body,
+        "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"Light\",\"method\":\"SET\","
+        "\"paras\":{\"on\":1,\"level\":\"high\"}},\"callbackUrl\":\"http://127.0.0.1:%u/cmd\"%s%s}",
+        device, h_recv_port(rx), extra ? "," : "", extra ? extra : "");
+    return h_api(&s, "POST", CMDS, "app1", tok, body);
+}
+
+static char *create_ok(const char *extra, const char *want_status)
+{
+    struct h_resp r = create(dev, extra);
+    h_expect(&r, 201, NULL);
+    cJSON *j = h_json(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, want_status);
+    char *id = strdup(cJSON_GetObjectItem(j, "commandId")->valuestring);
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    return id;
+}
+
+static void admin_ok(const char *method, const char *path, const char *body, long status)
+{
+    struct h_resp r = h_admin(&s, method, path, body);
+    h_expect(&r, status, NULL);
+    h_resp_free(&r);
+}
+
+/* The status callbacks received for one command, as "SENT,DELIVERED,…" (arrival order). */
+static void expect_callbacks(const char *id, size_t n, const char *const *codes,
+                             const char *last_detail)
+{
+    long waited = 0;
+    cJSON *mine = NULL;
+    for (;;) {
+        cJSON *all = h_recv_bodies(rx, "/cmd");
+        cJSON_Delete(mine);
+        mine = cJSON_CreateArray();
+        cJSON *b;
+        cJSON_ArrayForEach(b, all)
+        {
+            if (strcmp(cJSON_GetObjectItem(b, "commandId")->valuestring, id) == 0)
+                cJSON_AddItemToArray(mine, cJSON_Duplicate(b, 1));
+        }
+        cJSON_Delete(all);
+        if ((size_t)cJSON_GetArraySize(mine) >= n || waited > 5000)
+            break;
+        h_sleep_ms(20);
+        waited += 20;
+    }
+    ck_assert_int_eq(cJSON_GetArraySize(mine), (int)n);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *b = cJSON_GetArrayItem(mine, (int)i);
+        ck_assert_ptr_null(cJSON_GetObjectItem(b, "notifyType"));
+        ck_assert_str_eq(cJSON_GetObjectItem(b, "deviceId")->valuestring, dev);
+        cJSON *res = cJSON_GetObjectItem(b, "result");
+        /* Parallel pushes may reorder callbacks; each status must appear exactly once. */
+        bool found = false;
+        for (size_t k = 0; k < n; k++)
+            found =
+                found || strcmp(cJSON_GetObjectItem(res, "resultCode")->valuestring, codes[k]) == 0;
+        ck_assert_msg(found, "unexpected %s", cJSON_GetObjectItem(res, "resultCode")->valuestring);
+        const cJSON *d = cJSON_GetObjectItem(res, "resultDetail");
+        ck_assert_ptr_nonnull(d);
+        if (strcmp(cJSON_GetObjectItem(res, "resultCode")->valuestring, codes[n - 1]) == 0 &&
+            last_detail) {
+            char *txt = cJSON_PrintUnformatted(d);
+            ck_assert_str_eq(txt, last_detail);
+            free(txt);
+        } else {
+            ck_assert(cJSON_IsNull(d));
+        }
+    }
+    cJSON_Delete(mine);
+}
+
+START_TEST(create_and_lifecycle_callbacks)
+{
+    start(NULL);
+    struct h_resp r = create(dev, "\"maxRetransmit\":3");
+    h_expect(&r, 201, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    const char *id = cJSON_GetObjectItem(j, "commandId")->valuestring;
+    ck_assert_int_eq(strlen(id), 32);
+    ck_assert_int_eq(strspn(id, "0123456789abcdef"), 32);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "appId")->valuestring, "app1");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "deviceId")->valuestring, dev);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "SENT");
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "expireTime")->valueint, 172800);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "maxRetransmit")->valueint, 3);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "issuedTimes")->valueint, 0);
+    const char *ct = cJSON_GetObjectItem(j, "creationTime")->valuestring;
+    ck_assert_int_eq(strlen(ct), 16);
+    ck_assert(ct[8] == 'T' && ct[15] == 'Z');
+    ck_assert_ptr_null(cJSON_GetObjectItem(j, "deliveredTime")); /* absent, not null */
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "command"), "method")->valuestring,
+                     "SET");
+    static const char *codes[] = {"SENT", "DELIVERED", "SUCCESSFUL"};
+    expect_callbacks(id, 3, codes, "{\"on\":1,\"level\":\"high\"}");
+    /* The query shows the final state. */
+    char path[128];
+    snprintf(path, sizeof path, CMDS "?deviceId=%s", dev);
+    r = h_api(&s, "GET", path, "app1", tok, NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *q = h_json(&r);
+    h_resp_free(&r);
+    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(q, "data"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(c, "status")->valuestring, "SUCCESSFUL");
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(c, "result"), "resultCode")->valuestring,
+        "SUCCESSFUL");
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(c, "deliveredTime"));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(c, "executeTime"));
+    cJSON_Delete(q);
+    cJSON_Delete(j);
+    stop();
+}
+END_TEST
+
+START_TEST(create_errors)
+{
+    start(NULL);
+    struct h_resp r;
+    /* Bodies after {"deviceId":"<dev>" ; NULL-deviceId cases are whole bodies. */
+    static const struct {
+        bool with_dev;
+        const char *text;
+    } bad[] = {
+        {false, "{\"deviceId\":\"x\"}"},
+        {false, "{\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}}}"},
+        {false, "not json"},
+        {true, ",\"command\":{\"serviceId\":\"a\",\"method\":\"b\"}}"},
+        {true, ",\"command\":{\"serviceId\":\"\",\"method\":\"b\",\"paras\":{}}}"},
+        {true,
+         ",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},\"maxRetransmit\":4}"},
+        {true,
+         ",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},\"maxRetransmit\":-1}"},
+        {true,
+         ",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},\"expireTime\":-5}"},
+        {true,
+         ",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},\"expireTime\":1.5}"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char body[512];
+        if (bad[i].with_dev)
+            snprintf(body, sizeof body, "{\"deviceId\":\"%s\"%s", dev, bad[i].text);
+        else
+            snprintf(body, sizeof body, "%s", bad[i].text);
+        r = h_api(&s, "POST", CMDS, "app1", tok, body);
+        h_expect(&r, 400, "{\"error_code\":\"100022\",\"error_desc\":\"The input is invalid.\"}");
+        h_resp_free(&r);
+    }
+    r = create("00000000-0000-4000-8000-000000000000", NULL);
+    h_expect(&r, 404, "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed.\"}");
+    h_resp_free(&r);
+    char other[37];
+    h_first_device(&s, "app2", other);
+    r = create(other, NULL); /* another app's device */
+    h_expect(&r, 404, NULL);
+    h_resp_free(&r);
+    /* Offline device: immediate command refused with HTTP 200 and an error body. */
+    char path[128];
+    snprintf(path, sizeof path, "/devices/%s/offline", dev);
+    admin_ok("POST", path, NULL, 204);
+    r = create(dev, "\"expireTime\":0");
+    h_expect(&r, 200, "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
+    h_resp_free(&r);
+    /* Callback on another IP:port than the subscriptions: 403. */
+    h_subscribe(&s, "app1", tok, "deviceDataChanged", rx, "/push");
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},"
+             "\"callbackUrl\":\"http://127.0.0.1:1/cmd\"}",
+             dev);
+    r = h_api(&s, "POST", CMDS, "app1", tok, body);
+    h_expect(&r, 403, NULL);
+    cJSON *j = h_json(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "error_code")->valuestring, "100229");
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    stop();
+}
+END_TEST
+
+START_TEST(unknown_device_200_flag)
+{
+    const char *extra[] = {"--unknown-device-200", NULL};
+    start(extra);
+    struct h_resp r = create("00000000-0000-4000-8000-000000000000", NULL);
+    h_expect(&r, 200,
+             "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}");
+    h_resp_free(&r);
+    stop();
+}
+END_TEST
+
+START_TEST(pending_until_online_limit_cancel)
+{
+    const char *extra[] = {"--max-pending", "3", NULL};
+    start(extra);
+    char path[128];
+    snprintf(path, sizeof path, "/devices/%s/offline", dev);
+    admin_ok("POST", path, NULL, 204);
+    char *c1 = create_ok(NULL, "PENDING");
+    char *c2 = create_ok(NULL, "PENDING");
+    char *c3 = create_ok(NULL, "PENDING");
+    struct h_resp r = create(dev, NULL);
+    h_expect(
+        &r, 400,
+        "{\"error_code\":\"100223\",\"error_desc\":\"Command counts has reached the upLimit.\"}");
+    h_resp_free(&r);
+    /* Cancel one with PUT; a second cancel is refused (no longer PENDING). */
+    char put[128];
+    snprintf(put, sizeof put, CMDS "/%s", c1);
+    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
+    h_expect(&r, 200, NULL);
+    cJSON *j = h_json(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "CANCELED");
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"SENT\"}");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    r = h_api(&s, "PUT", CMDS "/0123456789abcdef0123456789abcdef", "app1", tok,
+              "{\"status\":\"CANCELED\"}");
+    h_expect(&r, 404, NULL);
+    h_resp_free(&r);
+    /* Cancel task takes the remaining pending command c2 — keep c3 by sending it first?  No:
+       online now sends c2 and c3, so cancel c2 via a task before. */
+    char body[128];
+    snprintf(body, sizeof body, "{\"deviceId\":\"%s\"}", dev);
+    char *c4 = create_ok(NULL, "PENDING");
+    (void)c4;
+    r = h_api(&s, "POST", CANCEL, "app1", tok, body);
+    h_expect(&r, 201, NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 3);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "SUCCESS");
+    cJSON *cmds = cJSON_GetObjectItem(j, "deviceCommands");
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(cmds, 0), "status")->valuestring,
+                     "CANCELED");
+    char task[64];
+    snprintf(task, sizeof task, "%s", cJSON_GetObjectItem(j, "taskId")->valuestring);
+    cJSON_Delete(j);
+    char q[160];
+    snprintf(q, sizeof q, CANCEL "?taskId=%s", task);
+    r = h_api(&s, "GET", q, "app1", tok, NULL);
+    h_expect(&r, 200, NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 1);
+    cJSON_Delete(j);
+    r = h_api(&s, "POST", CANCEL, "app1", tok, "{\"deviceId\":\"nope\"}");
+    h_expect(&r, 404, NULL);
+    h_resp_free(&r);
+    /* A new pending command goes out when the device comes online. */
+    char *c5 = create_ok(NULL, "PENDING");
+    snprintf(path, sizeof path, "/devices/%s/online", dev);
+    admin_ok("POST", path, NULL, 204);
+    static const char *codes[] = {"SENT", "DELIVERED", "SUCCESSFUL"};
+    expect_callbacks(c5, 3, codes, "{\"on\":1,\"level\":\"high\"}");
+    /* Canceled commands got no callback (UNCONFIRMED; --push-final-states). */
+    expect_callbacks(c2, 0, codes, NULL);
+    free(c1);
+    free(c2);
+    free(c3);
+    free(c4);
+    free(c5);
+    stop();
+}
+END_TEST
+
+START_TEST(query_paging_and_time_filter)
+{
+    start(NULL);
+    for (int i = 0; i < 5; i++)
+        free(create_ok(NULL, "SENT"));
+    struct h_resp r = h_api(&s, "GET", CMDS "?pageNo=1&pageSize=2", "app1", tok, NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    cJSON *pg = cJSON_GetObjectItem(j, "pagination");
+    ck_assert_int_eq(cJSON_GetObjectItem(pg, "pageNo")->valueint, 1);
+    ck_assert_int_eq(cJSON_GetObjectItem(pg, "pageSize")->valueint, 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(pg, "totalSize")->valueint, 5);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")), 2);
+    cJSON_Delete(j);
+    r = h_api(&s, "GET", CMDS "?startTime=20990101T000000Z", "app1", tok, NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 0);
+    cJSON_Delete(j);
+    r = h_api(&s, "GET", CMDS "?endTime=20990101T000000Z&startTime=20000101T000000Z", "app1", tok,
+              NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 5);
+    cJSON_Delete(j);
+    r = h_api(&s, "GET", CMDS "?startTime=yesterday", "app1", tok, NULL);
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    r = h_api(&s, "GET", CMDS "?pageSize=1001", "app1", tok, NULL);
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    char *t2 = h_login(&s, "app2", "sec2"); /* another app sees none of them */
+    r = h_api(&s, "GET", CMDS, "app2", t2, NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 0);
+    cJSON_Delete(j);
+    free(t2);
+    stop();
+}
+END_TEST
+
+START_TEST(failures_timeouts_expiry_manual)
+{
+    const char *extra[] = {"--command-fail-rate", "1", NULL};
+    start(extra);
+    char *id = create_ok(NULL, "SENT");
+    static const char *failed[] = {"SENT", "DELIVERED", "FAILED"};
+    expect_callbacks(id, 3, failed, NULL);
+    free(id);
+    stop();
+
+    const char *extra2[] = {"--command-timeout-rate", "1", NULL};
+    start(extra2);
+    id = create_ok(NULL, "SENT");
+    static const char *timeout[] = {"SENT", "TIMEOUT"};
+    expect_callbacks(id, 2, timeout, NULL);
+    free(id);
+    /* A pending command expires after expireTime seconds (pushed with --push-final-states only). */
+    char path[128];
+    snprintf(path, sizeof path, "/devices/%s/offline", dev);
+    admin_ok("POST", path, NULL, 204);
+    id = create_ok("\"expireTime\":1", "PENDING");
+    h_sleep_ms(1300);
+    snprintf(path, sizeof path, "/commands?deviceId=%s", dev);
+    struct h_resp r = h_admin(&s, "GET", path, NULL);
+    cJSON *all = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 1), "status")->valuestring,
+                     "EXPIRED");
+    cJSON_Delete(all);
+    free(id);
+    stop();
+
+    const char *extra3[] = {"--command-manual", "--device-type", "mqtt", NULL};
+    start(extra3);
+    h_subscribe(&s, "app1", tok, "commandRsp", rx, "/push");
+    h_subscribe(&s, "app1", tok, "messageConfirm", rx, "/push");
+    id = create_ok(NULL, "SENT");
+    static const char *two[] = {"SENT", "DELIVERED"};
+    expect_callbacks(id, 2, two, NULL);
+    h_sleep_ms(300);
+    expect_callbacks(id, 2, two, NULL); /* stays DELIVERED */
+    snprintf(path, sizeof path, "/commands/%s/complete", id);
+    admin_ok("POST", path, "{\"resultCode\":\"SUCCESSFUL\",\"resultDetail\":{\"done\":true}}", 204);
+    static const char *three[] = {"SENT", "DELIVERED", "SUCCESSFUL"};
+    expect_callbacks(id, 3, three, "{\"done\":true}");
+    admin_ok("POST", path, "{\"resultCode\":\"FAILED\"}", 409); /* already final */
+    /* MQTT device: messageConfirm and commandRsp notifications to the subscribers. */
+    ck_assert_uint_ge(h_recv_wait(rx, 5, 5000), 5);
+    cJSON *pushes = h_recv_bodies(rx, "/push");
+    ck_assert_int_eq(cJSON_GetArraySize(pushes), 2);
+    bool confirm = false, rsp = false;
+    cJSON *p;
+    cJSON_ArrayForEach(p, pushes)
+    {
+        const char *t = cJSON_GetObjectItem(p, "notifyType")->valuestring;
+        cJSON *hd = cJSON_GetObjectItem(p, "header");
+        ck_assert_str_eq(cJSON_GetObjectItem(hd, "requestId")->valuestring, id);
+        if (strcmp(t, "commandRsp") == 0) {
+            rsp = true;
+            ck_assert_str_eq(cJSON_GetObjectItem(hd, "deviceId")->valuestring, dev);
+            ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "body"), "done")));
+        } else {
+            confirm = strcmp(t, "messageConfirm") == 0;
+            ck_assert_str_eq(cJSON_GetObjectItem(hd, "status")->valuestring, "delivered");
+        }
+    }
+    ck_assert(confirm && rsp);
+    cJSON_Delete(pushes);
+    free(id);
+    stop();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("sim_cmds");
+    TCase *tc = tcase_create("cmds");
+    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, create_and_lifecycle_callbacks);
+    tcase_add_test(tc, create_errors);
+    tcase_add_test(tc, unknown_device_200_flag);
+    tcase_add_test(tc, pending_until_online_limit_cancel);
+    tcase_add_test(tc, query_paging_and_time_filter);
+    tcase_add_test(tc, failures_timeouts_expiry_manual);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,268 @@
+/*
+ * test_sim_it_subs.c: the subscription API (platform-api.md §5) and that pushes reach exactly the
+ * subscribers of a notifyType.
+ */
+#include "sim_harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUBS    "/iocm/app/sub/v1.2.0/subscriptions"
+#define ILLEGAL "{\"error_code\":\"100222\",\"error_desc\":\"The request callbackurl is illegal.\"}"
+
+static struct h_sim s;
+static char *tok;
+
+static void start(void)
+{
+    const char *args[] = {"--app", "app1:sec1", "--app", "app2:sec2", NULL};
+    h_sim_start(&s, args);
+    tok = h_login(&s, "app1", "sec1");
+}
+
+static void stop(void)
+{
+    free(tok);
+    h_sim_stop(&s);
+}
+
+static struct h_resp sub(const char *path, const char *type, const char *key, const char *url)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"notifyType\":\"%s\",\"%s\":\"%s\"}", type, key, url);
+    return h_api(&s, "POST", path, "app1", tok, body);
+}
+
+static cJSON *get_json(const char *path, long status)
+{
+    struct h_resp r = h_api(&s, "GET", path, "app1", tok, NULL);
+    h_expect(&r, status, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    return j;
+}
+
+START_TEST(create_conflict_and_url_rules)
+{
+    start();
+    struct h_resp r =
+        sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9000/cb/app1");
+    h_expect(&r, 201, NULL);
+    cJSON *j = h_json(&r);
+    ck_assert_int_eq(strlen(cJSON_GetObjectItem(j, "subscriptionId")->valuestring), 36);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "notifyType")->valuestring, "deviceDataChanged");
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "callbackUrl")->valuestring,
+                     "http://127.0.0.1:9000/cb/app1");
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    r = sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9000/other");
+    h_expect(&r, 409, "{\"error_code\":\"100227\",\"error_desc\":\"The resource is conflicted.\"}");
+    h_resp_free(&r);
+    static const char *bad[] = {"http://127.0.0.1:9000", "http://127.0.0.1/cb",
+                                "ftp://1.2.3.4:21/x", "not a url"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        r = sub(SUBS, "deviceAdded", "callbackUrl", bad[i]);
+        h_expect(&r, 400, ILLEGAL);
+        h_resp_free(&r);
+    }
+    /* All of an app's callbacks share one IP:port. */
+    r = sub(SUBS, "deviceAdded", "callbackUrl", "http://127.0.0.1:9001/cb");
+    h_expect(&r, 400, ILLEGAL);
+    h_resp_free(&r);
+    r = sub(SUBS, "deviceAdded", "callbackUrl", "http://127.0.0.2:9000/cb");
+    h_expect(&r, 400, ILLEGAL);
+    h_resp_free(&r);
+    r = sub(SUBS, "deviceAdded", "callbackurl", "https://127.0.0.1:9000/"); /* lowercase key */
+    h_expect(&r, 201, NULL);
+    h_resp_free(&r);
+    r = sub(SUBS, "noSuchType", "callbackUrl", "http://127.0.0.1:9000/cb");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    r = sub(SUBS, "swUpgradeResultNotify", "callbackUrl", "http://127.0.0.1:9000/cb");
+    h_expect(&r, 400, NULL); /* management types go to /iodm */
+    h_resp_free(&r);
+    r = h_api(&s, "POST", SUBS, "app1", tok, "{\"notifyType\":");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    /* Another app has its own endpoint and its own types. */
+    char *t2 = h_login(&s, "app2", "sec2");
+    r = h_api(&s, "POST", SUBS, "app2", t2,
+              "{\"notifyType\":\"deviceDataChanged\",\"callbackUrl\":\"http://10.0.0.1:80/x\"}");
+    h_expect(&r, 201, NULL);
+    h_resp_free(&r);
+    free(t2);
+    stop();
+}
+END_TEST
+
+START_TEST(list_filter_paging_get_delete)
+{
+    start();
+    static const char *types[] = {
+        "deviceAdded",        "bindDevice",         "deviceInfoChanged", "deviceDataChanged",
+        "deviceDatasChanged", "deviceDeleted",      "messageConfirm",    "commandRsp",
+        "deviceEvent",        "serviceInfoChanged", "ruleEvent",         "deviceCapabilitiesAdded"};
+    size_t n = sizeof types / sizeof *types;
+    for (size_t i = 0; i < n; i++) {
+        struct h_resp r = sub(SUBS, types[i], "callbackUrl",
+                              i % 2 ? "http://127.0.0.1:9000/a" : "http://127.0.0.1:9000/b");
+        h_expect(&r, 201, NULL);
+        h_resp_free(&r);
+    }
+    cJSON *j = get_json(SUBS, 200); /* default page of 10 */
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, (int)n);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "pageSize")->valueint, 10);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "subscriptions")), 10);
+    cJSON_Delete(j);
+    j = get_json(SUBS "?pageNo=1&pageSize=10", 200);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "subscriptions")), (int)n - 10);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "pageNo")->valueint, 1);
+    cJSON_Delete(j);
+    j = get_json(SUBS "?notifyType=bindDevice", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 1);
+    cJSON *one = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "subscriptions"), 0);
+    char id[64], path[128];
+    snprintf(id, sizeof id, "%s", cJSON_GetObjectItem(one, "subscriptionId")->valuestring);
+    cJSON_Delete(j);
+    j = get_json(SUBS "?callbackUrl=http%3A%2F%2F127.0.0.1%3A9000%2Fa&pageSize=100", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, (int)n / 2);
+    cJSON_Delete(j);
+    j = get_json(SUBS "?pageSize=0", 400);
+    cJSON_Delete(j);
+    snprintf(path, sizeof path, SUBS "/%s", id);
+    j = get_json(path, 200);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "notifyType")->valuestring, "bindDevice");
+    cJSON_Delete(j);
+    struct h_resp r = h_api(&s, "DELETE", path, "app1", tok, NULL);
+    h_expect(&r, 204, "");
+    h_resp_free(&r);
+    r = h_api(&s, "DELETE", path, "app1", tok, NULL);
+    h_expect(&r, 404, NULL);
+    h_resp_free(&r);
+    j = get_json(path, 404);
+    cJSON_Delete(j);
+    /* Batch delete by callbackUrl, then everything. */
+    r = h_api(&s, "DELETE", SUBS "?callbackUrl=http%3A%2F%2F127.0.0.1%3A9000%2Fb", "app1", tok,
+              NULL);
+    h_expect(&r, 204, "");
+    h_resp_free(&r);
+    j = get_json(SUBS "?pageSize=100", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, (int)n / 2 - 1);
+    cJSON_Delete(j);
+    r = h_api(&s, "DELETE", SUBS, "app1", tok, NULL);
+    h_expect(&r, 204, "");
+    h_resp_free(&r);
+    j = get_json(SUBS, 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 0);
+    cJSON_Delete(j);
+    stop();
+}
+END_TEST
+
+START_TEST(older_subscribe_calls)
+{
+    start();
+    struct h_resp r = sub("/iocm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackurl",
+                          "http://127.0.0.1:9000/old");
+    h_expect(&r, 201, "");
+    h_resp_free(&r);
+    r = sub("/iocm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackUrl",
+            "http://127.0.0.1:9000/new");
+    h_expect(&r, 201, ""); /* replaces the URL */
+    h_resp_free(&r);
+    r = sub("/iodm/app/sub/v1.1.0/subscribe", "fwUpgradeResultNotify", "callbackUrl",
+            "http://127.0.0.1:9000/up");
+    h_expect(&r, 200, "");
+    h_resp_free(&r);
+    r = sub("/iodm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackUrl",
+            "http://127.0.0.1:9000/up");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    cJSON *j = get_json(SUBS "?notifyType=deviceAdded", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 1);
+    ck_assert_str_eq(
+        cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "subscriptions"), 0),
+                            "callbackUrl")
+            ->valuestring,
+        "http://127.0.0.1:9000/new");
+    cJSON_Delete(j);
+    stop();
+}
+END_TEST
+
+START_TEST(pushes_go_to_subscribers_of_the_type)
+{
+    start();
+    struct h_receiver *rx = h_recv_start(false);
+    h_subscribe(&s, "app1", tok, "deviceAdded", rx, "/push/app1");
+    h_subscribe(&s, "app1", tok, "ruleEvent", rx, "/push/app1/rules");
+    const char *rule =
+        "{\"notifyType\":\"ruleEvent\",\"author\":\"u\",\"ruleId\":\"r1\",\"reasons\":[]}";
+    char body[512];
+    snprintf(body, sizeof body, "{\"appId\":\"app1\",\"body\":%s}", rule);
+    struct h_resp r = h_admin(&s, "POST", "/inject", body);
+    h_expect(&r, 200, "{\"queued\":1}");
+    h_resp_free(&r);
+    /* Not subscribed by app1 / unknown app: nothing goes out. */
+    r = h_admin(&s, "POST", "/inject",
+                "{\"appId\":\"app1\",\"body\":{\"notifyType\":\"deviceDeleted\"}}");
+    h_expect(&r, 200, "{\"queued\":0}");
+    h_resp_free(&r);
+    r = h_admin(&s, "POST", "/inject",
+                "{\"appId\":\"app2\",\"body\":{\"notifyType\":\"ruleEvent\"}}");
+    h_expect(&r, 200, "{\"queued\":0}");
+    h_resp_free(&r);
+    r = h_admin(&s, "POST", "/inject",
+                "{\"appId\":\"nope\",\"body\":{\"notifyType\":\"ruleEvent\"}}");
+    h_expect(&r, 404, NULL);
+    h_resp_free(&r);
+    r = h_admin(&s, "POST", "/inject", "{\"appId\":\"app1\",\"body\":{\"no\":1}}");
+    h_expect(&r, 400, NULL);
+    h_resp_free(&r);
+    /* raw bodies are pushed byte for byte */
+    r = h_admin(&s, "POST", "/inject",
+                "{\"appId\":\"app1\",\"raw\":\"{ \\\"notifyType\\\" : \\\"deviceAdded\\\" }\"}");
+    h_expect(&r, 200, "{\"queued\":1}");
+    h_resp_free(&r);
+    ck_assert_uint_eq(h_recv_wait(rx, 2, 5000), 2);
+    h_sleep_ms(200);
+    ck_assert_uint_eq(h_recv_count(rx), 2);
+    bool saw_rule = false, saw_raw = false;
+    for (size_t i = 0; i < 2; i++) {
+        struct h_push p = h_recv_get(rx, i);
+        ck_assert_str_eq(p.content_type, "application/json");
+        if (strcmp(p.path, "/push/app1/rules") == 0) {
+            ck_assert_str_eq(p.body, rule);
+            saw_rule = true;
+        } else {
+            ck_assert_str_eq(p.path, "/push/app1");
+            ck_assert_str_eq(p.body, "{ \"notifyType\" : \"deviceAdded\" }");
+            saw_raw = true;
+        }
+        free(p.body);
+    }
+    ck_assert(saw_rule && saw_raw);
+    h_recv_stop(rx);
+    stop();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *su = suite_create("sim_subs");
+    TCase *tc = tcase_create("subs");
+    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, create_conflict_and_url_rules);
+    tcase_add_test(tc, list_filter_paging_get_delete);
+    tcase_add_test(tc, older_subscribe_calls);
+    tcase_add_test(tc, pushes_go_to_subscribers_of_the_type);
+    suite_add_tcase(su, tc);
+    SRunner *sr = srunner_create(su);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
