@@ -114,6 +114,9 @@ struct th_mqtt;
 
 /* Connect (version 5 or 4 = 3.1.1, clean start).  NULL on failure. */
 struct th_mqtt *th_mqtt_connect(const char *url, const char *client_id, int version);
+/* The same with a user name and password (NULL: none).  NULL when the broker refuses. */
+struct th_mqtt *th_mqtt_connect_auth(const char *url, const char *client_id, int version,
+                                     const char *username, const char *password);
 bool th_mqtt_subscribe(struct th_mqtt *c, const char *filter, int qos);
 /* Publish and wait for completion (QoS 1/2: the ack).  MQTT 5 props may be NULL. */
 bool th_mqtt_publish(struct th_mqtt *c, const char *topic, const void *payload, size_t len, int qos,

@@ -127,6 +127,12 @@ static void on_lost(void *ctx, char *cause)
 
 struct th_mqtt *th_mqtt_connect(const char *url, const char *client_id, int version)
 {
+    return th_mqtt_connect_auth(url, client_id, version, NULL, NULL);
+}
+
+struct th_mqtt *th_mqtt_connect_auth(const char *url, const char *client_id, int version,
+                                     const char *username, const char *password)
+{
     MQTTClient_createOptions co = MQTTClient_createOptions_initializer;
     struct th_mqtt *c = calloc(1, sizeof(*c));
     int rc;
@@ -147,6 +153,8 @@ struct th_mqtt *th_mqtt_connect(const char *url, const char *client_id, int vers
         MQTTResponse r;
 
         o.cleanstart = 1;
+        o.username = username;
+        o.password = password;
         o.keepAliveInterval = 20;
         o.connectTimeout = 5;
         r = MQTTClient_connect5(c->client, &o, NULL, NULL);
@@ -156,6 +164,8 @@ struct th_mqtt *th_mqtt_connect(const char *url, const char *client_id, int vers
         MQTTClient_connectOptions o = MQTTClient_connectOptions_initializer;
 
         o.cleansession = 1;
+        o.username = username;
+        o.password = password;
         o.keepAliveInterval = 20;
         o.connectTimeout = 5;
         o.MQTTVersion = MQTTVERSION_3_1_1;

@@ -1,0 +1,312 @@
+/*
+ * test_docker_examples.c: the examples do what they say, against the real
+ * stack: Mosquitto from docker/mosquitto/ and
+ * the bridge from docker/ocbridge.json (the compose demo, without containers).
+ *
+ * - the Python and Node clients see a device's data (pushed as the platform
+ *   would) and exit when they have;
+ *   TODO(commands in the daemon): start the simulator with the stack, run
+ *   `ocbridge subscribe`, and have the clients send a command and check its
+ *   commandResponse (MQTT 5 response topic, correlation data, correlationId);
+ * - examples/curl/push-all.sh pushes every notification type and each lands
+ *   on the topic its comment names;
+ * - every metric the Grafana dashboard and the alert rules use is exported
+ *   by the running bridge.
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "th_docker.h"
+
+#define WAIT_MS        20000
+#define CLIENT_TIMEOUT "20"
+#define NPM_TIMEOUT_MS 300000
+#define DEVICE         "c2dc6ecc-495f-48ff-95b1-177855ce5c69" /* of the sample notification */
+
+struct stack {
+    struct th_broker broker;
+    struct th_bridge bridge;
+    char device[128];
+};
+
+/* One stack per test process (Check forks each test); static because the
+ * harness remembers its processes until exit. */
+static struct stack S;
+
+static void set_env(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_env(const char *name, const char *fmt, ...)
+{
+    char v[TH_PATH_MAX + 32];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(v, sizeof(v), fmt, ap);
+    va_end(ap);
+    ck_assert(n >= 0 && (size_t)n < sizeof(v));
+    ck_assert_int_eq(setenv(name, v, 1), 0);
+}
+
+static void stack_start(struct stack *s)
+{
+    char path[TH_PATH_MAX];
+
+    th_docker_broker_start(&s->broker);
+    /* docker/ocbridge.json as shipped; the variables move it from the
+     * compose network's names to this test's ports.  No platform yet: the
+     * app is push-only. */
+    th_source_path(path, sizeof(path), "docker/ocbridge.json");
+    char *json = th_read_file(path, NULL);
+    ck_assert_ptr_nonnull(json);
+    s->bridge.port = th_free_port();
+    set_env("OCB_HTTP_LISTEN", "127.0.0.1:%d", s->bridge.port);
+    set_env("OCB_HTTP_PUBLIC_URL", "http://127.0.0.1:%d", s->bridge.port);
+    set_env("OCB_MQTT_URL", "%s", s->broker.url);
+    set_env("OCB_PLATFORM_CA_FILE", "%s", "");
+    set_env("OCB_PLATFORM_CERT_FILE", "%s", "");
+    set_env("OCB_PLATFORM_KEY_FILE", "%s", "");
+    set_env("OCB_APPS_0_SECRET", "%s", "");
+    th_bridge_start(&s->bridge, json, false);
+    free(json);
+    ck_assert_msg(th_bridge_wait_ready(&s->bridge, NULL, WAIT_MS), "the bridge is not ready");
+    snprintf(s->device, sizeof(s->device), "%s", DEVICE);
+}
+
+static void stack_stop(struct stack *s)
+{
+    ck_assert_int_eq(th_bridge_stop(&s->bridge), 0);
+    th_broker_stop(&s->broker);
+}
+
+/*
+ * Run an example client that waits for one data message of DEVICE, pushing
+ * that device's sample notification (as the platform would) until the
+ * client has seen it and exited: it subscribes at a moment we cannot see.
+ */
+static void run_client_with_pushes(struct stack *s, struct th_proc *p, const char *name,
+                                   char *const argv[])
+{
+    static struct th_proc proc;
+    char path[TH_PATH_MAX], url[128];
+    size_t len;
+    long long end = th_now_ms() + 3 * WAIT_MS;
+
+    th_source_path(path, sizeof(path), "examples/notifications/deviceDataChanged.json");
+    char *body = th_read_file(path, &len);
+    ck_assert_ptr_nonnull(body);
+    snprintf(url, sizeof(url), "%s/push/demoApp", s->bridge.base);
+    th_spawn(&proc, name, argv);
+    while (th_wait_exit(&proc, 200) < 0 && th_now_ms() < end) {
+        struct th_http_resp r;
+        ck_assert(th_http("POST", url, body, len, NULL, &r));
+        ck_assert_int_eq(r.status, 200);
+        th_http_resp_free(&r);
+    }
+    if (th_running(&proc))
+        th_stop(&proc, SIGTERM, 5000);
+    free(body);
+    *p = proc;
+}
+
+/* What an example client printed: the device's data, then a clean exit. */
+static void check_client_output(const struct th_proc *p)
+{
+    char want[256];
+    char *out = th_read_file(p->log, NULL);
+
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(p->status == 0, "%s exited %d:\n%s", p->name, p->status, out);
+    snprintf(want, sizeof(want), "data iot/demoApp/%s/deviceDataChanged {\"notifyType\"", DEVICE);
+    ck_assert_msg(strstr(out, want) != NULL, "%s did not print \"%s\":\n%s", p->name, want, out);
+    free(out);
+}
+
+START_TEST(python_client_sees_a_devices_data)
+{
+    char script[TH_PATH_MAX], python[TH_PATH_MAX], port[16];
+    struct th_proc p;
+
+    /* Debian's interpreter, where python3-paho-mqtt is installed. */
+    if (access("/usr/bin/python3", X_OK) == 0)
+        snprintf(python, sizeof(python), "/usr/bin/python3");
+    else
+        ck_assert_msg(th_which("python3", python, sizeof(python)), "python3 is not installed");
+    stack_start(&S);
+    th_source_path(script, sizeof(script), "examples/clients/python/ocbridge_client.py");
+    snprintf(port, sizeof(port), "%d", S.broker.port);
+    char *argv[] = {python,       script,
+                    "--port",     port,
+                    "--user",     TH_DOCKER_CLIENT_USER,
+                    "--password", TH_DOCKER_CLIENT_PASS,
+                    "--app",      "demoApp",
+                    "--device",   S.device,
+                    "--timeout",  CLIENT_TIMEOUT,
+                    NULL};
+    run_client_with_pushes(&S, &p, "python-client", argv);
+    check_client_output(&p);
+    stack_stop(&S);
+}
+END_TEST
+
+START_TEST(node_client_sees_a_devices_data)
+{
+    char node[TH_PATH_MAX], npm[TH_PATH_MAX], src[TH_PATH_MAX], dst[TH_PATH_MAX], port[16];
+    struct th_proc p;
+
+    if (!th_which("node", node, sizeof(node)) || !th_which("npm", npm, sizeof(npm))) {
+        fprintf(stderr, "SKIP: node or npm is not installed (scripts/install-deps)\n");
+        return;
+    }
+    /* npm ci into this test's directory, not the source tree. */
+    static const char *const files[] = {"package.json", "package-lock.json", "client.js"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char rel[64];
+        size_t len;
+        snprintf(rel, sizeof(rel), "examples/clients/node/%s", files[i]);
+        th_source_path(src, sizeof(src), rel);
+        char *text = th_read_file(src, &len);
+        ck_assert_msg(text != NULL, "cannot read %s", src);
+        th_path(dst, sizeof(dst), files[i]);
+        ck_assert(th_write_file(dst, text, len));
+        free(text);
+    }
+    char *ci[] = {npm, "ci", "--no-audit", "--no-fund", "--prefix", (char *)th_tmpdir(), NULL};
+    ck_assert_msg(th_run(&p, "npm-ci", ci, NPM_TIMEOUT_MS) == 0, "npm ci failed (see npm-ci.log)");
+
+    stack_start(&S);
+    th_path(dst, sizeof(dst), "client.js");
+    snprintf(port, sizeof(port), "%d", S.broker.port);
+    char *argv[] = {node,         dst,
+                    "--port",     port,
+                    "--user",     TH_DOCKER_CLIENT_USER,
+                    "--password", TH_DOCKER_CLIENT_PASS,
+                    "--app",      "demoApp",
+                    "--device",   S.device,
+                    "--timeout",  CLIENT_TIMEOUT,
+                    NULL};
+    run_client_with_pushes(&S, &p, "node-client", argv);
+    check_client_output(&p);
+    stack_stop(&S);
+}
+END_TEST
+
+START_TEST(curl_examples_land_on_their_topics)
+{
+    char script[TH_PATH_MAX], topic[256];
+    struct th_proc p;
+
+    stack_start(&S);
+    struct th_mqtt *c = th_mqtt_connect_auth(S.broker.url, "t-curl", 5, TH_DOCKER_VIEWER_USER,
+                                             TH_DOCKER_VIEWER_PASS);
+    ck_assert_ptr_nonnull(c);
+    ck_assert(th_mqtt_subscribe(c, "iot/demoApp/+/+", 1));
+
+    th_source_path(script, sizeof(script), "examples/curl/push-all.sh");
+    char *argv[] = {"/bin/sh", script, S.bridge.base, "demoApp", NULL};
+    ck_assert_int_eq(th_run(&p, "push-all", argv, 3 * WAIT_MS), 0);
+    char *out = th_read_file(p.log, NULL);
+    char *text = th_read_file(script, NULL);
+    ck_assert(out != NULL && text != NULL);
+
+    /* Each "# -> iot/<appId>/<deviceId>/<type>" comment names where the next line lands. */
+    size_t n = 0;
+    for (const char *l = strstr(text, "# -> "); l != NULL; l = strstr(l + 1, "# -> ")) {
+        const char *t = l + 5, *end = strchr(t, '\n');
+        ck_assert(end != NULL && strncmp(t, "iot/<appId>/", 12) == 0);
+        snprintf(topic, sizeof(topic), "iot/demoApp/%.*s", (int)(end - t - 12), t + 12);
+        ck_assert_msg(th_mqtt_wait_topic(c, topic, WAIT_MS) != NULL, "nothing on %s", topic);
+        n++;
+    }
+    ck_assert_uint_eq(n, 22);
+    size_t oks = 0;
+    for (const char *o = strstr(out, "ok 200\n"); o != NULL; o = strstr(o + 1, "ok 200\n"))
+        oks++;
+    ck_assert_msg(oks == n, "push-all.sh printed:\n%s", out);
+    free(text);
+    free(out);
+    th_mqtt_free(c);
+    stack_stop(&S);
+}
+END_TEST
+
+/* Append every ocb_* name in s (histogram suffixes stripped) to names. */
+static void collect_metric_names(const char *s, char names[][64], size_t *n, size_t cap)
+{
+    static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+
+    for (const char *p = strstr(s, "ocb_"); p != NULL; p = strstr(p + 1, "ocb_")) {
+        size_t len = strspn(p, "abcdefghijklmnopqrstuvwxyz_0123456789");
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)len, p);
+        for (size_t i = 0; i < 3; i++) {
+            size_t sl = strlen(suffixes[i]), nl = strlen(name);
+            if (nl > sl && strcmp(name + nl - sl, suffixes[i]) == 0)
+                name[nl - sl] = '\0';
+        }
+        bool seen = false;
+        for (size_t i = 0; i < *n && !seen; i++)
+            seen = strcmp(names[i], name) == 0;
+        if (!seen && *n < cap)
+            snprintf(names[(*n)++], 64, "%s", name);
+        p += len - 1;
+    }
+}
+
+START_TEST(dashboard_metrics_are_exported)
+{
+    char path[TH_PATH_MAX], url[128], names[64][64], want[96];
+    size_t n = 0;
+
+    static const char *const files[] = {"examples/prometheus/grafana-dashboard.json",
+                                        "examples/prometheus/alerts.yml"};
+    for (size_t i = 0; i < 2; i++) {
+        th_source_path(path, sizeof(path), files[i]);
+        char *text = th_read_file(path, NULL);
+        ck_assert_ptr_nonnull(text);
+        collect_metric_names(text, names, &n, 64);
+        free(text);
+    }
+    ck_assert_uint_ge(n, 11);
+
+    stack_start(&S);
+    snprintf(url, sizeof(url), "%s/metrics", S.bridge.base);
+    struct th_http_resp r;
+    ck_assert(th_http("GET", url, NULL, 0, NULL, &r) && r.status == 200);
+    for (size_t i = 0; i < n; i++) {
+        /* TODO(commands in the daemon): drop this skip once main.c starts
+         * the command worker; the stack will then run with the simulator. */
+        if (strncmp(names[i], "ocb_command", 11) == 0 ||
+            strncmp(names[i], "ocb_platform", 12) == 0 || strncmp(names[i], "ocb_token", 9) == 0) {
+            fprintf(stderr, "SKIP: %s (commands are not started by the daemon yet)\n", names[i]);
+            continue;
+        }
+        snprintf(want, sizeof(want), "# TYPE %.63s ", names[i]);
+        ck_assert_msg(strstr(r.body, want) != NULL, "the dashboard uses %s, /metrics has no %s",
+                      names[i], names[i]);
+    }
+    th_http_resp_free(&r);
+    stack_stop(&S);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("docker_examples");
+    TCase *tc = tcase_create("examples");
+    tcase_set_timeout(tc, 400);
+    tcase_add_test(tc, python_client_sees_a_devices_data);
+    tcase_add_test(tc, node_client_sees_a_devices_data);
+    tcase_add_test(tc, curl_examples_land_on_their_topics);
+    tcase_add_test(tc, dashboard_metrics_are_exported);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
