@@ -13,6 +13,10 @@
  * process (Check forks one per test) gets its own temporary directory,
  * removed at exit unless OCB_TEST_KEEP is set.
  *
+ * Everything here may ck_assert, so call it from a test body, a checked
+ * fixture or an unchecked fixture -- not from main() before the runner
+ * starts (Check has nowhere to report to there).
+ *
  * Thread-safe: the MQTT client and th_http*() may be used from several
  * threads; the process and broker helpers are for the test's main thread.
  */
@@ -187,10 +191,13 @@ bool th_bridge_wait_ready(struct th_bridge *b, const struct th_http_opts *opts, 
 /* The value of one /metrics series, e.g. `ocb_pushes_total{notify_type="x",outcome="ok"}`;
  * -1 when absent. */
 double th_metric(struct th_bridge *b, const struct th_http_opts *opts, const char *series);
+/* Poll th_metric() until it equals want; false after timeout_ms. */
+bool th_wait_metric(struct th_bridge *b, const struct th_http_opts *opts, const char *series,
+                    double want, int timeout_ms);
 
 /* ---- certificates (openssl CLI) */
 
-/* Make dir/ca.pem, ca-key.pem, server.pem, server-key.pem (CN localhost, SAN
+/* Make dir (if needed) and in it ca.pem, ca-key.pem, server.pem, server-key.pem (CN localhost, SAN
  * localhost + 127.0.0.1), client.pem, client-key.pem, and a second, unrelated
  * CA's client: other-client.pem, other-client-key.pem.  Aborts on failure. */
 void th_make_certs(const char *dir);

@@ -304,3 +304,16 @@ double th_metric(struct th_bridge *b, const struct th_http_opts *opts, const cha
     th_http_resp_free(&r);
     return v;
 }
+
+bool th_wait_metric(struct th_bridge *b, const struct th_http_opts *opts, const char *series,
+                    double want, int timeout_ms)
+{
+    long long end = th_now_ms() + timeout_ms;
+
+    do {
+        if (th_metric(b, opts, series) == want)
+            return true;
+        th_sleep_ms(20);
+    } while (th_now_ms() < end);
+    return false;
+}

@@ -436,22 +436,30 @@ void th_make_certs(const char *dir)
                              "extendedKeyUsage=serverAuth,clientAuth\n";
     char path[TH_PATH_MAX];
 
+    ck_assert_msg(mkdir(dir, 0755) == 0 || errno == EEXIST, "cannot create %s", dir);
     snprintf(path, sizeof(path), "%s/ext.cnf", dir);
     ck_assert(th_write_file(path, ext, strlen(ext)));
-    run_openssl(dir, "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ocb-test-ca "
+    run_openssl(dir, "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                     "-subj /CN=ocb-test-ca "
                      "-keyout ca-key.pem -out ca.pem");
-    run_openssl(dir, "req -newkey rsa:2048 -nodes -subj /CN=localhost "
-                     "-keyout server-key.pem -out server.csr");
+    run_openssl(dir,
+                "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=localhost "
+                "-keyout server-key.pem -out server.csr");
     run_openssl(dir, "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial "
                      "-days 2 -extfile ext.cnf -out server.pem");
-    run_openssl(dir, "req -newkey rsa:2048 -nodes -subj /CN=ocb-test-client "
-                     "-keyout client-key.pem -out client.csr");
+    run_openssl(
+        dir,
+        "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=ocb-test-client "
+        "-keyout client-key.pem -out client.csr");
     run_openssl(dir, "x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial "
                      "-days 2 -extfile ext.cnf -out client.pem");
-    run_openssl(dir, "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=ocb-other-ca "
+    run_openssl(dir, "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+                     "-subj /CN=ocb-other-ca "
                      "-keyout other-ca-key.pem -out other-ca.pem");
-    run_openssl(dir, "req -newkey rsa:2048 -nodes -subj /CN=ocb-other-client "
-                     "-keyout other-client-key.pem -out other-client.csr");
+    run_openssl(
+        dir,
+        "req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=ocb-other-client "
+        "-keyout other-client-key.pem -out other-client.csr");
     run_openssl(dir, "x509 -req -in other-client.csr -CA other-ca.pem -CAkey other-ca-key.pem "
                      "-CAcreateserial -days 2 -extfile ext.cnf -out other-client.pem");
 }
