@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static X509 *load_cert(const char *name)
 {
@@ -186,6 +188,68 @@ START_TEST(oversized_body_413_and_unknown_path_404)
 }
 END_TEST
 
+static cJSON *devices_of(const struct h_sim *sim)
+{
+    struct h_resp r = h_admin(sim, "GET", "/devices", NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    return j;
+}
+
+START_TEST(config_file_seeded_devices_round_robin)
+{
+    char cfg[] = "/tmp/ocbsim-config-XXXXXX";
+    int fd = mkstemp(cfg);
+    ck_assert_int_ge(fd, 0);
+    const char *text = "{\"apps\":[{\"appId\":\"cfgA\",\"secret\":\"sa\"},"
+                       "{\"appId\":\"cfgB\",\"secret\":\"sb\"}],\"devices\":4}";
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct h_sim a, b;
+    const char *args[] = {"--config", cfg, "--seed", "7", NULL};
+    h_sim_start(&a, args);
+    h_sim_start(&b, args);
+    free(h_login(&a, "cfgB", "sb"));
+    cJSON *da = devices_of(&a), *db = devices_of(&b);
+    ck_assert_int_eq(cJSON_GetArraySize(da), 4);
+    char *ta = cJSON_PrintUnformatted(da), *tb = cJSON_PrintUnformatted(db);
+    ck_assert_str_eq(ta, tb); /* same seed, same devices */
+    for (int i = 0; i < 4; i++) {
+        cJSON *d = cJSON_GetArrayItem(da, i);
+        ck_assert_str_eq(cJSON_GetObjectItem(d, "appId")->valuestring, i % 2 ? "cfgB" : "cfgA");
+        ck_assert_int_eq(strlen(cJSON_GetObjectItem(d, "deviceId")->valuestring), 36);
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(d, "online")));
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(d, "services")), 2);
+    }
+    free(ta);
+    free(tb);
+    cJSON_Delete(da);
+    cJSON_Delete(db);
+    h_sim_stop(&a);
+    h_sim_stop(&b);
+
+    const char *other_seed[] = {"--config", cfg, "--seed", "8", "--devices-first-app", NULL};
+    h_sim_start(&a, other_seed);
+    da = devices_of(&a);
+    cJSON *d;
+    cJSON_ArrayForEach(d, da)
+        ck_assert_str_eq(cJSON_GetObjectItem(d, "appId")->valuestring, "cfgA");
+    cJSON_Delete(da);
+    h_sim_stop(&a);
+
+    fd = open(cfg, O_WRONLY | O_TRUNC);
+    const char *typo = "{\"apps\":[],\"devcies\":1}";
+    ck_assert_int_eq(write(fd, typo, strlen(typo)), (ssize_t)strlen(typo));
+    close(fd);
+    const char *bad[] = {"--plain", "--config", cfg, NULL};
+    char err[1024];
+    ck_assert_int_eq(h_sim_run(bad, err, sizeof err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "devcies"));
+    unlink(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sim_tls");
@@ -197,6 +261,7 @@ int main(void)
     tcase_add_test(tc, no_client_auth_and_plain);
     tcase_add_test(tc, bad_flags_exit_2_with_a_reason);
     tcase_add_test(tc, oversized_body_413_and_unknown_path_404);
+    tcase_add_test(tc, config_file_seeded_devices_round_robin);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
