@@ -372,24 +372,31 @@ static void on_published(void *ctx, enum ocb_err rc)
 
 /* ---- request handling */
 
-static bool ready(struct ocb_http_rx *rx, const char **why)
+static void add_reason(char *why, size_t cap, size_t *n, const char *name)
 {
-    if (atomic_load(&rx->stopping)) {
-        *why = "stopping";
-        return false;
-    }
-    if (!mqtt_link_connected(rx->link)) {
-        *why = "broker not connected";
-        return false;
-    }
+    int w;
+
+    if (*n >= cap)
+        return;
+    w = snprintf(why + *n, cap - *n, "%s%s", *n > 0 ? ", " : "", name);
+    *n = w < 0 ? cap : *n + (size_t)w;
+}
+
+/* True when ready; otherwise why lists every failing condition ("a, b"). */
+static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
+{
+    size_t n = 0;
+
+    why[0] = '\0';
+    if (atomic_load(&rx->stopping))
+        add_reason(why, cap, &n, "stopping");
+    if (!mqtt_link_connected(rx->link))
+        add_reason(why, cap, &n, "broker not connected");
     for (size_t i = 0; i < rx->n_hooks; i++) {
-        if (!rx->hooks[i].fn(rx->hooks[i].ctx)) {
-            *why = rx->hooks[i].name;
-            return false;
-        }
+        if (!rx->hooks[i].fn(rx->hooks[i].ctx))
+            add_reason(why, cap, &n, rx->hooks[i].name);
     }
-    *why = NULL;
-    return true;
+    return n == 0;
 }
 
 static enum MHD_Result serve_metrics(struct req *r)
@@ -457,7 +464,8 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
     struct ocb_http_rx *rx = r->rx;
     const struct ocb_config *cfg = rx->cfg;
     char app_id[APP_ID_MAX], token[TOKEN_MAX];
-    const char *cl, *why;
+    char why[REASON_MAX];
+    const char *cl;
 
     if (cfg->http.tls_client_ca[0] != '\0' && !client_cert_ok(r))
         return reject(r, MHD_HTTP_FORBIDDEN, "not_allowed", NULL,
@@ -473,7 +481,7 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
         if (!is_get(method))
             return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
                           "method %s not allowed on /readyz", method);
-        if (ready(rx, &why))
+        if (ready(rx, why, sizeof(why)))
             return answer(r, MHD_HTTP_OK, "ready\n", NULL, NULL);
         return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
     }
@@ -704,6 +712,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     req_unref(r);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char buf[512];
