@@ -57,6 +57,9 @@
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
 #define LAST_TRY_MARGIN_MS   200
+#define EARLY_MAX            64
+#define EARLY_BODY_MAX       4096
+#define EARLY_KEEP_MS        10000
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -129,6 +132,14 @@ struct requester {
     int64_t expires_ms;
 };
 
+/* A status that came before its requester was known (see early_add). */
+struct early {
+    char command_id[OCB_COMMAND_ID_MAX + 1];
+    char *body;
+    size_t len;
+    int64_t expires_ms;
+};
+
 struct ocb_cmd_worker {
     const struct ocb_config *cfg;
     struct ocb_mqtt_link *link;
@@ -144,6 +155,8 @@ struct ocb_cmd_worker {
     pthread_mutex_t req_lock;
     struct requester *req_head, *req_tail; /* oldest first */
     unsigned n_requesters;
+    struct early early[64]; /* EARLY_MAX statuses that beat their create reply */
+    unsigned early_pos;
 
     /* worker thread only */
     pthread_t thread;
@@ -197,6 +210,7 @@ static enum ocb_err publish(struct ocb_cmd_worker *w, const char *topic, const c
         .payload = payload,
         .len = len,
         .notify_type = "commandResponse",
+        .content_type = "application/json",
         .correlation = corr,
         .correlation_len = corr_len,
     };
@@ -426,9 +440,12 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
         w->in_head = m;
     w->in_tail = m;
     unsigned held = w->held;
+    /* Under the lock: cmd_worker_stop() sets `stopping` under it before the
+     * platform client goes away, so pc is alive here.  The wakeup is one
+     * non-blocking write. */
+    platform_client_wakeup(w->pc);
     pthread_mutex_unlock(&w->lock);
     metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)held);
-    platform_client_wakeup(w->pc);
 }
 
 static void release_slot(struct ocb_cmd_worker *w)
@@ -471,46 +488,108 @@ static void requesters_expire(struct ocb_cmd_worker *w, int64_t now)
     }
 }
 
-static void requester_add(struct ocb_cmd_worker *w, const struct job *job, const char *command_id)
+static void publish_status(struct ocb_cmd_worker *w, const struct requester *r,
+                           const char *command_id, const char *body, size_t len)
+{
+    struct ocb_mqtt_pub pub = {
+        .topic = r->response_topic,
+        .payload = body,
+        .len = len,
+        .notify_type = "commandStatus",
+        .content_type = "application/json",
+        .correlation = r->corr,
+        .correlation_len = r->corr_len,
+    };
+    enum ocb_err rc = mqtt_link_publish(w->link, &pub, NULL, NULL);
+    if (rc != OCB_OK) {
+        metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
+        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", command_id, r->response_topic,
+                 ocb_strerror(rc));
+    }
+}
+
+/*
+ * The platform sends SENT as soon as it has created the command, so a status
+ * can overtake the create reply.  Statuses of unknown commands are kept a
+ * few seconds (EARLY_MAX of them, EARLY_BODY_MAX bytes each) in case their
+ * requester shows up.  Caller holds req_lock.
+ */
+static void early_add(struct ocb_cmd_worker *w, const char *command_id, const char *body,
+                      size_t len, int64_t now)
+{
+    if (len > EARLY_BODY_MAX)
+        return;
+    struct early *e = &w->early[w->early_pos];
+    w->early_pos = (w->early_pos + 1) % EARLY_MAX;
+    free(e->body);
+    e->body = memdup(body, len);
+    e->len = e->body ? len : 0;
+    snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
+    e->expires_ms = now + EARLY_KEEP_MS;
+}
+
+/* Forward, in arrival order, the early statuses of r's command.  Caller holds req_lock. */
+static void early_replay(struct ocb_cmd_worker *w, const struct requester *r, int64_t now)
+{
+    for (unsigned i = 0; i < EARLY_MAX; i++) {
+        struct early *e = &w->early[(w->early_pos + i) % EARLY_MAX];
+        if (!e->body || now > e->expires_ms || strcmp(e->command_id, r->command_id) != 0)
+            continue;
+        publish_status(w, r, r->command_id, e->body, e->len);
+        free(e->body);
+        e->body = NULL;
+    }
+}
+
+/*
+ * Worker thread: publish a create's answer and remember its requester, as
+ * one step under req_lock, so that no status of this command can reach the
+ * response topic before the answer, or slip between the two.
+ */
+static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
+                                const char *command_id, const char *payload, size_t len)
 {
     struct requester *r = calloc(1, sizeof(*r));
-    if (!r)
-        goto fail;
-    snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
-    r->response_topic = strdup_n(job->response_topic);
-    r->corr = memdup(job->corr, job->corr_len);
-    r->corr_len = r->corr ? job->corr_len : 0;
-    if (!r->response_topic || (job->corr && job->corr_len && !r->corr))
-        goto fail;
-    /* The entry lives as long as statuses can come: the command's cache
-     * time (platform default 48 h) plus the device retransmission window. */
-    int64_t life_ms =
-        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
-    int64_t now = now_ms();
-    r->expires_ms = now + life_ms;
-    pthread_mutex_lock(&w->req_lock);
-    requesters_expire(w, now);
-    if (w->n_requesters >= OCB_CMD_REQUESTERS_MAX) {
-        /* Full: forget the oldest; its statuses still reach commandStatus. */
-        metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
-        requester_unlink(w, w->req_head);
-    }
-    r->prev = w->req_tail;
-    if (w->req_tail)
-        w->req_tail->next = r;
-    else
-        w->req_head = r;
-    w->req_tail = r;
-    w->n_requesters++;
-    pthread_mutex_unlock(&w->req_lock);
-    return;
-fail:
     if (r) {
-        free(r->response_topic);
-        free(r->corr);
-        free(r);
+        snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
+        r->response_topic = strdup_n(job->response_topic);
+        r->corr = memdup(job->corr, job->corr_len);
+        r->corr_len = r->corr ? job->corr_len : 0;
+        if (!r->response_topic || (job->corr && job->corr_len && !r->corr)) {
+            free(r->response_topic);
+            free(r->corr);
+            free(r);
+            r = NULL;
+        }
     }
-    log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
+    if (!r)
+        log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
+    int64_t now = now_ms();
+    pthread_mutex_lock(&w->req_lock);
+    answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
+                   payload, len);
+    if (r) {
+        /* The entry lives as long as statuses can come: the command's cache
+         * time (platform default 48 h) plus the device retransmission window. */
+        int64_t life_ms = (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL +
+                          DEVICE_RETRANSMIT_MS;
+        r->expires_ms = now + life_ms;
+        requesters_expire(w, now);
+        if (w->n_requesters >= OCB_CMD_REQUESTERS_MAX) {
+            /* Full: forget the oldest; its statuses still reach commandStatus. */
+            metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
+            requester_unlink(w, w->req_head);
+        }
+        r->prev = w->req_tail;
+        if (w->req_tail)
+            w->req_tail->next = r;
+        else
+            w->req_head = r;
+        w->req_tail = r;
+        w->n_requesters++;
+        early_replay(w, r, now);
+    }
+    pthread_mutex_unlock(&w->req_lock);
 }
 
 void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
@@ -521,40 +600,30 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     char result[64] = "";
     (void)app_id;
     (void)device_id;
-    if (!w || !command_id)
+    if (!w || !command_id || !body)
         return;
     /* Only the resultCode is needed from the body (to know when the
      * command is over); an unreadable one is forwarded all the same. */
     if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
         OCB_OK)
         result[0] = '\0';
-    char *topic = NULL;
-    void *corr = NULL;
-    size_t corr_len = 0;
     int64_t now = now_ms();
+    struct requester *found = NULL;
+    /* Publishing under the lock keeps statuses behind the answer (see
+     * answer_and_remember); mqtt_link_publish only queues, it does not wait. */
     pthread_mutex_lock(&w->req_lock);
     requesters_expire(w, now);
-    for (struct requester *r = w->req_tail; r; r = r->prev) {
-        if (strcmp(r->command_id, command_id) != 0)
-            continue;
-        topic = strdup_n(r->response_topic);
-        corr = memdup(r->corr, r->corr_len);
-        corr_len = corr ? r->corr_len : 0;
-        if (command_status_is_final(result) && r->expires_ms > now + FINAL_GRACE_MS)
-            r->expires_ms = now + FINAL_GRACE_MS;
-        break;
+    for (struct requester *r = w->req_tail; r && !found; r = r->prev)
+        if (strcmp(r->command_id, command_id) == 0)
+            found = r;
+    if (found) {
+        publish_status(w, found, command_id, body, len);
+        if (command_status_is_final(result) && found->expires_ms > now + FINAL_GRACE_MS)
+            found->expires_ms = now + FINAL_GRACE_MS;
+    } else {
+        early_add(w, command_id, body, len, now);
     }
     pthread_mutex_unlock(&w->req_lock);
-    if (!topic)
-        return;
-    enum ocb_err rc = publish(w, topic, body, len, corr, corr_len);
-    if (rc != OCB_OK) {
-        metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
-        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", command_id, topic,
-                 ocb_strerror(rc));
-    }
-    free(topic);
-    free(corr);
 }
 
 /* ---- jobs (worker thread) */
@@ -806,13 +875,14 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
             return;
         }
         char command_id[OCB_COMMAND_ID_MAX + 1];
-        if (job->req.kind == OCB_COMMAND_CREATE && job->response_topic &&
-            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK)
-            requester_add(w, job, command_id);
         count_outcome("ok");
         log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
                  r->status, job->attempts);
-        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+        if (job->req.kind == OCB_COMMAND_CREATE && job->response_topic &&
+            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK)
+            answer_and_remember(w, job, command_id, payload, len);
+        else
+            answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
         free(payload);
         job_finish(w, job);
         return;
@@ -1223,6 +1293,8 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     }
     while (w->req_head)
         requester_unlink(w, w->req_head);
+    for (unsigned i = 0; i < EARLY_MAX; i++)
+        free(w->early[i].body);
     pthread_mutex_destroy(&w->lock);
     pthread_mutex_destroy(&w->req_lock);
     free(w);

@@ -14,6 +14,10 @@
  * Threads: cmd_worker_on_message() runs on paho's callback thread and never
  * blocks; cmd_worker_on_status() and cmd_worker_ready() may be called from
  * any thread (libmicrohttpd's); the rest from the main thread.
+ *
+ * Shutdown order (main.c): http_rx_stop, cmd_worker_stop (answers still go
+ * out), mqtt_link_stop, then cmd_worker_free and mqtt_link_free.  Messages
+ * arriving between cmd_worker_stop and mqtt_link_stop get SHUTTING_DOWN.
  */
 #ifndef OCB_CMD_WORKER_H
 #define OCB_CMD_WORKER_H
