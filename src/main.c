@@ -6,15 +6,19 @@
  *   ocbridge subscribe -c FILE    make the platform's subscriptions match apps[].subscribe
  *   ocbridge --version | --help
  *
- * Start-up order: configuration, logging, the MQTT link (connects in the
- * background), then the HTTP listener, so that the first push already finds
- * a link to publish on (and /readyz reports the broker honestly meanwhile).
+ * Start-up order: configuration, logging, the MQTT link, the command worker
+ * when an app has a secret (its subscriptions must be registered before the
+ * link first connects; it logs in and runs platform.manage_subscriptions on
+ * its own thread), the link's connection (in the background), then the HTTP
+ * listener, so that the first push already finds a link to publish on (and
+ * /readyz reports the broker and the platform login honestly meanwhile).
  *
  * Shutdown (SIGTERM, SIGINT) runs in the reverse order, on the main thread:
  * the signal handler only writes the signal number to a self-pipe.  The HTTP
  * listener stops accepting and lets every request in flight get its answer
- * (the ack, or the publish timeout), then the link waits for whatever it
- * still has in flight, disconnects, and everything is freed.
+ * (the ack, or the publish timeout); the command worker lets its platform
+ * calls finish and answers what is left; then the link waits for whatever
+ * it still has in flight, disconnects, and everything is freed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,16 +29,21 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ocb/cmd_worker.h"
 #include "ocb/config.h"
 #include "ocb/http_rx.h"
 #include "ocb/log.h"
 #include "ocb/mqtt_link.h"
+#include "ocb/subscriptions.h"
 
 #define MOD "main"
 
 #define CONFIG_ERR_MAX 1024
 /* Extra time the HTTP drain allows beyond the publish timeout. */
 #define DRAIN_SLACK_MS 1000
+/* How long platform calls in flight may finish at shutdown before their
+ * commands are answered SHUTTING_DOWN. */
+#define CMD_DRAIN_MS 3000
 
 static int signal_pipe[2] = {-1, -1};
 
@@ -115,6 +124,7 @@ static int run(const struct ocb_config *cfg)
 {
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
+    struct ocb_cmd_worker *worker = NULL;
     enum ocb_err rc;
     int status = 1;
 
@@ -125,12 +135,29 @@ static int run(const struct ocb_config *cfg)
     rc = mqtt_link_new(cfg, &link);
     if (rc != OCB_OK)
         goto out;
+    /* The command half exists only when some app has a secret: it must
+     * register its subscriptions before the link first connects. */
+    if (config_commands_enabled(cfg)) {
+        rc = cmd_worker_new(cfg, link, &worker);
+        if (rc == OCB_OK)
+            rc = cmd_worker_attach(worker);
+        if (rc == OCB_OK)
+            rc = cmd_worker_start(worker);
+        if (rc != OCB_OK)
+            goto out;
+    }
     rc = mqtt_link_start(link);
     if (rc != OCB_OK)
         goto out;
     rc = http_rx_new(cfg, link, &rx);
     if (rc != OCB_OK)
         goto out;
+    if (worker != NULL) {
+        rc = http_rx_add_ready_hook(rx, "platform", cmd_worker_ready, worker);
+        if (rc != OCB_OK)
+            goto out;
+        http_rx_set_command_status_hook(rx, cmd_worker_on_status, worker);
+    }
     rc = http_rx_start(rx);
     if (rc != OCB_OK)
         goto out;
@@ -147,9 +174,13 @@ out:
      * link's done callbacks need the receiver until the link has stopped. */
     if (rx != NULL)
         http_rx_stop(rx, cfg->mqtt.publish_timeout_ms + DRAIN_SLACK_MS);
+    /* Commands next, while the link can still carry their answers. */
+    if (worker != NULL)
+        cmd_worker_stop(worker, CMD_DRAIN_MS);
     if (link != NULL)
         mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
     http_rx_free(rx);
+    cmd_worker_free(worker);
     mqtt_link_free(link);
     if (status == 0)
         log_info(MOD, NULL, "stopped");
@@ -158,16 +189,10 @@ out:
     return status;
 }
 
-/*
- * `ocbridge subscribe`: reconcile the platform's subscriptions.  The command
- * half (platform_client) provides the implementation; until then this says so
- * instead of pretending.
- */
+/* `ocbridge subscribe`: reconcile the platform's subscriptions (subscriptions.c). */
 static int run_subscribe(const struct ocb_config *cfg)
 {
-    (void)cfg;
-    fprintf(stderr, "ocbridge subscribe: not available in this build yet\n");
-    return 1;
+    return subscriptions_main(cfg);
 }
 
 int main(int argc, char **argv)

@@ -241,13 +241,26 @@ static void on_publish_fail(void *context, MQTTAsync_failureData *response)
 static void subscribe_all(struct ocb_mqtt_link *link)
 {
     MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    MQTTSubscribe_options sub_opts[LINK_MAX_SUBS];
     int qos[LINK_MAX_SUBS];
     int rc;
 
     if (link->n_subs == 0)
         return;
-    for (size_t i = 0; i < link->n_subs; i++)
+    for (size_t i = 0; i < link->n_subs; i++) {
+        MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
+
         qos[i] = 1;
+        /* MQTT 5 retain-as-published: a retained command published while we
+         * are subscribed keeps its retain flag, so the command worker can
+         * refuse it (RETAINED_COMMAND_IGNORED) instead of executing it. */
+        init.retainAsPublished = 1;
+        sub_opts[i] = init;
+    }
+    if (link->v5) {
+        opts.subscribeOptionsCount = (int)link->n_subs;
+        opts.subscribeOptionsList = sub_opts;
+    }
     rc = MQTTAsync_subscribeMany(link->client, (int)link->n_subs, link->subs, qos, &opts);
     if (rc != MQTTASYNC_SUCCESS)
         log_error(MOD, NULL, "subscribing %zu filter(s) failed: %s", link->n_subs,
