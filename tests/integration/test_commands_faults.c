@@ -1,0 +1,274 @@
+/*
+ * test_commands_faults.c: the command path when things go wrong: tokens
+ * expiring or revoked mid-run, platform throttling, 5xx, timeouts and
+ * dropped connections, the platform down past the deadline, a full queue,
+ * commands published while the bridge was down, and two bridges sharing
+ * one subscription group.  Deadlines and TTLs are small so the suite stays
+ * short; the assertions are about outcomes, never about speed.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd_fixture.h"
+
+static struct th_bridge fx_bridge2;
+
+static void publish_n(int dev_mod, int n, const char *extra)
+{
+    char topic[256], payload[256];
+    for (int i = 0; i < n; i++) {
+        fx_topic(topic, sizeof(topic), APP, i % dev_mod, "command");
+        snprintf(payload, sizeof(payload),
+                 "{\"serviceId\":\"S\",\"method\":\"M\",\"paras\":{\"i\":%d},"
+                 "\"correlationId\":\"n%d\"%s}",
+                 i, i, extra ? extra : "");
+        fx_publish(topic, payload);
+    }
+}
+
+/* Wait for n answers over all devices' commandResponse topics; count the ok ones. */
+static int wait_answers(int dev_mod, int n, int timeout_ms)
+{
+    char topic[256];
+    long long end = th_now_ms() + timeout_ms;
+    for (;;) {
+        size_t got = 0;
+        for (int d = 0; d < dev_mod; d++) {
+            fx_topic(topic, sizeof(topic), APP, d, "commandResponse");
+            got += fx_count_on(topic);
+        }
+        if ((int)got >= n || th_now_ms() > end)
+            break;
+        th_sleep_ms(50);
+    }
+    int ok = 0;
+    for (int d = 0; d < dev_mod; d++) {
+        fx_topic(topic, sizeof(topic), APP, d, "commandResponse");
+        for (size_t k = 0; k < fx_count_on(topic); k++) {
+            cJSON *a = cJSON_Parse((const char *)fx_nth_on(topic, k)->payload);
+            if (cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")))
+                ok++;
+            else
+                fprintf(stderr, "not ok: %s\n", fx_nth_on(topic, k)->payload);
+            cJSON_Delete(a);
+        }
+    }
+    return ok;
+}
+
+START_TEST(token_expiry_and_revocation_lose_nothing)
+{
+    /* Tokens live 2 s: the bridge must refresh (or log in again) mid-run. */
+    fx_start("--token-ttl 2", NULL, NULL);
+    for (int round = 0; round < 10; round++) {
+        publish_n(4, 1, NULL);
+        th_sleep_ms(450);
+    }
+    /* Revoked behind the bridge's back: the next call gets 403/1010005. */
+    fx_sim_post("/apps/" APP "/revoke", "{}");
+    publish_n(4, 2, NULL);
+    ck_assert_int_eq(wait_answers(4, 12, WAIT_MS), 12);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 12);
+    int refreshes = fx_count("POST", "/iocm/app/sec/v1.1.0/refreshToken", 200);
+    int logins = fx_count("POST", "/iocm/app/sec/v1.1.0/login", 200);
+    ck_assert_msg(refreshes + logins >= 3, "only %d refreshes and %d logins", refreshes, logins);
+    ck_assert_int_ge(logins, 2); /* the revocation forced a new login */
+    ck_assert(fx_metric("ocb_token_refreshes_total{kind=\"refresh\"}") >= 1);
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+}
+END_TEST
+
+START_TEST(throttle_at_the_limit_rate)
+{
+    /* Platform and bridge agree on 3 calls per second. */
+    fx_start("--throttle 3/1", NULL, ",\"rate_limit\":{\"calls\":3,\"per_seconds\":1}");
+    publish_n(4, 10, NULL);
+    ck_assert_int_eq(wait_answers(4, 10, 20000), 10);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 10);
+    /* The bridge paced itself: the platform never had to refuse. */
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 403), 0);
+}
+END_TEST
+
+START_TEST(platform_throttling_is_backed_off_and_retried)
+{
+    /* The bridge believes in 100/s, the platform allows 3/s: 1010009 answers. */
+    fx_start("--throttle 3/1", NULL,
+             ",\"rate_limit\":{\"calls\":100,\"per_seconds\":1},\"command_deadline_s\":30");
+    publish_n(4, 9, NULL);
+    ck_assert_int_eq(wait_answers(4, 9, 30000), 9);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 9);
+    ck_assert_int_ge(fx_count("POST", CMD_PATH, 403), 1);
+    ck_assert(fx_metric("ocb_platform_throttled_total") >= 1);
+}
+END_TEST
+
+START_TEST(server_errors_timeouts_and_drops_are_retried)
+{
+    fx_start(NULL, NULL, ",\"timeout_ms\":800,\"command_deadline_s\":20");
+    fx_sim_post("/faults", "[{\"path_prefix\":\"" CMD_PATH "\",\"status\":503,\"count\":1},"
+                           "{\"path_prefix\":\"" CMD_PATH "\",\"status\":500,\"error_code\":"
+                           "\"100001\",\"count\":1},"
+                           "{\"path_prefix\":\"" CMD_PATH "\",\"drop_connection\":true,"
+                           "\"count\":1},"
+                           "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":2000,\"count\":1}]");
+    publish_n(1, 1, NULL);
+    ck_assert_int_eq(wait_answers(1, 1, 20000), 1);
+    /* Four failed attempts, then the one that counted. */
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 2); /* the slow one was created too */
+    ck_assert_int_ge(fx_count("POST", CMD_PATH, -1), 5);
+
+    /* HTTP 200 with an error body is an error, not a success. */
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"body_200_error\":\"100428\","
+                           "\"count\":1}");
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    publish_n(1, 1, NULL);
+    cJSON *a = fx_answer(answer, 1);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(a, "httpStatus")->valueint, 200);
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "code"), "100428");
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "source"), "platform");
+    cJSON_Delete(a);
+}
+END_TEST
+
+START_TEST(platform_down_past_the_deadline)
+{
+    fx_start(NULL, NULL, ",\"command_deadline_s\":3,\"connect_timeout_ms\":500");
+    th_stop(&fx_sim, SIGTERM, 5000);
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    long long t0 = th_now_ms();
+    publish_n(1, 1, NULL);
+    cJSON *a = fx_answer(answer, 0);
+    fx_assert_bridge_error(a, "PLATFORM_UNREACHABLE");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(a, "retryable")));
+    ck_assert_str_eq(fx_str(a, "correlationId"), "n0");
+    /* It kept trying for its whole budget first. */
+    ck_assert_int_ge(th_now_ms() - t0, 2000);
+    cJSON_Delete(a);
+    ck_assert(fx_metric("ocb_commands_total{outcome=\"PLATFORM_UNREACHABLE\"}") == 1);
+
+    /* /readyz follows the platform login once the token has to be renewed:
+     * a fresh bridge cannot log in, so it is not ready; with the platform
+     * back it becomes ready. */
+    th_bridge_stop(&fx_bridge);
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, NULL, false);
+    th_sleep_ms(1500);
+    struct th_http_resp r;
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", fx_bridge.base);
+    ck_assert(th_http("GET", url, NULL, 0, NULL, &r));
+    ck_assert_int_eq(r.status, 503);
+    th_http_resp_free(&r);
+    fx_sim_start(NULL);
+    ck_assert_msg(th_bridge_wait_ready(&fx_bridge, NULL, 20000),
+                  "not ready after the platform came back");
+}
+END_TEST
+
+START_TEST(full_queue_and_expiry_in_queue)
+{
+    /* One call at a time, each taking 1.5 s, room for two commands. */
+    fx_start(NULL, NULL, ",\"max_queue\":2,\"max_in_flight\":1,\"command_deadline_s\":20");
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":1500}");
+    publish_n(4, 6, NULL);
+    int ok = wait_answers(4, 6, 20000);
+    ck_assert_int_eq(ok, 2);
+    ck_assert(fx_metric("ocb_commands_total{outcome=\"QUEUE_FULL\"}") == 4);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 2);
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+}
+END_TEST
+
+START_TEST(expired_in_queue_when_the_rate_allows_no_call)
+{
+    /* One call per minute and a 2 s deadline: the second command never gets a turn. */
+    fx_start(NULL, NULL,
+             ",\"rate_limit\":{\"calls\":1,\"per_seconds\":60},\"command_deadline_s\":2");
+    publish_n(2, 2, NULL);
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 1, "commandResponse");
+    cJSON *a = fx_answer(answer, 0);
+    fx_assert_bridge_error(a, "EXPIRED_IN_QUEUE");
+    cJSON_Delete(a);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 1);
+}
+END_TEST
+
+START_TEST(commands_published_while_the_bridge_is_down_run_after_start)
+{
+    fx_start(NULL, NULL, NULL);
+    /* The bridge's persistent session holds its subscriptions while it is away. */
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+    publish_n(4, 4, NULL);
+    th_sleep_ms(300);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 0);
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, NULL, true);
+    ck_assert_int_eq(wait_answers(4, 4, WAIT_MS), 4);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 4);
+}
+END_TEST
+
+START_TEST(two_bridges_in_one_shared_group_create_each_command_once)
+{
+    fx_start(NULL, ",\"shared_group\":\"cmd\"", ",\"command_deadline_s\":30");
+    fx_bridge_start(&fx_bridge2, "bridge-2", ",\"shared_group\":\"cmd\"",
+                    ",\"command_deadline_s\":30", true);
+    publish_n(4, 12, NULL);
+    ck_assert_int_eq(wait_answers(4, 12, 30000), 12);
+    th_sleep_ms(500);
+    /* Each command exactly once on the platform, and answered exactly once. */
+    cJSON *cmds = fx_sim_call("GET", "/commands", NULL);
+    ck_assert_int_eq(cJSON_GetArraySize(cmds), 12);
+    int seen[12] = {0};
+    const cJSON *c;
+    cJSON_ArrayForEach(c, cmds)
+    {
+        int i = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "command"), "paras"),
+                                    "i")
+                    ->valueint;
+        ck_assert(i >= 0 && i < 12);
+        seen[i]++;
+    }
+    for (int i = 0; i < 12; i++)
+        ck_assert_msg(seen[i] == 1, "command %d created %d times", i, seen[i]);
+    cJSON_Delete(cmds);
+    ck_assert_int_eq(wait_answers(4, 12, 100), 12);
+    /* Both bridges took a share (shared subscriptions round-robin). */
+    ck_assert(th_metric(&fx_bridge, NULL, "ocb_commands_total{outcome=\"ok\"}") >= 1);
+    ck_assert(th_metric(&fx_bridge2, NULL, "ocb_commands_total{outcome=\"ok\"}") >= 1);
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge2), 0);
+}
+END_TEST
+
+static Suite *faults_suite(void)
+{
+    Suite *s = suite_create("commands_faults");
+    TCase *tc = tcase_create("faults");
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, token_expiry_and_revocation_lose_nothing);
+    tcase_add_test(tc, throttle_at_the_limit_rate);
+    tcase_add_test(tc, platform_throttling_is_backed_off_and_retried);
+    tcase_add_test(tc, server_errors_timeouts_and_drops_are_retried);
+    tcase_add_test(tc, platform_down_past_the_deadline);
+    tcase_add_test(tc, full_queue_and_expiry_in_queue);
+    tcase_add_test(tc, expired_in_queue_when_the_rate_allows_no_call);
+    tcase_add_test(tc, commands_published_while_the_bridge_is_down_run_after_start);
+    tcase_add_test(tc, two_bridges_in_one_shared_group_create_each_command_once);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(faults_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
