@@ -1,19 +1,18 @@
 /*
  * test_docker_examples.c: the examples do what they say, against the real
- * stack: Mosquitto from docker/mosquitto/ and
+ * stack: Mosquitto from docker/mosquitto/, ocbridge-sim as the platform and
  * the bridge from docker/ocbridge.json (the compose demo, without containers).
  *
- * - the Python and Node clients see a device's data (pushed as the platform
- *   would) and exit when they have;
- *   TODO(commands in the daemon): start the simulator with the stack, run
- *   `ocbridge subscribe`, and have the clients send a command and check its
- *   commandResponse (MQTT 5 response topic, correlation data, correlationId);
+ * - the Python and Node clients see a virtual device's data and get the
+ *   commandResponse of the command they send (MQTT 5 response topic and
+ *   correlation data, and the correlationId field);
  * - examples/curl/push-all.sh pushes every notification type and each lands
  *   on the topic its comment names;
  * - every metric the Grafana dashboard and the alert rules use is exported
  *   by the running bridge.
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,11 +26,13 @@
 #define WAIT_MS        20000
 #define CLIENT_TIMEOUT "20"
 #define NPM_TIMEOUT_MS 300000
-#define DEVICE         "c2dc6ecc-495f-48ff-95b1-177855ce5c69" /* of the sample notification */
+#define COMMAND        "{\"serviceId\":\"Light\",\"method\":\"SWITCH\",\"paras\":{\"state\":\"ON\"}}"
 
 struct stack {
     struct th_broker broker;
+    struct th_proc sim;
     struct th_bridge bridge;
+    int sim_admin;
     char device[128];
 };
 
@@ -52,14 +53,58 @@ static void set_env(const char *name, const char *fmt, ...)
     ck_assert_int_eq(setenv(name, v, 1), 0);
 }
 
+/* The first virtual device's id, from the simulator's control API. */
+static void first_device(struct stack *s)
+{
+    char url[96];
+    struct th_http_resp r;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/devices", s->sim_admin);
+    ck_assert(th_http("GET", url, NULL, 0, NULL, &r) && r.status == 200);
+    cJSON *arr = cJSON_Parse(r.body);
+    const char *id = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(arr, 0), "deviceId"));
+    ck_assert_msg(id != NULL, "no device in %s", r.body);
+    snprintf(s->device, sizeof(s->device), "%s", id);
+    cJSON_Delete(arr);
+    th_http_resp_free(&r);
+}
+
 static void stack_start(struct stack *s)
 {
-    char path[TH_PATH_MAX];
+    char certs[TH_PATH_MAX], path[TH_PATH_MAX], listen[64], admin[64];
+    struct th_proc done;
 
     th_docker_broker_start(&s->broker);
+
+    /* The compose demo's `certs` and `sim` services. */
+    th_path(certs, sizeof(certs), "certs");
+    char *mkargv[] = {(char *)th_env("OCB_SIM_BIN"), "--make-certs", certs, NULL};
+    ck_assert_int_eq(th_run(&done, "sim-certs", mkargv, WAIT_MS), 0);
+    int api = th_free_port();
+    s->sim_admin = th_free_port();
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", api);
+    snprintf(admin, sizeof(admin), "127.0.0.1:%d", s->sim_admin);
+    char *simargv[] = {(char *)th_env("OCB_SIM_BIN"),
+                       "--listen",
+                       listen,
+                       "--admin",
+                       admin,
+                       "--certs",
+                       certs,
+                       "--app",
+                       "demoApp:demoSecret",
+                       "--devices",
+                       "1",
+                       "--report-interval",
+                       "1",
+                       NULL};
+    th_spawn(&s->sim, "sim", simargv);
+    ck_assert(th_wait_port(api, WAIT_MS) && th_wait_port(s->sim_admin, WAIT_MS));
+    first_device(s);
+
     /* docker/ocbridge.json as shipped; the variables move it from the
-     * compose network's names to this test's ports.  No platform yet: the
-     * app is push-only. */
+     * compose network's names to this test's ports and files. */
     th_source_path(path, sizeof(path), "docker/ocbridge.json");
     char *json = th_read_file(path, NULL);
     ck_assert_ptr_nonnull(json);
@@ -67,53 +112,27 @@ static void stack_start(struct stack *s)
     set_env("OCB_HTTP_LISTEN", "127.0.0.1:%d", s->bridge.port);
     set_env("OCB_HTTP_PUBLIC_URL", "http://127.0.0.1:%d", s->bridge.port);
     set_env("OCB_MQTT_URL", "%s", s->broker.url);
-    set_env("OCB_PLATFORM_CA_FILE", "%s", "");
-    set_env("OCB_PLATFORM_CERT_FILE", "%s", "");
-    set_env("OCB_PLATFORM_KEY_FILE", "%s", "");
-    set_env("OCB_APPS_0_SECRET", "%s", "");
+    set_env("OCB_PLATFORM_URL", "https://127.0.0.1:%d", api);
+    set_env("OCB_PLATFORM_CA_FILE", "%s/ca.pem", certs);
+    set_env("OCB_PLATFORM_CERT_FILE", "%s/client.pem", certs);
+    set_env("OCB_PLATFORM_KEY_FILE", "%s/client-key.pem", certs);
     th_bridge_start(&s->bridge, json, false);
     free(json);
     ck_assert_msg(th_bridge_wait_ready(&s->bridge, NULL, WAIT_MS), "the bridge is not ready");
-    snprintf(s->device, sizeof(s->device), "%s", DEVICE);
+
+    /* The compose demo's `subscribe` step: from now on the devices' data comes. */
+    char *subargv[] = {(char *)th_env("OCB_BRIDGE_BIN"), "subscribe", "-c", s->bridge.config, NULL};
+    ck_assert_int_eq(th_run(&done, "subscribe", subargv, WAIT_MS), 0);
 }
 
 static void stack_stop(struct stack *s)
 {
     ck_assert_int_eq(th_bridge_stop(&s->bridge), 0);
+    th_stop(&s->sim, SIGTERM, 5000);
     th_broker_stop(&s->broker);
 }
 
-/*
- * Run an example client that waits for one data message of DEVICE, pushing
- * that device's sample notification (as the platform would) until the
- * client has seen it and exited: it subscribes at a moment we cannot see.
- */
-static void run_client_with_pushes(struct stack *s, struct th_proc *p, const char *name,
-                                   char *const argv[])
-{
-    static struct th_proc proc;
-    char path[TH_PATH_MAX], url[128];
-    size_t len;
-    long long end = th_now_ms() + 3 * WAIT_MS;
-
-    th_source_path(path, sizeof(path), "examples/notifications/deviceDataChanged.json");
-    char *body = th_read_file(path, &len);
-    ck_assert_ptr_nonnull(body);
-    snprintf(url, sizeof(url), "%s/push/demoApp", s->bridge.base);
-    th_spawn(&proc, name, argv);
-    while (th_wait_exit(&proc, 200) < 0 && th_now_ms() < end) {
-        struct th_http_resp r;
-        ck_assert(th_http("POST", url, body, len, NULL, &r));
-        ck_assert_int_eq(r.status, 200);
-        th_http_resp_free(&r);
-    }
-    if (th_running(&proc))
-        th_stop(&proc, SIGTERM, 5000);
-    free(body);
-    *p = proc;
-}
-
-/* What an example client printed: the device's data, then a clean exit. */
+/* What an example client printed: the device's data, then the command's response. */
 static void check_client_output(const struct th_proc *p)
 {
     char want[256];
@@ -121,12 +140,17 @@ static void check_client_output(const struct th_proc *p)
 
     ck_assert_ptr_nonnull(out);
     ck_assert_msg(p->status == 0, "%s exited %d:\n%s", p->name, p->status, out);
-    snprintf(want, sizeof(want), "data iot/demoApp/%s/deviceDataChanged {\"notifyType\"", DEVICE);
+    snprintf(want, sizeof(want), "data iot/demoApp/%s/deviceDataChanged {", S.device);
     ck_assert_msg(strstr(out, want) != NULL, "%s did not print \"%s\":\n%s", p->name, want, out);
+    const char *resp = strstr(out, "commandResponse {");
+    ck_assert_msg(resp != NULL, "%s printed no commandResponse:\n%s", p->name, out);
+    ck_assert_msg(strstr(resp, "\"ok\":true") != NULL && strstr(resp, "\"commandId\"") != NULL &&
+                      strstr(resp, "\"correlationId\"") != NULL,
+                  "unexpected commandResponse:\n%s", resp);
     free(out);
 }
 
-START_TEST(python_client_sees_a_devices_data)
+START_TEST(python_client_sees_data_and_gets_its_command_response)
 {
     char script[TH_PATH_MAX], python[TH_PATH_MAX], port[16];
     struct th_proc p;
@@ -145,15 +169,16 @@ START_TEST(python_client_sees_a_devices_data)
                     "--password", TH_DOCKER_CLIENT_PASS,
                     "--app",      "demoApp",
                     "--device",   S.device,
+                    "--command",  COMMAND,
                     "--timeout",  CLIENT_TIMEOUT,
                     NULL};
-    run_client_with_pushes(&S, &p, "python-client", argv);
+    th_run(&p, "python-client", argv, 3 * WAIT_MS);
     check_client_output(&p);
     stack_stop(&S);
 }
 END_TEST
 
-START_TEST(node_client_sees_a_devices_data)
+START_TEST(node_client_sees_data_and_gets_its_command_response)
 {
     char node[TH_PATH_MAX], npm[TH_PATH_MAX], src[TH_PATH_MAX], dst[TH_PATH_MAX], port[16];
     struct th_proc p;
@@ -187,9 +212,10 @@ START_TEST(node_client_sees_a_devices_data)
                     "--password", TH_DOCKER_CLIENT_PASS,
                     "--app",      "demoApp",
                     "--device",   S.device,
+                    "--command",  COMMAND,
                     "--timeout",  CLIENT_TIMEOUT,
                     NULL};
-    run_client_with_pushes(&S, &p, "node-client", argv);
+    th_run(&p, "node-client", argv, 3 * WAIT_MS);
     check_client_output(&p);
     stack_stop(&S);
 }
@@ -278,13 +304,6 @@ START_TEST(dashboard_metrics_are_exported)
     struct th_http_resp r;
     ck_assert(th_http("GET", url, NULL, 0, NULL, &r) && r.status == 200);
     for (size_t i = 0; i < n; i++) {
-        /* TODO(commands in the daemon): drop this skip once main.c starts
-         * the command worker; the stack will then run with the simulator. */
-        if (strncmp(names[i], "ocb_command", 11) == 0 ||
-            strncmp(names[i], "ocb_platform", 12) == 0 || strncmp(names[i], "ocb_token", 9) == 0) {
-            fprintf(stderr, "SKIP: %s (commands are not started by the daemon yet)\n", names[i]);
-            continue;
-        }
         snprintf(want, sizeof(want), "# TYPE %.63s ", names[i]);
         ck_assert_msg(strstr(r.body, want) != NULL, "the dashboard uses %s, /metrics has no %s",
                       names[i], names[i]);
@@ -299,8 +318,8 @@ int main(void)
     Suite *s = suite_create("docker_examples");
     TCase *tc = tcase_create("examples");
     tcase_set_timeout(tc, 400);
-    tcase_add_test(tc, python_client_sees_a_devices_data);
-    tcase_add_test(tc, node_client_sees_a_devices_data);
+    tcase_add_test(tc, python_client_sees_data_and_gets_its_command_response);
+    tcase_add_test(tc, node_client_sees_data_and_gets_its_command_response);
     tcase_add_test(tc, curl_examples_land_on_their_topics);
     tcase_add_test(tc, dashboard_metrics_are_exported);
     suite_add_tcase(s, tc);
