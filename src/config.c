@@ -919,3 +919,124 @@ bool config_cidr_match(const struct ocb_cidr *cidr, const void *sockaddr)
     }
     return false;
 }
+
+/* Keys a reload (SIGHUP) may change in a running bridge.  Everything else —
+ * listeners, certificates, the broker and the platform connection — is bound
+ * to sockets and sessions made at start-up, so a reload keeps the running
+ * value and says so.  apps[] is reloadable as a whole. */
+static const char *const reloadable_keys[] = {
+    "http.max_body_bytes", "http.allow_from", "http.retry_after_s", "log.level", "log.format",
+};
+
+static bool is_reloadable(const char *path)
+{
+    for (size_t i = 0; i < sizeof(reloadable_keys) / sizeof(reloadable_keys[0]); i++)
+        if (!strcmp(path, reloadable_keys[i]))
+            return true;
+    return false;
+}
+
+static size_t key_size(enum kind kind)
+{
+    switch (kind) {
+    case K_UINT:
+        return sizeof(unsigned);
+    case K_INT:
+        return sizeof(int);
+    case K_SIZE:
+        return sizeof(size_t);
+    case K_BOOL:
+        return sizeof(bool);
+    case K_LEVEL:
+        return sizeof(enum ocb_log_level);
+    case K_FORMAT:
+        return sizeof(enum ocb_log_format);
+    default:
+        return 0;
+    }
+}
+
+enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_config *running,
+                                 char *kept, size_t cap)
+{
+    size_t o = 0;
+    if (cap)
+        kept[0] = '\0';
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        if (is_reloadable(k->path))
+            continue;
+        void *nf = field(next, k);
+        const void *rf = (const char *)running + k->off;
+        bool differ;
+        if (k->kind == K_STR || k->kind == K_FILE) {
+            differ = strcmp(*(char **)nf, *(char *const *)rf) != 0;
+            if (differ) {
+                char *copy = strdup(*(char *const *)rf);
+                if (!copy)
+                    return OCB_ERR_NOMEM;
+                free(*(char **)nf);
+                *(char **)nf = copy;
+            }
+        } else {
+            differ = memcmp(nf, rf, key_size(k->kind)) != 0;
+            memcpy(nf, rf, key_size(k->kind));
+        }
+        if (differ && o < cap) {
+            int n = snprintf(kept + o, cap - o, "%s%s", o ? ", " : "", k->path);
+            o = n < 0 ? o : (size_t)n >= cap - o ? cap - 1 : o + (size_t)n;
+        }
+    }
+    return OCB_OK;
+}
+
+enum ocb_err config_format_key(const struct ocb_config *cfg, const char *path, char *out,
+                               size_t cap)
+{
+    const struct key *k = find_key(path);
+    if (!k)
+        return OCB_ERR_NOT_FOUND;
+    const void *f = (const char *)cfg + k->off;
+    int n = 0;
+    switch (k->kind) {
+    case K_STR:
+    case K_FILE:
+        n = snprintf(out, cap, "%s", *(char *const *)f);
+        break;
+    case K_UINT:
+        n = snprintf(out, cap, "%u", *(const unsigned *)f);
+        break;
+    case K_INT:
+        n = snprintf(out, cap, "%d", *(const int *)f);
+        break;
+    case K_SIZE:
+        n = snprintf(out, cap, "%zu", *(const size_t *)f);
+        break;
+    case K_BOOL:
+        n = snprintf(out, cap, "%s", *(const bool *)f ? "true" : "false");
+        break;
+    case K_LEVEL: {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        n = snprintf(out, cap, "%s", names[cfg->log.level]);
+        break;
+    }
+    case K_FORMAT:
+        n = snprintf(out, cap, "%s", cfg->log.format == OCB_LOG_JSON ? "json" : "text");
+        break;
+    case K_CIDRS: {
+        size_t o = 0;
+        out[0] = '\0';
+        for (size_t i = 0; i < cfg->http.n_allow_from && o < cap; i++) {
+            const struct ocb_cidr *c = &cfg->http.allow_from[i];
+            char addr[INET6_ADDRSTRLEN] = "";
+            inet_ntop(c->family, c->addr, addr, sizeof(addr));
+            n = snprintf(out + o, cap - o, "%s%s/%u", i ? "," : "", addr, c->prefix);
+            if (n < 0 || (size_t)n >= cap - o)
+                return OCB_ERR_TOO_BIG;
+            o += (size_t)n;
+        }
+        return OCB_OK;
+    }
+    }
+    return n < 0 || (size_t)n >= cap ? OCB_ERR_TOO_BIG : OCB_OK;
+}

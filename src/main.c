@@ -64,6 +64,7 @@ static void usage(FILE *f)
                "       ocbridge -t -c FILE         check the configuration and exit\n"
                "       ocbridge subscribe -c FILE  make the platform's subscriptions match "
                "apps[].subscribe\n"
+               "       ocbridge --print-key KEY -c FILE  print a key's effective value\n"
                "       ocbridge --version | --help\n"
                "Every configuration key can be overridden by an OCB_* environment variable\n"
                "(the upper-cased key path, e.g. OCB_MQTT_URL).\n");
@@ -198,6 +199,7 @@ static int run_subscribe(const struct ocb_config *cfg)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
+    const char *print_key = NULL;
     bool test_only = false, subscribe = false;
     struct ocb_config *cfg = NULL;
     char err[CONFIG_ERR_MAX];
@@ -216,6 +218,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(argv[i], "-t") == 0) {
             test_only = true;
+        } else if (strcmp(argv[i], "--print-key") == 0 && i + 1 < argc) {
+            print_key = argv[++i];
         } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             config_path = argv[++i];
         } else {
@@ -233,6 +237,18 @@ int main(int argc, char **argv)
     if (config_load(config_path, &cfg, err, sizeof(err)) != OCB_OK) {
         fprintf(stderr, "%s\n", err);
         return 1;
+    }
+    if (print_key != NULL) {
+        /* For scripts: the effective value after defaults, the file and OCB_* variables. */
+        char value[4096];
+        enum ocb_err rc = config_format_key(cfg, print_key, value, sizeof(value));
+        if (rc == OCB_OK)
+            printf("%s\n", value);
+        else
+            fprintf(stderr, "ocbridge: --print-key %s: %s\n", print_key,
+                    rc == OCB_ERR_NOT_FOUND ? "no such key" : ocb_strerror(rc));
+        config_free(cfg);
+        return rc == OCB_OK ? 0 : 1;
     }
     if (test_only) {
         printf("configuration OK\n");

@@ -115,6 +115,22 @@ enum ocb_err config_parse(const char *name, const char *json, size_t len, struct
 
 void config_free(struct ocb_config *cfg);
 
+/*
+ * For a reload (SIGHUP): keep in `next` the running value of every key that
+ * cannot change without a restart (listeners, TLS files, broker, platform);
+ * only apps[], http.max_body_bytes, http.allow_from, http.retry_after_s and
+ * log.* take effect.  Writes the paths whose new value was not applied,
+ * comma-separated, to kept ("" when none).  OCB_ERR_NOMEM on allocation failure.
+ */
+enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_config *running,
+                                 char *kept, size_t cap);
+
+/* The effective value of a scalar key ("mqtt.url") as text, for scripts
+ * (`ocbridge --print-key`).  OCB_ERR_NOT_FOUND for an unknown key,
+ * OCB_ERR_TOO_BIG when it does not fit. */
+enum ocb_err config_format_key(const struct ocb_config *cfg, const char *path, char *out,
+                               size_t cap);
+
 /* The app with this id, or NULL.  Borrowed from cfg. */
 const struct ocb_app *config_find_app(const struct ocb_config *cfg, const char *app_id);
 

@@ -254,6 +254,55 @@ START_TEST(cidr_matching)
 }
 END_TEST
 
+START_TEST(reload_keeps_restart_only_keys)
+{
+    struct ocb_config *running = parse_ok(
+        "{\"mqtt\":{\"url\":\"tcp://127.0.0.1:1883\",\"qos\":1},\"http\":{\"max_body_bytes\":2048},"
+        "\"apps\":[{\"app_id\":\"a\"}]}");
+    struct ocb_config *next = parse_ok(
+        "{\"mqtt\":{\"url\":\"tcp://127.0.0.1:1999\",\"qos\":0},\"http\":{\"max_body_bytes\":4096,"
+        "\"listen\":\"127.0.0.1:9\"},\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"b\"}],"
+        "\"log\":{\"level\":\"debug\"}}");
+    char kept[256];
+    ck_assert_int_eq(config_reload_merge(next, running, kept, sizeof(kept)), OCB_OK);
+    ck_assert_str_eq(next->mqtt.url, "tcp://127.0.0.1:1883");
+    ck_assert_int_eq(next->mqtt.qos, 1);
+    ck_assert_str_eq(next->http.listen, "0.0.0.0:8080");
+    ck_assert_uint_eq(next->http.max_body_bytes, 4096);
+    ck_assert_int_eq(next->log.level, OCB_LOG_DEBUG);
+    ck_assert_uint_eq(next->n_apps, 2);
+    ck_assert_str_eq(kept, "http.listen, http.public_url, mqtt.url, mqtt.qos");
+
+    ck_assert_int_eq(config_reload_merge(next, running, kept, sizeof(kept)), OCB_OK);
+    ck_assert_str_eq(kept, "");
+    config_free(next);
+    config_free(running);
+}
+END_TEST
+
+START_TEST(format_key_prints_effective_values)
+{
+    setenv("OCB_MQTT_URL", "tcp://10.9.8.7:1883", 1);
+    struct ocb_config *cfg = parse_ok(
+        "{\"http\":{\"allow_from\":[\"10.0.0.0/8\",\"::1\"]},\"log\":{\"format\":\"json\"}}");
+    unsetenv("OCB_MQTT_URL");
+    char out[128];
+    ck_assert_int_eq(config_format_key(cfg, "mqtt.url", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "tcp://10.9.8.7:1883");
+    ck_assert_int_eq(config_format_key(cfg, "mqtt.max_inflight", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "1024");
+    ck_assert_int_eq(config_format_key(cfg, "platform.verify_hostname", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "false");
+    ck_assert_int_eq(config_format_key(cfg, "log.format", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "json");
+    ck_assert_int_eq(config_format_key(cfg, "http.allow_from", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "10.0.0.0/8,::1/128");
+    ck_assert_int_eq(config_format_key(cfg, "mqtt.nope", out, sizeof(out)), OCB_ERR_NOT_FOUND);
+    ck_assert_int_eq(config_format_key(cfg, "mqtt.url", out, 4), OCB_ERR_TOO_BIG);
+    config_free(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -267,6 +316,8 @@ int main(void)
                         (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, load_reports_missing_file_and_reads_real_one);
     tcase_add_test(tc, cidr_matching);
+    tcase_add_test(tc, reload_keeps_restart_only_keys);
+    tcase_add_test(tc, format_key_prints_effective_values);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
