@@ -272,12 +272,18 @@ static void subscribe_all(struct ocb_mqtt_link *link)
 static void connected_now(struct ocb_mqtt_link *link, int session_present)
 {
     uint64_t n;
+    bool stopping;
 
     pthread_mutex_lock(&link->mu);
     link->connecting = false;
     link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
     n = ++link->connects;
+    stopping = link->stopping;
     pthread_mutex_unlock(&link->mu);
+    /* A connect that completes after stop began is left for MQTTAsync_destroy to close; the
+     * handlers' owners may already be gone. */
+    if (stopping)
+        return;
 
     if (n > 1)
         metrics_counter_add("ocb_mqtt_reconnects_total", "", 1);
@@ -360,6 +366,7 @@ static int on_message_arrived(void *context, char *topic_name, int topic_len, MQ
     struct ocb_mqtt_link *link = context;
     struct ocb_mqtt_msg msg;
     char *topic = NULL, *response_topic = NULL;
+    bool delivered = false;
 
     memset(&msg, 0, sizeof(msg));
     /* topic_len is 0 when the topic is NUL-terminated, else it may embed NULs. */
@@ -396,10 +403,9 @@ static int on_message_arrived(void *context, char *topic_name, int topic_len, MQ
     }
     if (link->on_message != NULL)
         link->on_message(link->handler_ctx, &msg);
+    delivered = true;
 out:
-    if (msg.topic == NULL ||
-        (link->v5 && response_topic == NULL && msg.topic != NULL &&
-         MQTTProperties_hasProperty(&m->properties, MQTTPROPERTY_CODE_RESPONSE_TOPIC)))
+    if (!delivered)
         log_error(MOD, NULL, "out of memory: dropped an arriving message");
     free(response_topic);
     free(topic);

@@ -1,0 +1,140 @@
+/*
+ * test_cli.c: the daemon's command line as an operator meets it:
+ * --version, --help, -t (configuration check), usage errors, start-up
+ * failures with a clear log line and exit status 1, and SIGINT/SIGTERM
+ * shutting down cleanly (exit 0).
+ */
+#include <check.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* Run the bridge with argv (NULL-terminated, without argv[0]); return its exit status and
+ * leave its output in *out (caller frees). */
+static int run(char **out, const char *name, const char *const *args)
+{
+    char *argv[8];
+    struct th_proc p;
+    int n = 0, st;
+
+    memset(&p, 0, sizeof(p));
+    argv[n++] = (char *)th_env("OCB_BRIDGE_BIN");
+    while (*args != NULL && n < 7)
+        argv[n++] = (char *)*args++;
+    argv[n] = NULL;
+    th_spawn(&p, name, argv);
+    st = th_wait_exit(&p, 15000);
+    ck_assert_msg(st >= 0, "%s did not exit", name);
+    *out = th_read_file(p.log, NULL);
+    ck_assert_ptr_nonnull(*out);
+    return st;
+}
+
+static void write_config(char *path, size_t cap, const char *name, const char *json)
+{
+    th_path(path, cap, name);
+    ck_assert(th_write_file(path, json, strlen(json)));
+}
+
+START_TEST(version_and_help)
+{
+    char *out;
+
+    ck_assert_int_eq(run(&out, "version", (const char *[]){"--version", NULL}), 0);
+    ck_assert_msg(strncmp(out, "ocbridge ", 9) == 0, "got: %s", out);
+    free(out);
+    ck_assert_int_eq(run(&out, "help", (const char *[]){"--help", NULL}), 0);
+    ck_assert_ptr_nonnull(strstr(out, "ocbridge -t -c FILE"));
+    free(out);
+    /* usage errors: exit 2 with the usage text */
+    ck_assert_int_eq(run(&out, "noargs", (const char *[]){NULL}), 2);
+    ck_assert_ptr_nonnull(strstr(out, "-c FILE is required"));
+    free(out);
+    ck_assert_int_eq(run(&out, "badarg", (const char *[]){"--frobnicate", NULL}), 2);
+    ck_assert_ptr_nonnull(strstr(out, "usage:"));
+    free(out);
+}
+END_TEST
+
+START_TEST(config_check)
+{
+    char good[512], bad[512], *out, want[600];
+
+    write_config(good, sizeof(good), "good.json", "{\"apps\":[{\"app_id\":\"a\"}]}");
+    ck_assert_int_eq(run(&out, "check-good", (const char *[]){"-t", "-c", good, NULL}), 0);
+    ck_assert_str_eq(out, "configuration OK\n");
+    free(out);
+
+    write_config(bad, sizeof(bad), "bad.json",
+                 "{\"apps\":[{\"app_id\":\"a\"}],\"mqtt\":{\"qos\":7}}");
+    ck_assert_int_eq(run(&out, "check-bad", (const char *[]){"-t", "-c", bad, NULL}), 1);
+    snprintf(want, sizeof(want), "%s: mqtt.qos: ", bad);
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
+    free(out);
+
+    /* Running with a bad file fails the same way, before anything starts. */
+    ck_assert_int_eq(run(&out, "run-bad", (const char *[]){"-c", bad, NULL}), 1);
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(listen_failure_exits_1)
+{
+    struct th_broker b;
+    struct th_bridge first;
+    char cfg[1024], *out;
+
+    memset(&b, 0, sizeof(b));
+    memset(&first, 0, sizeof(first));
+    th_broker_start(&b, NULL);
+    first.port = th_free_port();
+    snprintf(cfg, sizeof(cfg),
+             "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"mqtt\":{\"url\":\"%s\"},"
+             "\"apps\":[{\"app_id\":\"a\"}]}",
+             first.port, b.url);
+    th_bridge_start(&first, cfg, false);
+
+    /* A second bridge on the same port cannot listen: it says so and exits 1. */
+    {
+        char path[512];
+        write_config(path, sizeof(path), "second.json", cfg);
+        ck_assert_int_eq(run(&out, "second", (const char *[]){"-c", path, NULL}), 1);
+        ck_assert_msg(strstr(out, "cannot listen") != NULL, "got: %s", out);
+        free(out);
+    }
+
+    /* SIGINT stops the first one cleanly. */
+    ck_assert_int_eq(th_stop(&first.proc, SIGINT, 15000), 0);
+    ck_assert(th_log_contains(&first.proc, "SIGINT received"));
+    ck_assert(th_log_contains(&first.proc, "stopped"));
+    th_broker_stop(&b);
+}
+END_TEST
+
+static Suite *cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, version_and_help);
+    tcase_add_test(tc, config_check);
+    tcase_add_test(tc, listen_failure_exits_1);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(cli_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
