@@ -128,11 +128,23 @@ static void list_unlink(struct ocb_mqtt_link *link, struct pending *p)
     link->n_pending--;
 }
 
+static bool is_stopping(struct ocb_mqtt_link *link)
+{
+    bool stopping;
+
+    pthread_mutex_lock(&link->mu);
+    stopping = link->stopping;
+    pthread_mutex_unlock(&link->mu);
+    return stopping;
+}
+
+/* Handlers are not called once stop began: main frees their owners (the
+ * command worker) between mqtt_link_stop() and mqtt_link_free(). */
 static void set_connected(struct ocb_mqtt_link *link, bool up)
 {
     atomic_store(&link->connected, up);
     metrics_gauge_set("ocb_mqtt_connected", "", up ? 1 : 0);
-    if (link->on_state != NULL)
+    if (link->on_state != NULL && !is_stopping(link))
         link->on_state(link->handler_ctx, up);
 }
 
@@ -401,8 +413,12 @@ static int on_message_arrived(void *context, char *topic_name, int topic_len, MQ
             msg.correlation_len = (size_t)p->value.data.len;
         }
     }
-    if (link->on_message != NULL)
+    if (is_stopping(link)) {
+        /* Only a connect that raced with stop gets here; the handler may be gone. */
+        log_warn(MOD, NULL, "stopping: dropped a message arriving on %s", msg.topic);
+    } else if (link->on_message != NULL) {
         link->on_message(link->handler_ctx, &msg);
+    }
     delivered = true;
 out:
     if (!delivered)
