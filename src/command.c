@@ -98,6 +98,15 @@ static void set_why(char *why, size_t whylen, const char *reason)
         snprintf(why, whylen, "%s", reason);
 }
 
+/* Copy s for a one-line message: control bytes and quotes become '?'. */
+static void printable(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 1 < cap; s++)
+        out[o++] = ((unsigned char)*s < 0x20 || *s == 0x7f || *s == '"') ? '?' : *s;
+    out[o] = '\0';
+}
+
 static char *dup_string(const char *s)
 {
     size_t n = strlen(s);
@@ -287,8 +296,10 @@ enum ocb_command_code command_parse(bool cancel, const void *payload, size_t len
     const char *const *allowed = cancel ? cancel_keys : create_keys;
     for (const cJSON *it = root->child; it; it = it->next) {
         if (!it->string || !key_allowed(it->string, allowed)) {
+            char key[65];
+            printable(it->string ? it->string : "", key, sizeof(key));
             if (why && whylen)
-                snprintf(why, whylen, "unknown key \"%.64s\"", it->string ? it->string : "");
+                snprintf(why, whylen, "unknown key \"%s\"", key);
             code = OCB_CMD_INVALID_PAYLOAD;
             goto out;
         }

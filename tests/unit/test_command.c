@@ -179,6 +179,20 @@ START_TEST(parse_limits)
 }
 END_TEST
 
+/* Found by fuzz_command: a key with a newline must not break the one-line reason. */
+START_TEST(reason_is_one_line)
+{
+    struct ocb_command_req r;
+    char why[160];
+    const char *p = "{\"comm\\ndId\":\"5\"}";
+    ck_assert_int_eq(command_parse(true, p, strlen(p), 1024, &r, why, sizeof(why)),
+                     OCB_CMD_INVALID_PAYLOAD);
+    ck_assert_ptr_null(strchr(why, '\n'));
+    ck_assert_str_eq(why, "unknown key \"comm?dId\"");
+    command_req_cleanup(&r);
+}
+END_TEST
+
 START_TEST(parse_keeps_correlation_on_error)
 {
     struct ocb_command_req r;
@@ -340,6 +354,7 @@ static Suite *command_suite(void)
     tcase_add_loop_test(tc, parse_create_bad, 0, (int)(sizeof(bad_create) / sizeof(bad_create[0])));
     tcase_add_test(tc, parse_limits);
     tcase_add_test(tc, parse_keeps_correlation_on_error);
+    tcase_add_test(tc, reason_is_one_line);
     tcase_add_test(tc, parse_cancel);
     tcase_add_test(tc, callback_url);
     tcase_add_test(tc, response_ok);
