@@ -19,11 +19,11 @@
  * receive the first one; the platform has no idempotency key, so the brief's
  * "retry until the deadline" is followed and this is logged.
  *
- * The rate limiter is a sliding window of the last N call times per app
- * rather than a token bucket: a bucket that starts full lets 2N calls
- * through in the first window, which trips the platform's 1010009 exactly
- * when a backlog is being drained.  Throttle answers still happen (other
- * clients of the same app, logins) and back the whole app off.
+ * The rate limiter is a sliding window per app (see rate_allows) rather than
+ * a token bucket: a bucket that starts full lets 2N calls through in the
+ * first window, which trips the platform's 1010009 exactly when a backlog is
+ * being drained.  Throttle answers still happen (other clients of the same
+ * app, other bridges) and back the whole app off.
  *
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
@@ -106,8 +106,8 @@ struct job {
 struct wapp {
     const struct ocb_app *cfg;
     struct job *head, *tail;
-    int64_t *sent; /* ring of the last `window_calls` call times */
-    unsigned window_calls, n_sent, ring_pos;
+    int64_t *done; /* FIFO ring of completion times within the window */
+    unsigned window_calls, n_done, done_head, n_pending;
     int64_t window_ms;
     int64_t throttled_until_ms;
     unsigned throttle_backoff_ms;
@@ -807,29 +807,47 @@ static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
     answer_bridge(w, true, &a, OCB_CMD_PLATFORM_UNREACHABLE, job->last_status, desc, true);
 }
 
-/* Sliding-window rate limit: may app make a call now?  If not, when. */
-static bool rate_allows(const struct wapp *app, int64_t now, int64_t *when)
+/*
+ * Sliding-window rate limit: may app make a call now?  If not, when.
+ *
+ * The platform counts a call when it arrives, some time between our send
+ * and our reading of the answer.  Counting every call from its completion
+ * (and calls in flight as "now, and for a whole window") is therefore never
+ * less than the platform's count, whatever the network delay: a call is
+ * allowed when fewer than rate_limit.calls calls are in flight or completed
+ * within the last window.  Completions come in time order, so the completed
+ * times form a FIFO whose front leaves the window first.
+ */
+static bool rate_allows(struct wapp *app, int64_t now, int64_t *when)
 {
     if (app->window_calls == 0)
         return true; /* rate_limit.calls = 0: unlimited */
-    if (app->n_sent < app->window_calls)
+    while (app->n_done > 0 && now - app->done[app->done_head] >= app->window_ms) {
+        app->done_head = (app->done_head + 1) % app->window_calls;
+        app->n_done--;
+    }
+    if (app->n_pending + app->n_done < app->window_calls)
         return true;
-    /* The oldest of the last window_calls calls must have left the window. */
-    int64_t oldest = app->sent[app->ring_pos];
-    if (now - oldest >= app->window_ms)
-        return true;
-    *when = oldest + app->window_ms;
+    /* Full: the front leaves the window first; with everything still in
+     * flight, a completion wakes the worker anyway. */
+    *when = app->n_done > 0 ? app->done[app->done_head] + app->window_ms : now + 1000;
     return false;
 }
 
-static void rate_record(struct wapp *app, int64_t now)
+static void rate_sent(struct wapp *app)
 {
-    if (app->window_calls == 0)
+    if (app->window_calls)
+        app->n_pending++;
+}
+
+static void rate_completed(struct wapp *app, int64_t now)
+{
+    if (app->window_calls == 0 || app->n_pending == 0)
         return;
-    app->sent[app->ring_pos] = now;
-    app->ring_pos = (app->ring_pos + 1) % app->window_calls;
-    if (app->n_sent < app->window_calls)
-        app->n_sent++;
+    app->n_pending--;
+    /* n_pending + n_done <= window_calls held when the call was sent. */
+    app->done[(app->done_head + app->n_done) % app->window_calls] = now;
+    app->n_done++;
 }
 
 static void remember_failure(struct job *job, const struct ocb_platform_reply *r)
@@ -849,6 +867,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 
     job->in_flight = false;
     w->in_flight--;
+    rate_completed(app, now);
 
     if (r->transport == OCB_ERR_STOPPED) {
         answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
@@ -1059,7 +1078,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
                     job_finish(w, job);
                 } else {
-                    rate_record(app, now);
+                    rate_sent(app);
                     job->attempts++;
                     job->in_flight = true;
                     w->in_flight++;
@@ -1183,12 +1202,11 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
         struct wapp *app = &w->apps[w->n_apps++];
         app->cfg = a;
         app->window_calls = calls;
-        /* The platform times calls on arrival, a little after we send them:
-         * a 2 % + 20 ms margin keeps the two windows from overlapping. */
-        app->window_ms = window_ms + window_ms / 50 + 20;
+        /* A 10 ms margin for the platform's clock granularity. */
+        app->window_ms = window_ms + 10;
         if (calls) {
-            app->sent = calloc(calls, sizeof(*app->sent));
-            if (!app->sent) {
+            app->done = calloc(calls, sizeof(*app->done));
+            if (!app->done) {
                 rc = OCB_ERR_NOMEM;
                 goto fail;
             }
@@ -1276,7 +1294,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
     for (size_t i = 0; i < w->n_apps; i++)
-        free(w->apps[i].sent);
+        free(w->apps[i].done);
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;
