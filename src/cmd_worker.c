@@ -99,7 +99,10 @@ struct job {
     bool in_flight;
     /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
     long last_status;
-    char last_desc[320];
+    enum ocb_platform_class last_cls;
+    char last_code[32];
+    char last_text[256];
+    char last_desc[320]; /* code and text, for logs */
 };
 
 /* Per-app state, worker thread only. */
@@ -798,8 +801,41 @@ static unsigned jitter(struct ocb_cmd_worker *w, unsigned ms)
     return ms - ms / 4 + (unsigned)(rand_r(&w->rand_state) % span);
 }
 
+/* The platform's own error, passed on (error.source = "platform"). */
+static void answer_platform_error(struct ocb_cmd_worker *w, const struct job *job, long status,
+                                  const char *code, const char *desc, bool retryable)
+{
+    struct answer a = job_answer(job);
+    struct ocb_command_outcome o = {
+        .correlation_id = job->req.correlation_id,
+        .ok = false,
+        .http_status = status,
+        .code = code[0] ? code : "HTTP_ERROR",
+        .desc = desc,
+        .from_platform = true,
+        .retryable = retryable,
+    };
+    char *payload = NULL;
+    size_t len = 0;
+    count_outcome("platform_error");
+    log_info(MOD, NULL, "%s: %s failed: HTTP %ld %s %s", job->answer_topic, job->op, status, code,
+             desc);
+    if (command_response_format(&o, &payload, &len) == OCB_OK)
+        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+    free(payload);
+}
+
+/*
+ * Out of time.  A platform that kept throttling us was reachable and said
+ * no: its 403/1010009 is passed on (retryable).  Anything else (5xx, no
+ * answer, timeouts) is PLATFORM_UNREACHABLE.
+ */
 static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
 {
+    if (job->last_cls == OCB_PLATFORM_THROTTLED) {
+        answer_platform_error(w, job, job->last_status, job->last_code, job->last_text, true);
+        return;
+    }
     char desc[400];
     snprintf(desc, sizeof(desc), "gave up after %u attempt(s) in %u s: %s", job->attempts,
              w->cfg->platform.command_deadline_s, job->last_desc[0] ? job->last_desc : "no answer");
@@ -853,6 +889,9 @@ static void rate_completed(struct wapp *app, int64_t now)
 static void remember_failure(struct job *job, const struct ocb_platform_reply *r)
 {
     job->last_status = r->status;
+    job->last_cls = r->cls;
+    snprintf(job->last_code, sizeof(job->last_code), "%s", r->code);
+    snprintf(job->last_text, sizeof(job->last_text), "%s", r->desc);
     snprintf(job->last_desc, sizeof(job->last_desc), "%s%s%s", r->code, r->code[0] ? " " : "",
              r->desc);
 }
@@ -917,24 +956,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
             /* No usable HTTP answer (reply over the cap): ours to report. */
             answer_bridge(w, true, &a, OCB_CMD_INVALID_REPLY, r->status, r->desc, false);
         } else {
-            struct ocb_command_outcome o = {
-                .correlation_id = job->req.correlation_id,
-                .ok = false,
-                .http_status = r->status,
-                .code = r->code[0] ? r->code : "HTTP_ERROR",
-                .desc = r->desc,
-                .from_platform = true,
-                .retryable = false,
-            };
-            char *payload = NULL;
-            size_t len = 0;
-            count_outcome("platform_error");
-            log_info(MOD, NULL, "%s: %s failed: HTTP %ld %s %s", job->answer_topic, job->op,
-                     r->status, r->code, r->desc);
-            if (command_response_format(&o, &payload, &len) == OCB_OK)
-                answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload,
-                               len);
-            free(payload);
+            answer_platform_error(w, job, r->status, r->code, r->desc, false);
         }
         job_finish(w, job);
         return;

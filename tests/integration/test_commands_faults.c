@@ -105,6 +105,29 @@ START_TEST(platform_throttling_is_backed_off_and_retried)
 }
 END_TEST
 
+START_TEST(throttled_past_the_deadline_passes_the_platform_answer_on)
+{
+    fx_start(NULL, NULL, ",\"command_deadline_s\":3");
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"status\":403,\"error_code\":"
+                           "\"1010009\",\"error_desc\":\"app throttle exceed.\","
+                           "\"shape\":\"resultcode\"}");
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    publish_n(1, 1, NULL);
+    cJSON *a = fx_answer(answer, 0);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(a, "httpStatus")->valueint, 403);
+    const cJSON *err = cJSON_GetObjectItem(a, "error");
+    ck_assert_str_eq(fx_str(err, "code"), "1010009");
+    ck_assert_str_eq(fx_str(err, "desc"), "app throttle exceed.");
+    ck_assert_str_eq(fx_str(err, "source"), "platform");
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(a, "retryable")));
+    cJSON_Delete(a);
+    ck_assert_int_ge(fx_count("POST", CMD_PATH, 403), 2);
+    ck_assert(fx_metric("ocb_platform_throttled_total") >= 2);
+}
+END_TEST
+
 START_TEST(server_errors_timeouts_and_drops_are_retried)
 {
     fx_start(NULL, NULL, ",\"timeout_ms\":800,\"command_deadline_s\":20");
@@ -254,6 +277,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, token_expiry_and_revocation_lose_nothing);
     tcase_add_test(tc, throttle_at_the_limit_rate);
     tcase_add_test(tc, platform_throttling_is_backed_off_and_retried);
+    tcase_add_test(tc, throttled_past_the_deadline_passes_the_platform_answer_on);
     tcase_add_test(tc, server_errors_timeouts_and_drops_are_retried);
     tcase_add_test(tc, platform_down_past_the_deadline);
     tcase_add_test(tc, full_queue_and_expiry_in_queue);
