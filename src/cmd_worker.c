@@ -108,6 +108,7 @@ struct job {
 /* Per-app state, worker thread only. */
 struct wapp {
     const struct ocb_app *cfg;
+    bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
     int64_t *done; /* FIFO ring of completion times within the window */
     unsigned window_calls, n_done, done_head, n_pending;
@@ -161,7 +162,11 @@ struct ocb_cmd_worker {
     struct early early[64]; /* EARLY_MAX statuses that beat their create reply */
     unsigned early_pos;
 
+    /* A configuration handed over by cmd_worker_reload(), under lock. */
+    const struct ocb_config *pending_cfg;
+
     /* worker thread only */
+    const struct ocb_config *apps_cfg; /* apps[] as of the last reload (w->cfg at start) */
     pthread_t thread;
     bool started;
     struct wapp apps[OCB_MAX_APPS];
@@ -631,12 +636,20 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
 
 /* ---- jobs (worker thread) */
 
-static struct wapp *find_wapp(struct ocb_cmd_worker *w, const char *app_id)
+/* The app's state, active or not (a reload may have dropped it). */
+static struct wapp *find_wapp_any(struct ocb_cmd_worker *w, const char *app_id)
 {
     for (size_t i = 0; i < w->n_apps; i++)
         if (strcmp(w->apps[i].cfg->app_id, app_id) == 0)
             return &w->apps[i];
     return NULL;
+}
+
+/* The app's state when commands are on for it. */
+static struct wapp *find_wapp(struct ocb_cmd_worker *w, const char *app_id)
+{
+    struct wapp *app = find_wapp_any(w, app_id);
+    return app && app->active ? app : NULL;
 }
 
 static void job_free(struct job *job)
@@ -760,7 +773,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
         code = OCB_CMD_INVALID_TOPIC;
         snprintf(why, sizeof(why), "expected %s/<appId>/<deviceId>/command|commandCancel",
                  w->cfg->mqtt.topic_prefix);
-    } else if (!config_find_app(w->cfg, job->target.app_id)) {
+    } else if (!config_find_app(w->apps_cfg, job->target.app_id)) {
         code = OCB_CMD_UNKNOWN_APP;
         snprintf(why, sizeof(why), "app \"%.64s\" is not configured", job->target.app_id);
     } else if (!(job->app = find_wapp(w, job->target.app_id))) {
@@ -1128,13 +1141,81 @@ static void take_inbox(struct ocb_cmd_worker *w)
 
 static void sync_subscriptions(struct ocb_cmd_worker *w)
 {
-    if (subscriptions_sync(w->pc, w->cfg, NULL) == OCB_OK) {
+    if (subscriptions_sync(w->pc, w->apps_cfg, NULL) == OCB_OK) {
         w->subs_next_ms = 0;
     } else {
         w->subs_next_ms = now_ms() + SUBS_RETRY_MS;
         log_warn(MOD, NULL, "platform subscriptions not in sync; retrying in %d s",
                  SUBS_RETRY_MS / 1000);
     }
+}
+
+/* The per-app rate window for cfg; a huge calls value is scaled down to the
+ * same average rate over a proportionally shorter window, keeping the ring bounded. */
+static void rate_window(const struct ocb_config *cfg, unsigned *calls, int64_t *window_ms)
+{
+    *calls = cfg->platform.rate_calls;
+    *window_ms = (int64_t)cfg->platform.rate_per_seconds * 1000;
+    if (*calls > RATE_WINDOW_MAX) {
+        *window_ms = *window_ms * RATE_WINDOW_MAX / *calls;
+        *calls = RATE_WINDOW_MAX;
+    }
+}
+
+/* Append the state of one app with a secret; OCB_ERR_FULL past OCB_MAX_APPS. */
+static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
+{
+    unsigned calls;
+    int64_t window_ms;
+    if (w->n_apps == OCB_MAX_APPS)
+        return OCB_ERR_FULL;
+    rate_window(w->cfg, &calls, &window_ms);
+    struct wapp *app = &w->apps[w->n_apps];
+    memset(app, 0, sizeof(*app));
+    app->cfg = a;
+    app->active = true;
+    app->window_calls = calls;
+    /* A 10 ms margin for the platform's clock granularity. */
+    app->window_ms = window_ms + 10;
+    if (calls && !(app->done = calloc(calls, sizeof(*app->done))))
+        return OCB_ERR_NOMEM;
+    w->n_apps++;
+    return OCB_OK;
+}
+
+/*
+ * Worker thread: take a configuration handed over by cmd_worker_reload().
+ * Apps keep their queues and rate windows across a reload; a dropped app's
+ * queued commands still run (its old configuration stays alive), new ones
+ * are refused as for any unknown app.
+ */
+static void apply_reload(struct ocb_cmd_worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    const struct ocb_config *cfg = w->pending_cfg;
+    w->pending_cfg = NULL;
+    pthread_mutex_unlock(&w->lock);
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < w->n_apps; i++)
+        w->apps[i].active = false;
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct ocb_app *a = &cfg->apps[i];
+        if (!a->secret || !*a->secret)
+            continue;
+        struct wapp *app = find_wapp_any(w, a->app_id);
+        if (app != NULL) {
+            app->cfg = a;
+            app->active = true;
+        } else if (wapp_add(w, a) != OCB_OK) {
+            log_error(MOD, NULL, "app %s: cannot add it until a restart", a->app_id);
+        }
+    }
+    w->apps_cfg = cfg;
+    platform_client_reload(w->pc, cfg);
+    if (cfg->platform.manage_subscriptions)
+        w->subs_next_ms = now_ms();
+    log_info(MOD, NULL, "commands: configuration reloaded");
 }
 
 static bool is_stopping(struct ocb_cmd_worker *w)
@@ -1152,6 +1233,7 @@ static void *worker_main(void *arg)
     if (w->cfg->platform.manage_subscriptions)
         w->subs_next_ms = now_ms();
     while (!is_stopping(w)) {
+        apply_reload(w);
         take_inbox(w);
         int64_t next = dispatch(w);
         outbox_flush(w);
@@ -1209,30 +1291,11 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     enum ocb_err rc = platform_client_new(cfg, &w->pc);
     if (rc != OCB_OK)
         goto fail;
-    /* Keep the window ring bounded: a huge calls value is scaled down to the
-     * same average rate over a proportionally shorter window. */
-    unsigned calls = cfg->platform.rate_calls;
-    int64_t window_ms = (int64_t)cfg->platform.rate_per_seconds * 1000;
-    if (calls > RATE_WINDOW_MAX) {
-        window_ms = window_ms * RATE_WINDOW_MAX / calls;
-        calls = RATE_WINDOW_MAX;
-    }
+    w->apps_cfg = cfg;
     for (size_t i = 0; i < cfg->n_apps; i++) {
         const struct ocb_app *a = &cfg->apps[i];
-        if (!a->secret || !*a->secret)
-            continue;
-        struct wapp *app = &w->apps[w->n_apps++];
-        app->cfg = a;
-        app->window_calls = calls;
-        /* A 10 ms margin for the platform's clock granularity. */
-        app->window_ms = window_ms + 10;
-        if (calls) {
-            app->done = calloc(calls, sizeof(*app->done));
-            if (!app->done) {
-                rc = OCB_ERR_NOMEM;
-                goto fail;
-            }
-        }
+        if (a->secret && *a->secret && (rc = wapp_add(w, a)) != OCB_OK)
+            goto fail;
     }
     metrics_describe("ocb_commands_total", OCB_METRIC_COUNTER,
                      "MQTT commands by outcome (ok, platform_error or a bridge code)");
@@ -1301,6 +1364,15 @@ void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms)
     }
     if (w->pc)
         drain(w, drain_ms);
+}
+
+enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config *cfg)
+{
+    pthread_mutex_lock(&w->lock);
+    w->pending_cfg = cfg;
+    pthread_mutex_unlock(&w->lock);
+    platform_client_wakeup(w->pc);
+    return OCB_OK;
 }
 
 bool cmd_worker_ready(void *ctx)

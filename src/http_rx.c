@@ -85,7 +85,9 @@ struct ready_hook {
 };
 
 struct ocb_http_rx {
-    const struct ocb_config *cfg;
+    /* Swapped by http_rx_reload(); each request reads it once, in req_new(),
+     * and keeps that configuration (and its apps) for its whole life. */
+    const struct ocb_config *_Atomic cfg;
     struct ocb_mqtt_link *link;
     struct MHD_Daemon *daemon;
     uint16_t port;
@@ -115,6 +117,7 @@ struct req {
     atomic_int refs;
     pthread_mutex_t mu;
     struct ocb_http_rx *rx;
+    const struct ocb_config *cfg; /* the configuration this request runs under */
     struct MHD_Connection *conn;
     char id[17];
     enum phase phase;
@@ -161,6 +164,7 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
     atomic_init(&r->refs, 1); /* MHD's, released in on_completed() */
     pthread_mutex_init(&r->mu, NULL);
     r->rx = rx;
+    r->cfg = atomic_load(&rx->cfg);
     r->conn = conn;
     clock_gettime(CLOCK_MONOTONIC, &r->started);
     /* 16 hex chars: a per-process random salt and a counter, so ids are
@@ -202,7 +206,7 @@ static enum MHD_Result answer(struct req *r, unsigned status, const char *body,
                             content_type != NULL ? content_type : "text/plain; charset=utf-8");
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
-        snprintf(retry, sizeof(retry), "%u", rx->cfg->http.retry_after_s);
+        snprintf(retry, sizeof(retry), "%u", r->cfg->http.retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, retry);
     }
     if (allow != NULL)
@@ -273,8 +277,8 @@ static enum MHD_Result unavailable(struct req *r, const char *outcome, const cha
 static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
 {
     clock_gettime(CLOCK_MONOTONIC, &r->deadline);
-    r->deadline.tv_sec += rx->cfg->mqtt.publish_timeout_ms / 1000;
-    r->deadline.tv_nsec += (long)(rx->cfg->mqtt.publish_timeout_ms % 1000) * 1000000L;
+    r->deadline.tv_sec += r->cfg->mqtt.publish_timeout_ms / 1000;
+    r->deadline.tv_nsec += (long)(r->cfg->mqtt.publish_timeout_ms % 1000) * 1000000L;
     if (r->deadline.tv_nsec >= 1000000000L) {
         r->deadline.tv_sec++;
         r->deadline.tv_nsec -= 1000000000L;
@@ -443,7 +447,7 @@ static bool client_cert_ok(struct req *r)
 
 static bool client_allowed(struct req *r)
 {
-    const struct ocb_config *cfg = r->rx->cfg;
+    const struct ocb_config *cfg = r->cfg;
     const union MHD_ConnectionInfo *ci;
 
     if (cfg->http.n_allow_from == 0)
@@ -462,7 +466,7 @@ static bool client_allowed(struct req *r)
 static enum MHD_Result begin(struct req *r, const char *url, const char *method)
 {
     struct ocb_http_rx *rx = r->rx;
-    const struct ocb_config *cfg = rx->cfg;
+    const struct ocb_config *cfg = r->cfg;
     char app_id[APP_ID_MAX], token[TOKEN_MAX];
     char why[REASON_MAX];
     const char *cl;
@@ -533,7 +537,7 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
 
 static enum MHD_Result collect(struct req *r, const char *data, size_t n)
 {
-    size_t max = r->rx->cfg->http.max_body_bytes;
+    size_t max = r->cfg->http.max_body_bytes;
 
     if (r->too_large || n > max - r->len) {
         /* Keep reading (bounded) so that the client gets a 413, not a reset. */
@@ -564,7 +568,7 @@ static enum MHD_Result finish(struct req *r);
 static enum MHD_Result publish(struct req *r)
 {
     struct ocb_http_rx *rx = r->rx;
-    const struct ocb_config *cfg = rx->cfg;
+    const struct ocb_config *cfg = r->cfg;
     enum ocb_route_reject why;
     char reason[REASON_MAX];
     struct ocb_mqtt_pub pub;
@@ -880,7 +884,7 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
     rx = calloc(1, sizeof(*rx));
     if (rx == NULL)
         return OCB_ERR_NOMEM;
-    rx->cfg = cfg;
+    atomic_init(&rx->cfg, cfg);
     rx->link = link;
     if (getrandom(&rx->id_salt, sizeof(rx->id_salt), GRND_NONBLOCK) != sizeof(rx->id_salt))
         rx->id_salt = (uint32_t)time(NULL) ^ (uint32_t)getpid();
@@ -922,7 +926,7 @@ void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_st
 
 enum ocb_err http_rx_start(struct ocb_http_rx *rx)
 {
-    const struct ocb_config *cfg = rx->cfg;
+    const struct ocb_config *cfg = atomic_load(&rx->cfg);
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -979,6 +983,11 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx)
              rx->tls_cert != NULL ? ", TLS" : "",
              rx->tls_ca != NULL ? ", client certificates required" : "");
     return OCB_OK;
+}
+
+void http_rx_reload(struct ocb_http_rx *rx, const struct ocb_config *cfg)
+{
+    atomic_store(&rx->cfg, cfg);
 }
 
 uint16_t http_rx_port(const struct ocb_http_rx *rx)

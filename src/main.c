@@ -33,6 +33,7 @@
 #include "ocb/config.h"
 #include "ocb/http_rx.h"
 #include "ocb/log.h"
+#include "ocb/metrics.h"
 #include "ocb/mqtt_link.h"
 #include "ocb/subscriptions.h"
 
@@ -93,8 +94,83 @@ static int install_signals(void)
     return 0;
 }
 
-/* Block until SIGTERM or SIGINT arrives. */
-static void wait_for_stop(void)
+/*
+ * What a reload touches.  The configuration a module was started with stays
+ * alive until exit: the MQTT link and the listener keep using its
+ * restart-only keys, and requests under way finish under the configuration
+ * they began with.  A reload is rare and a configuration is a few KiB, so
+ * retired ones are simply kept (bounded by OCB_MAX_RELOADS) rather than
+ * reference-counted across threads.
+ */
+#define OCB_MAX_RELOADS 256
+
+struct running {
+    const char *path;
+    struct ocb_config *cfg; /* the current one */
+    struct ocb_config *retired[OCB_MAX_RELOADS];
+    size_t n_retired;
+    struct ocb_http_rx *rx;
+    struct ocb_cmd_worker *worker;
+};
+
+static void count_reload(const char *outcome)
+{
+    char labels[64];
+
+    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    metrics_counter_add("ocb_config_reloads_total", labels, 1);
+}
+
+/*
+ * SIGHUP: read the file again.  A file that does not load changes nothing
+ * (the error is logged); otherwise apps, push tokens, secrets, allow_from,
+ * body cap and log settings take effect for new requests and commands,
+ * without touching the MQTT session or open HTTP connections.
+ */
+static void reload(struct running *st)
+{
+    struct ocb_config *next = NULL;
+    char err[CONFIG_ERR_MAX], kept[512];
+    enum ocb_err rc;
+
+    if (st->n_retired == OCB_MAX_RELOADS) {
+        log_error(MOD, NULL, "SIGHUP: %d reloads already; restart to reload again",
+                  OCB_MAX_RELOADS);
+        count_reload("refused");
+        return;
+    }
+    rc = config_load(st->path, &next, err, sizeof(err));
+    if (rc != OCB_OK) {
+        log_error(MOD, NULL, "SIGHUP: %s; keeping the running configuration", err);
+        count_reload("invalid");
+        return;
+    }
+    rc = config_reload_merge(next, st->cfg, kept, sizeof(kept));
+    if (rc == OCB_OK && st->worker != NULL)
+        rc = cmd_worker_reload(st->worker, next);
+    if (rc != OCB_OK) {
+        log_error(MOD, NULL, "SIGHUP: cannot apply %s: %s; keeping the running configuration",
+                  st->path, ocb_strerror(rc));
+        config_free(next);
+        count_reload("failed");
+        return;
+    }
+    if (kept[0] != '\0')
+        log_warn(MOD, NULL, "SIGHUP: %s changed but only take effect after a restart", kept);
+    if (st->worker == NULL && config_commands_enabled(next))
+        log_warn(MOD, NULL,
+                 "SIGHUP: an app now has a secret, but commands were off at start-up; "
+                 "they start after a restart");
+    http_rx_reload(st->rx, next);
+    log_setup(next->log.level, next->log.format);
+    st->retired[st->n_retired++] = st->cfg;
+    st->cfg = next;
+    count_reload("ok");
+    log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s)", st->path, next->n_apps);
+}
+
+/* Serve signals until SIGTERM or SIGINT: SIGHUP reloads. */
+static void wait_for_stop(struct running *st)
 {
     for (;;) {
         struct pollfd pfd = {.fd = signal_pipe[0], .events = POLLIN};
@@ -111,9 +187,7 @@ static void wait_for_stop(void)
         if (n != 1)
             continue;
         if (b == SIGHUP) {
-            log_warn(MOD, NULL,
-                     "SIGHUP ignored: reloading the configuration is not supported; "
-                     "restart instead");
+            reload(st);
             continue;
         }
         log_info(MOD, NULL, "%s received; shutting down", b == SIGINT ? "SIGINT" : "SIGTERM");
@@ -121,8 +195,11 @@ static void wait_for_stop(void)
     }
 }
 
-static int run(const struct ocb_config *cfg)
+/* Runs the daemon; st->cfg is the configuration to start with.  On return,
+ * st->cfg is the last one in use and the retired ones are freed. */
+static int run(struct running *st)
 {
+    const struct ocb_config *cfg = st->cfg;
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
     struct ocb_cmd_worker *worker = NULL;
@@ -133,6 +210,8 @@ static int run(const struct ocb_config *cfg)
         log_error(MOD, NULL, "cannot install signal handlers");
         return 1;
     }
+    metrics_describe("ocb_config_reloads_total", OCB_METRIC_COUNTER,
+                     "SIGHUP reloads by outcome (ok, invalid, failed, refused)");
     rc = mqtt_link_new(cfg, &link);
     if (rc != OCB_OK)
         goto out;
@@ -165,7 +244,9 @@ static int run(const struct ocb_config *cfg)
     log_info(MOD, NULL, "ocbridge %s running: %zu app(s), broker %s", OCB_VERSION, cfg->n_apps,
              cfg->mqtt.url);
 
-    wait_for_stop();
+    st->rx = rx;
+    st->worker = worker;
+    wait_for_stop(st);
     status = 0;
 
 out:
@@ -183,6 +264,9 @@ out:
     http_rx_free(rx);
     cmd_worker_free(worker);
     mqtt_link_free(link);
+    for (size_t i = 0; i < st->n_retired; i++)
+        config_free(st->retired[i]);
+    st->n_retired = 0;
     if (status == 0)
         log_info(MOD, NULL, "stopped");
     close(signal_pipe[0]);
@@ -256,7 +340,13 @@ int main(int argc, char **argv)
         return 0;
     }
     log_setup(cfg->log.level, cfg->log.format);
-    status = subscribe ? run_subscribe(cfg) : run(cfg);
-    config_free(cfg);
+    if (subscribe) {
+        status = run_subscribe(cfg);
+        config_free(cfg);
+    } else {
+        struct running st = {.path = config_path, .cfg = cfg};
+        status = run(&st);
+        config_free(st.cfg);
+    }
     return status;
 }

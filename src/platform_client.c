@@ -86,6 +86,12 @@ struct app {
     struct ocb_platform_reply last_failure; /* of the last login (body unused) */
     struct request *wait_head, *wait_tail;
     atomic_bool ready;
+    /* Reload state.  An app dropped by a reload (or whose secret was removed)
+     * goes inactive: it no longer counts for readiness and gets no timers,
+     * but calls already accepted for it still finish.  stale_auth: the
+     * secret changed while a login was running, so its result is not used. */
+    atomic_bool active;
+    bool stale_auth;
 };
 
 struct ocb_platform_client {
@@ -93,7 +99,9 @@ struct ocb_platform_client {
     CURLM *multi;
     char *base; /* platform.url without a trailing '/' */
     struct app apps[OCB_MAX_APPS];
-    size_t n_apps;
+    /* Grows on reload (worker thread); read by platform_client_ready() on
+     * other threads, hence atomic.  A slot is filled before it is counted. */
+    _Atomic size_t n_apps;
     struct request *deferred_head, *deferred_tail;
     struct request *active; /* transfers added to the multi handle */
     unsigned outstanding;
@@ -599,6 +607,12 @@ static void auth_done(struct ocb_platform_client *pc, struct request *req,
     struct app *app = req->app;
     bool refresh = req->kind == REQ_REFRESH;
     app->auth_running = false;
+    if (app->stale_auth) {
+        /* Started with the secret a reload replaced: log in with the new one. */
+        app->stale_auth = false;
+        start_auth(pc, app, false);
+        return;
+    }
     if (r->cls == OCB_PLATFORM_OK && take_token(app, r->body, r->len)) {
         app->login_retry_at_ms = 0;
         app->backoff_ms = 0;
@@ -715,7 +729,7 @@ static void run_timers(struct ocb_platform_client *pc)
     int64_t now = now_ms();
     for (size_t i = 0; i < pc->n_apps; i++) {
         struct app *app = &pc->apps[i];
-        if (app->auth_running)
+        if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
             continue;
         if (app->have_token && now >= app->expires_at_ms) {
             app->have_token = false;
@@ -734,7 +748,7 @@ static int64_t next_timer_ms(const struct ocb_platform_client *pc)
     int64_t next = INT64_MAX;
     for (size_t i = 0; i < pc->n_apps; i++) {
         const struct app *app = &pc->apps[i];
-        if (app->auth_running)
+        if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
             continue;
         if (app->have_token && app->refresh_at_ms < next)
             next = app->refresh_at_ms;
@@ -871,7 +885,7 @@ bool platform_client_ready(const struct ocb_platform_client *pc)
     if (!pc)
         return false;
     for (size_t i = 0; i < pc->n_apps; i++)
-        if (!atomic_load(&pc->apps[i].ready))
+        if (atomic_load(&pc->apps[i].active) && !atomic_load(&pc->apps[i].ready))
             return false;
     return true;
 }
@@ -884,7 +898,7 @@ unsigned platform_client_outstanding(const struct ocb_platform_client *pc)
 void platform_client_login_all(struct ocb_platform_client *pc)
 {
     for (size_t i = 0; i < pc->n_apps; i++)
-        if (!pc->apps[i].have_token)
+        if (atomic_load(&pc->apps[i].active) && !pc->apps[i].have_token)
             start_auth(pc, &pc->apps[i], false);
 }
 
@@ -926,13 +940,64 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
         const struct ocb_app *a = &cfg->apps[i];
         if (!a->secret || !*a->secret)
             continue; /* push-only app: no platform calls */
-        struct app *app = &pc->apps[pc->n_apps++];
+        struct app *app = &pc->apps[pc->n_apps];
         app->cfg = a;
         atomic_init(&app->ready, false);
+        atomic_init(&app->active, true);
+        pc->n_apps++;
     }
     describe_metrics();
     *out = pc;
     return OCB_OK;
+}
+
+void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_config *cfg)
+{
+    bool keep[OCB_MAX_APPS] = {false};
+    for (size_t i = 0; i < cfg->n_apps; i++) {
+        const struct ocb_app *a = &cfg->apps[i];
+        if (!a->secret || !*a->secret)
+            continue;
+        struct app *app = find_app(pc, a->app_id);
+        if (app == NULL) {
+            if (pc->n_apps == OCB_MAX_APPS) {
+                log_error(MOD, NULL, "app %s: no room for another app until a restart", a->app_id);
+                continue;
+            }
+            app = &pc->apps[pc->n_apps];
+            memset(app, 0, sizeof(*app));
+            app->cfg = a;
+            atomic_init(&app->ready, false);
+            atomic_init(&app->active, true);
+            pc->n_apps++;
+            log_info(MOD, NULL, "app %s: added by reload", a->app_id);
+            start_auth(pc, app, false);
+        } else {
+            bool new_secret = strcmp(app->cfg->secret, a->secret) != 0;
+            app->cfg = a;
+            atomic_store(&app->active, true);
+            if (new_secret) {
+                /* Tokens of the old secret may still work, but a wrong new
+                 * secret must show at once (readiness), so log in again now. */
+                log_info(MOD, NULL, "app %s: secret changed, logging in again", a->app_id);
+                app->have_token = false;
+                set_ready(app, false);
+                app->login_retry_at_ms = 0;
+                app->backoff_ms = 0;
+                if (app->auth_running)
+                    app->stale_auth = true;
+                else
+                    start_auth(pc, app, false);
+            }
+        }
+        keep[app - pc->apps] = true;
+    }
+    for (size_t i = 0; i < pc->n_apps; i++) {
+        if (!keep[i] && atomic_load(&pc->apps[i].active)) {
+            log_info(MOD, NULL, "app %s: commands off after reload", pc->apps[i].cfg->app_id);
+            atomic_store(&pc->apps[i].active, false);
+        }
+    }
 }
 
 void platform_client_free(struct ocb_platform_client *pc)

@@ -58,6 +58,14 @@ enum ocb_err cmd_worker_start(struct ocb_cmd_worker *w);
  */
 void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms);
 
+/*
+ * Main thread (SIGHUP): apply the apps of cfg — new apps, changed secrets,
+ * removed apps — on the worker thread at its next turn; tokens of unchanged
+ * apps, queues and the MQTT subscriptions are kept.  cfg is borrowed and must
+ * outlive the worker (as must the configurations before it).
+ */
+enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config *cfg);
+
 /* Stops if needed and frees.  NULL is a no-op. */
 void cmd_worker_free(struct ocb_cmd_worker *w);
 

@@ -62,6 +62,16 @@ void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_st
  * certificate files cannot be read. */
 enum ocb_err http_rx_start(struct ocb_http_rx *rx);
 
+/*
+ * Serve new requests under cfg (SIGHUP): apps, push tokens, allow_from,
+ * max_body_bytes, retry_after_s.  Listener keys (address, TLS) stay as bound
+ * at start; config_reload_merge() keeps them equal.  Requests already under
+ * way finish under the configuration they started with, so the old one must
+ * stay alive until every such request has been answered (main.c keeps
+ * retired configurations until exit).  Any thread.
+ */
+void http_rx_reload(struct ocb_http_rx *rx, const struct ocb_config *cfg);
+
 /* The bound TCP port (useful when http.listen asked for port 0); 0 before start. */
 uint16_t http_rx_port(const struct ocb_http_rx *rx);
 

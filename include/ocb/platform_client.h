@@ -106,6 +106,15 @@ void platform_client_wakeup(struct ocb_platform_client *pc);
 /* Any thread: every app with a secret holds a token from a successful login. */
 bool platform_client_ready(const struct ocb_platform_client *pc);
 
+/*
+ * Worker thread: take the apps of a reloaded configuration (SIGHUP).  New
+ * apps with a secret log in; an app whose secret changed logs in again; apps
+ * gone (or without a secret now) stop counting for readiness, while calls
+ * already accepted for them finish.  Connection keys (platform.url, TLS) keep
+ * their start-up values.  cfg is borrowed and must outlive the client.
+ */
+void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_config *cfg);
+
 /* Calls submitted and not yet completed. */
 unsigned platform_client_outstanding(const struct ocb_platform_client *pc);
 
