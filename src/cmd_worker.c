@@ -447,13 +447,13 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
     else
         w->in_head = m;
     w->in_tail = m;
-    unsigned held = w->held;
     /* Under the lock: cmd_worker_stop() sets `stopping` under it before the
      * platform client goes away, so pc is alive here.  The wakeup is one
-     * non-blocking write. */
+     * non-blocking write; the gauge is set under the lock so that racing
+     * updates cannot leave a stale depth behind. */
     platform_client_wakeup(w->pc);
+    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)w->held);
     pthread_mutex_unlock(&w->lock);
-    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)held);
 }
 
 static void release_slot(struct ocb_cmd_worker *w)
@@ -461,9 +461,8 @@ static void release_slot(struct ocb_cmd_worker *w)
     pthread_mutex_lock(&w->lock);
     if (w->held > 0)
         w->held--;
-    unsigned held = w->held;
+    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)w->held);
     pthread_mutex_unlock(&w->lock);
-    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)held);
 }
 
 /* ---- the requester map (any thread) */

@@ -32,6 +32,8 @@ static struct th_mqtt *fx_client;
 static char fx_devices[8][64];
 /* Extra keys for app1's entry in the bridge config, e.g. ,"subscribe":[...] */
 static const char *fx_app_extra = "";
+/* app1's secret in the bridge config (the simulator always expects SECRET). */
+static const char *fx_secret = SECRET;
 
 /* ---- the simulator */
 
@@ -160,14 +162,15 @@ static inline void fx_bridge_config(char *out, size_t cap, const struct th_bridg
                      "\"platform\":{\"url\":\"https://127.0.0.1:%d\",\"ca_file\":\"%s/ca.pem\","
                      "\"cert_file\":\"%s/client.pem\",\"key_file\":\"%s/client-key.pem\""
                      "%s%s%s},"
-                     "\"apps\":[{\"app_id\":\"" APP "\",\"secret\":\"" SECRET "\"%s},"
+                     "\"apps\":[{\"app_id\":\"" APP "\",\"secret\":\"%s\"%s},"
                      "{\"app_id\":\"pushOnly\"}],"
                      "\"log\":{\"level\":\"debug\"}}",
                      b->port, b->port, fx_broker.url, client_id, mqtt_extra ? mqtt_extra : "",
                      fx_api, fx_certs, fx_certs, fx_certs,
                      /* short defaults unless the test sets its own */
                      strstr(pe, "command_deadline_s") ? "" : ",\"command_deadline_s\":10",
-                     strstr(pe, "\"timeout_ms") ? "" : ",\"timeout_ms\":2000", pe, fx_app_extra);
+                     strstr(pe, "\"timeout_ms") ? "" : ",\"timeout_ms\":2000", pe, fx_secret,
+                     fx_app_extra);
     ck_assert_msg(n > 0 && (size_t)n < cap, "bridge config too long");
 }
 

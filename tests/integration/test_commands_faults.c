@@ -193,6 +193,34 @@ START_TEST(platform_down_past_the_deadline)
 }
 END_TEST
 
+START_TEST(wrong_secret_is_a_definite_answer_and_not_ready)
+{
+    th_broker_start(&fx_broker, NULL);
+    fx_sim_start(NULL);
+    fx_load_devices();
+    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
+    ck_assert_ptr_nonnull(fx_client);
+    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_secret = "not-the-secret";
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, NULL, false);
+    /* /readyz needs a working platform login. */
+    ck_assert(!th_bridge_wait_ready(&fx_bridge, NULL, 2000));
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    publish_n(1, 1, NULL);
+    cJSON *a = fx_answer(answer, 0);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(a, "httpStatus")->valueint, 401);
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "code"), "100208");
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "source"), "platform");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "retryable")));
+    cJSON_Delete(a);
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 0);
+    ck_assert(th_log_contains(&fx_bridge.proc, "login failed"));
+    ck_assert(!th_log_contains(&fx_bridge.proc, "not-the-secret"));
+}
+END_TEST
+
 START_TEST(full_queue_and_expiry_in_queue)
 {
     /* One call at a time, each taking 1.5 s, room for two commands. */
@@ -280,6 +308,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, throttled_past_the_deadline_passes_the_platform_answer_on);
     tcase_add_test(tc, server_errors_timeouts_and_drops_are_retried);
     tcase_add_test(tc, platform_down_past_the_deadline);
+    tcase_add_test(tc, wrong_secret_is_a_definite_answer_and_not_ready);
     tcase_add_test(tc, full_queue_and_expiry_in_queue);
     tcase_add_test(tc, expired_in_queue_when_the_rate_allows_no_call);
     tcase_add_test(tc, commands_published_while_the_bridge_is_down_run_after_start);
