@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -130,8 +131,12 @@ int main(int argc, char **argv)
         pthread_cond_wait(&cond, &lock);
     pthread_mutex_unlock(&lock);
     double secs = now() - start;
-    printf("bare_pub: %ld msgs in %.2f s = %.0f msg/s (%ld failed)\n", acked, secs,
-           (double)acked / secs, failed);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    printf("bare_pub: %ld msgs in %.2f s = %.0f msg/s (%ld failed), cpu %.1f us/msg\n", acked, secs,
+           (double)acked / secs, failed, cpu * 1e6 / (double)(acked ? acked : 1));
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
     MQTTAsync_disconnect(client, &d);
     MQTTAsync_destroy(&client);

@@ -292,7 +292,11 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
     else
         rx->thead = r;
     rx->ttail = r;
-    pthread_cond_signal(&rx->tcv);
+    /* Every request has the same timeout, so the list is in deadline order
+     * and only a new head changes when the timer must wake; waking it for
+     * every push would cost a context switch per request. */
+    if (rx->thead == r)
+        pthread_cond_signal(&rx->tcv);
 }
 
 /* Unlink r from the timer list (tmu held).  Returns true when the list's reference passed to
