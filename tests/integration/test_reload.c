@@ -29,34 +29,50 @@ static long push(struct th_bridge *b, const char *path)
     return status;
 }
 
-static void write_config(struct th_bridge *b, struct th_broker *broker, const char *apps,
-                         const char *extra)
+static struct th_broker broker;
+static struct th_bridge bridge;
+
+/* The push-only bridge config: apps (a JSON array), the broker URL (NULL =
+ * the test broker) and extra top-level keys (",\"log\":{...}" or ""). */
+static void config_text(char *out, size_t cap, const char *apps, const char *mqtt_url,
+                        const char *extra)
+{
+    int n = snprintf(out, cap,
+                     "{\"http\":{\"listen\":\"127.0.0.1:%d\"},"
+                     "\"mqtt\":{\"url\":\"%s\",\"client_id\":\"reload-bridge\","
+                     "\"publish_timeout_ms\":2000},\"apps\":%s%s}",
+                     bridge.port, mqtt_url ? mqtt_url : broker.url, apps, extra);
+    ck_assert(n > 0 && (size_t)n < cap);
+}
+
+/* Rewrite the running bridge's config file (then send SIGHUP). */
+static void write_config(const char *apps, const char *mqtt_url, const char *extra)
 {
     char json[2048];
-    snprintf(
-        json, sizeof(json),
-        "{\"http\":{\"listen\":\"127.0.0.1:%d\"%s},"
-        "\"mqtt\":{\"url\":\"%s\",\"client_id\":\"reload-bridge\",\"publish_timeout_ms\":2000},"
-        "\"apps\":%s}",
-        b->port, extra, broker->url, apps);
-    ck_assert(th_write_file(b->config, json, strlen(json)));
+    config_text(json, sizeof(json), apps, mqtt_url, extra);
+    ck_assert(th_write_file(bridge.config, json, strlen(json)));
+}
+
+/* A broker and a push-only bridge serving apps, ready. */
+static void start(const char *apps)
+{
+    char json[2048];
+    th_broker_start(&broker, NULL);
+    bridge.port = th_free_port();
+    config_text(json, sizeof(json), apps, NULL, "");
+    th_bridge_start(&bridge, json, false);
+    ck_assert(th_bridge_wait_ready(&bridge, NULL, 10000));
+}
+
+static void stop(void)
+{
+    ck_assert_int_eq(th_bridge_stop(&bridge), 0);
+    th_broker_stop(&broker);
 }
 
 START_TEST(sighup_applies_apps_and_tokens_and_keeps_connections)
 {
-    static struct th_broker broker;
-    static struct th_bridge bridge;
-    th_broker_start(&broker, NULL);
-    bridge.port = th_free_port();
-    char json[1024];
-    snprintf(
-        json, sizeof(json),
-        "{\"http\":{\"listen\":\"127.0.0.1:%d\"},"
-        "\"mqtt\":{\"url\":\"%s\",\"client_id\":\"reload-bridge\",\"publish_timeout_ms\":2000},"
-        "\"apps\":[{\"app_id\":\"a\"}]}",
-        bridge.port, broker.url);
-    th_bridge_start(&bridge, json, false);
-    ck_assert(th_bridge_wait_ready(&bridge, NULL, 10000));
+    start("[{\"app_id\":\"a\"}]");
 
     struct th_mqtt *sub = th_mqtt_connect(broker.url, "reload-sub", 5);
     ck_assert_ptr_nonnull(sub);
@@ -65,8 +81,7 @@ START_TEST(sighup_applies_apps_and_tokens_and_keeps_connections)
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     ck_assert_int_eq(push(&bridge, "/push/b/tok"), 404);
 
-    write_config(&bridge, &broker, "[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"push_token\":\"tok\"}]",
-                 "");
+    write_config("[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"push_token\":\"tok\"}]", NULL, "");
     th_signal(&bridge.proc, SIGHUP);
     ck_assert(th_log_wait(&bridge.proc, "configuration reloaded", 5000));
     ck_assert_int_eq(push(&bridge, "/push/b/tok"), 200);
@@ -79,30 +94,19 @@ START_TEST(sighup_applies_apps_and_tokens_and_keeps_connections)
     ck_assert_int_eq((int)th_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"ok\"}"), 1);
 
     /* Removing an app takes effect too. */
-    write_config(&bridge, &broker, "[{\"app_id\":\"b\",\"push_token\":\"tok\"}]", "");
+    write_config("[{\"app_id\":\"b\",\"push_token\":\"tok\"}]", NULL, "");
     th_signal(&bridge.proc, SIGHUP);
     ck_assert(th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"ok\"}", 2, 5000));
     ck_assert_int_eq(push(&bridge, "/push/a"), 404);
 
     th_mqtt_free(sub);
-    ck_assert_int_eq(th_bridge_stop(&bridge), 0);
-    th_broker_stop(&broker);
+    stop();
 }
 END_TEST
 
 START_TEST(bad_file_keeps_the_running_configuration)
 {
-    static struct th_broker broker;
-    static struct th_bridge bridge;
-    th_broker_start(&broker, NULL);
-    bridge.port = th_free_port();
-    char json[1024];
-    snprintf(json, sizeof(json),
-             "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"mqtt\":{\"url\":\"%s\"},"
-             "\"apps\":[{\"app_id\":\"a\"}]}",
-             bridge.port, broker.url);
-    th_bridge_start(&bridge, json, false);
-    ck_assert(th_bridge_wait_ready(&bridge, NULL, 10000));
+    start("[{\"app_id\":\"a\"}]");
 
     const char *bad = "{\"apps\":[{\"app_id\":\"a\",\"secrt\":\"x\"}]}";
     ck_assert(th_write_file(bridge.config, bad, strlen(bad)));
@@ -113,34 +117,17 @@ START_TEST(bad_file_keeps_the_running_configuration)
         th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"invalid\"}", 1, 5000));
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     ck_assert(th_running(&bridge.proc));
-    ck_assert_int_eq(th_bridge_stop(&bridge), 0);
-    th_broker_stop(&broker);
+    stop();
 }
 END_TEST
 
 START_TEST(restart_only_keys_keep_running_values_and_log_level_changes)
 {
-    static struct th_broker broker;
-    static struct th_bridge bridge;
-    th_broker_start(&broker, NULL);
-    bridge.port = th_free_port();
-    char json[1024];
-    snprintf(json, sizeof(json),
-             "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"mqtt\":{\"url\":\"%s\",\"client_id\":"
-             "\"reload-bridge\","
-             "\"publish_timeout_ms\":2000},\"apps\":[{\"app_id\":\"a\"}]}",
-             bridge.port, broker.url);
-    th_bridge_start(&bridge, json, false);
-    ck_assert(th_bridge_wait_ready(&bridge, NULL, 10000));
+    start("[{\"app_id\":\"a\"}]");
 
     /* A new broker URL and debug logging: the URL waits for a restart, the level applies. */
-    char next[1024];
-    snprintf(next, sizeof(next),
-             "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"mqtt\":{\"url\":\"tcp://127.0.0.1:1\","
-             "\"client_id\":\"reload-bridge\",\"publish_timeout_ms\":2000},"
-             "\"apps\":[{\"app_id\":\"a\"}],\"log\":{\"level\":\"debug\",\"format\":\"json\"}}",
-             bridge.port);
-    ck_assert(th_write_file(bridge.config, next, strlen(next)));
+    write_config("[{\"app_id\":\"a\"}]", "tcp://127.0.0.1:1",
+                 ",\"log\":{\"level\":\"debug\",\"format\":\"json\"}");
     th_signal(&bridge.proc, SIGHUP);
     ck_assert(
         th_log_wait(&bridge.proc, "mqtt.url changed but only take effect after a restart", 5000));
@@ -148,8 +135,7 @@ START_TEST(restart_only_keys_keep_running_values_and_log_level_changes)
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     /* Debug lines now appear, as JSON. */
     ck_assert(th_log_wait(&bridge.proc, "\"level\":\"debug\"", 5000));
-    ck_assert_int_eq(th_bridge_stop(&bridge), 0);
-    th_broker_stop(&broker);
+    stop();
 }
 END_TEST
 
