@@ -264,6 +264,32 @@ START_TEST(commands_published_while_the_bridge_is_down_run_after_start)
 }
 END_TEST
 
+START_TEST(answers_wait_out_a_broker_outage)
+{
+    /* The platform takes 2 s; the broker is down when the answer is due. */
+    fx_start(NULL, ",\"reconnect_min_ms\":2500,\"reconnect_max_ms\":3000", ",\"timeout_ms\":5000");
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":2000}");
+    publish_n(1, 1, NULL);
+    th_sleep_ms(300);
+    th_mqtt_free(fx_client);
+    th_broker_stop(&fx_broker);
+    th_sleep_ms(2500); /* the create completes meanwhile; the answer cannot go out */
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 1);
+    th_broker_restart(&fx_broker);
+    /* We are back first (the bridge waits 2.5 s before reconnecting). */
+    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
+    ck_assert_ptr_nonnull(fx_client);
+    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    cJSON *a = fx_answer(answer, 0);
+    ck_assert_msg(cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")), "%s", fx_nth_on(answer, 0)->payload);
+    ck_assert_str_eq(fx_str(a, "correlationId"), "n0");
+    cJSON_Delete(a);
+    ck_assert(fx_metric("ocb_command_answers_dropped_total") <= 0);
+}
+END_TEST
+
 START_TEST(two_bridges_in_one_shared_group_create_each_command_once)
 {
     fx_start(NULL, ",\"shared_group\":\"cmd\"", ",\"command_deadline_s\":30");
@@ -312,6 +338,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, full_queue_and_expiry_in_queue);
     tcase_add_test(tc, expired_in_queue_when_the_rate_allows_no_call);
     tcase_add_test(tc, commands_published_while_the_bridge_is_down_run_after_start);
+    tcase_add_test(tc, answers_wait_out_a_broker_outage);
     tcase_add_test(tc, two_bridges_in_one_shared_group_create_each_command_once);
     suite_add_tcase(s, tc);
     return s;
