@@ -34,6 +34,8 @@ static char fx_devices[8][64];
 static const char *fx_app_extra = "";
 /* app1's secret in the bridge config (the simulator always expects SECRET). */
 static const char *fx_secret = SECRET;
+/* Where the bridge's platform.ca_file comes from (NULL: the simulator's CA). */
+static const char *fx_ca_dir = NULL;
 
 /* ---- the simulator */
 
@@ -166,7 +168,7 @@ static inline void fx_bridge_config(char *out, size_t cap, const struct th_bridg
                      "{\"app_id\":\"pushOnly\"}],"
                      "\"log\":{\"level\":\"debug\"}}",
                      b->port, b->port, fx_broker.url, client_id, mqtt_extra ? mqtt_extra : "",
-                     fx_api, fx_certs, fx_certs, fx_certs,
+                     fx_api, fx_ca_dir ? fx_ca_dir : fx_certs, fx_certs, fx_certs,
                      /* short defaults unless the test sets its own */
                      strstr(pe, "command_deadline_s") ? "" : ",\"command_deadline_s\":10",
                      strstr(pe, "\"timeout_ms") ? "" : ",\"timeout_ms\":2000", pe, fx_secret,

@@ -221,6 +221,62 @@ START_TEST(wrong_secret_is_a_definite_answer_and_not_ready)
 }
 END_TEST
 
+START_TEST(the_platform_certificate_is_always_verified)
+{
+    /* A CA that did not sign the simulator's certificate: even with
+     * verify_hostname off, the chain is checked and the handshake fails. */
+    static char other[TH_PATH_MAX];
+    th_path(other, sizeof(other), "other-ca");
+    th_make_certs(other);
+    fx_ca_dir = other;
+    th_broker_start(&fx_broker, NULL);
+    fx_sim_start(NULL);
+    fx_load_devices();
+    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
+    ck_assert_ptr_nonnull(fx_client);
+    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"command_deadline_s\":2", false);
+    ck_assert(!th_bridge_wait_ready(&fx_bridge, NULL, 1500));
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    publish_n(1, 1, NULL);
+    cJSON *a = fx_answer(answer, 0);
+    fx_assert_bridge_error(a, "PLATFORM_UNREACHABLE");
+    cJSON_Delete(a);
+    ck_assert_int_eq(fx_count("POST", "/iocm/app/sec/v1.1.0/login", -1), 0);
+    th_bridge_stop(&fx_bridge);
+
+    /* With the right CA and the hostname check on (the simulator's
+     * certificate names 127.0.0.1), everything works. */
+    fx_ca_dir = NULL;
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"verify_hostname\":true", true);
+    publish_n(1, 1, NULL);
+    a = fx_answer(answer, 1);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    cJSON_Delete(a);
+}
+END_TEST
+
+START_TEST(a_reply_over_the_cap_is_refused)
+{
+    /* The create reply echoes paras: 2 KiB of them overflow a 1 KiB reply cap. */
+    fx_start(NULL, NULL, ",\"max_reply_bytes\":1024");
+    char topic[256], answer[256], payload[2600];
+    int n = snprintf(payload, sizeof(payload),
+                     "{\"serviceId\":\"S\",\"method\":\"M\",\"paras\":{\"blob\":\"%02048d\"}}", 0);
+    ck_assert(n > 0 && (size_t)n < sizeof(payload));
+    fx_topic(topic, sizeof(topic), APP, 0, "command");
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    fx_publish(topic, payload);
+    cJSON *a = fx_answer(answer, 0);
+    fx_assert_bridge_error(a, "INVALID_REPLY");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "retryable")));
+    cJSON_Delete(a);
+    /* Not retried: the platform did create it once. */
+    ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 1);
+}
+END_TEST
+
 START_TEST(full_queue_and_expiry_in_queue)
 {
     /* One call at a time, each taking 1.5 s, room for two commands. */
@@ -335,6 +391,8 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, server_errors_timeouts_and_drops_are_retried);
     tcase_add_test(tc, platform_down_past_the_deadline);
     tcase_add_test(tc, wrong_secret_is_a_definite_answer_and_not_ready);
+    tcase_add_test(tc, the_platform_certificate_is_always_verified);
+    tcase_add_test(tc, a_reply_over_the_cap_is_refused);
     tcase_add_test(tc, full_queue_and_expiry_in_queue);
     tcase_add_test(tc, expired_in_queue_when_the_rate_allows_no_call);
     tcase_add_test(tc, commands_published_while_the_bridge_is_down_run_after_start);
