@@ -15,6 +15,7 @@
  * reading the file, checking that referenced files are readable, and getenv.
  */
 #include "ocb/config.h"
+#include "ocb/notify.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -116,33 +117,6 @@ static const struct key keys[] = {
     NUM("log.format", K_FORMAT, log.format, OCB_LOG_TEXT, 0, 0),
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
-
-/* Notification types an app may subscribe to (platform-api.md sections 1 and 5.3). */
-static const char *const subscribable[] = {
-    "deviceAdded",
-    "bindDevice",
-    "deviceInfoChanged",
-    "deviceDataChanged",
-    "deviceDatasChanged",
-    "deviceCapabilitiesChanged",
-    "deviceCapabilitiesAdded",
-    "deviceCapabilitiesDeleted",
-    "deviceDeleted",
-    "messageConfirm",
-    "commandRsp",
-    "ruleEvent",
-    "deviceDesiredPropertiesModifyStatusChanged",
-    "swUpgradeStateChangeNotify",
-    "swUpgradeResultNotify",
-    "fwUpgradeStateChangeNotify",
-    "fwUpgradeResultNotify",
-    /* SDK-only types and the demo's appDeleted (platform-api.md 1.2, UNCONFIRMED). */
-    "deviceEvent",
-    "serviceInfoChanged",
-    "deviceModelAdded",
-    "deviceModelDeleted",
-    "appDeleted",
-};
 
 /* Loading state: the config being built and where errors go. */
 struct loader {
@@ -625,14 +599,6 @@ static enum ocb_err check_pair(struct loader *ld, const char *a_path, const char
     return OCB_OK;
 }
 
-static bool is_subscribable(const char *type)
-{
-    for (size_t i = 0; i < sizeof(subscribable) / sizeof(subscribable[0]); i++)
-        if (!strcmp(type, subscribable[i]))
-            return true;
-    return false;
-}
-
 static enum ocb_err check(struct loader *ld)
 {
     struct ocb_config *cfg = ld->cfg;
@@ -704,7 +670,7 @@ static enum ocb_err check(struct loader *ld)
         }
         for (size_t s = 0; s < app->n_subscribe; s++) {
             snprintf(path, sizeof(path), "apps[%zu].subscribe[%zu]", i, s);
-            if (!is_subscribable(app->subscribe[s]))
+            if (notify_type_api(app->subscribe[s]) == OCB_NOTIFY_UNKNOWN)
                 return fail(ld, path, "\"%s\" is not a notifyType the platform knows",
                             app->subscribe[s]);
             for (size_t t = 0; t < s; t++)

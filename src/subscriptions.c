@@ -21,6 +21,7 @@
 
 #include "ocb/command.h"
 #include "ocb/log.h"
+#include "ocb/notify.h"
 
 #define MOD "subscriptions"
 
@@ -57,13 +58,6 @@ struct app_sync {
     size_t n_subs;
     enum ocb_err rc;
 };
-
-static bool is_upgrade_type(const char *t)
-{
-    return strcmp(t, "swUpgradeStateChangeNotify") == 0 ||
-           strcmp(t, "swUpgradeResultNotify") == 0 ||
-           strcmp(t, "fwUpgradeStateChangeNotify") == 0 || strcmp(t, "fwUpgradeResultNotify") == 0;
-}
 
 static void on_result(void *ctx, const struct ocb_platform_reply *r)
 {
@@ -337,7 +331,7 @@ static enum ocb_err sync_app(struct ocb_platform_client *pc, const struct ocb_co
         return rc;
     }
     for (size_t i = 0; i < app->n_subscribe; i++) {
-        if (is_upgrade_type(app->subscribe[i]))
+        if (notify_type_api(app->subscribe[i]) == OCB_NOTIFY_MANAGEMENT)
             ensure_upgrade(&s, app->subscribe[i]);
         else
             ensure(&s, app->subscribe[i]);

@@ -10,6 +10,8 @@
  */
 #include "sim.h"
 
+#include "ocb/notify.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,43 +21,11 @@
 #define SUB_IODM   "/iodm/app/sub/v1.1.0/subscribe"
 #define LIST_LIMIT 1000
 
-static const char *const business_types[] = {
-    "deviceAdded",
-    "bindDevice",
-    "deviceInfoChanged",
-    "deviceDataChanged",
-    "deviceDatasChanged",
-    "deviceCapabilitiesChanged",
-    "deviceCapabilitiesAdded",
-    "deviceCapabilitiesDeleted",
-    "deviceDeleted",
-    "messageConfirm",
-    "commandRsp",
-    "deviceEvent",
-    "serviceInfoChanged",
-    "ruleEvent",
-    "deviceDesiredPropertiesModifyStatusChanged",
-    "deviceModelAdded",
-    "deviceModelDeleted",
-    "appDeleted",
-};
-
-static const char *const management_types[] = {
-    "swUpgradeStateChangeNotify",
-    "swUpgradeResultNotify",
-    "fwUpgradeStateChangeNotify",
-    "fwUpgradeResultNotify",
-};
-
+/* The platform's subscribable types are the same facts the bridge checks
+ * its configuration against: one table (src/notify.c) serves both. */
 bool sim_subs_type_known(const char *type, bool management)
 {
-    const char *const *list = management ? management_types : business_types;
-    size_t n = management ? sizeof management_types / sizeof *management_types
-                          : sizeof business_types / sizeof *business_types;
-    for (size_t i = 0; type && i < n; i++)
-        if (strcmp(list[i], type) == 0)
-            return true;
-    return false;
+    return notify_type_api(type) == (management ? OCB_NOTIFY_MANAGEMENT : OCB_NOTIFY_BUSINESS);
 }
 
 static cJSON *sub_json(const struct sim_sub *s)

@@ -1,0 +1,45 @@
+/*
+ * test_notify.c: the subscribable notification types and their API
+ * (platform-api.md 1.2 and 5): the bridge's config check, its subscription
+ * sync and the simulator all read this one table.
+ */
+#include <check.h>
+#include <stddef.h>
+
+#include "ocb/notify.h"
+
+static const struct {
+    const char *type;
+    enum ocb_notify_api api;
+} cases[] = {
+    {"deviceDataChanged", OCB_NOTIFY_BUSINESS},
+    {"deviceDatasChanged", OCB_NOTIFY_BUSINESS},
+    {"deviceDesiredPropertiesModifyStatusChanged", OCB_NOTIFY_BUSINESS},
+    {"appDeleted", OCB_NOTIFY_BUSINESS},
+    {"swUpgradeStateChangeNotify", OCB_NOTIFY_MANAGEMENT},
+    {"fwUpgradeResultNotify", OCB_NOTIFY_MANAGEMENT},
+    {"deviceDataChange", OCB_NOTIFY_UNKNOWN},
+    {"DEVICEDATACHANGED", OCB_NOTIFY_UNKNOWN},
+    {"commandStatus", OCB_NOTIFY_UNKNOWN},
+    {"", OCB_NOTIFY_UNKNOWN},
+    {NULL, OCB_NOTIFY_UNKNOWN},
+};
+
+START_TEST(each_type_has_its_api)
+{
+    ck_assert_int_eq(notify_type_api(cases[_i].type), cases[_i].api);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("notify");
+    TCase *tc = tcase_create("notify");
+    tcase_add_loop_test(tc, each_type_has_its_api, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
