@@ -150,20 +150,15 @@ static void check_client_output(const struct th_proc *p)
     free(out);
 }
 
-START_TEST(python_client_sees_data_and_gets_its_command_response)
+/* Run one example client against a fresh stack; both clients take the same arguments. */
+static void run_client(const char *name, char *interpreter, char *script)
 {
-    char script[TH_PATH_MAX], python[TH_PATH_MAX], port[16];
+    char port[16];
     struct th_proc p;
 
-    /* Debian's interpreter, where python3-paho-mqtt is installed. */
-    if (access("/usr/bin/python3", X_OK) == 0)
-        snprintf(python, sizeof(python), "/usr/bin/python3");
-    else
-        ck_assert_msg(th_which("python3", python, sizeof(python)), "python3 is not installed");
     stack_start(&S);
-    th_source_path(script, sizeof(script), "examples/clients/python/ocbridge_client.py");
     snprintf(port, sizeof(port), "%d", S.broker.port);
-    char *argv[] = {python,       script,
+    char *argv[] = {interpreter,  script,
                     "--port",     port,
                     "--user",     TH_DOCKER_CLIENT_USER,
                     "--password", TH_DOCKER_CLIENT_PASS,
@@ -172,15 +167,28 @@ START_TEST(python_client_sees_data_and_gets_its_command_response)
                     "--command",  COMMAND,
                     "--timeout",  CLIENT_TIMEOUT,
                     NULL};
-    th_run(&p, "python-client", argv, 3 * WAIT_MS);
+    th_run(&p, name, argv, 3 * WAIT_MS);
     check_client_output(&p);
     stack_stop(&S);
+}
+
+START_TEST(python_client_sees_data_and_gets_its_command_response)
+{
+    char script[TH_PATH_MAX], python[TH_PATH_MAX];
+
+    /* Debian's interpreter, where python3-paho-mqtt is installed. */
+    if (access("/usr/bin/python3", X_OK) == 0)
+        snprintf(python, sizeof(python), "/usr/bin/python3");
+    else
+        ck_assert_msg(th_which("python3", python, sizeof(python)), "python3 is not installed");
+    th_source_path(script, sizeof(script), "examples/clients/python/ocbridge_client.py");
+    run_client("python-client", python, script);
 }
 END_TEST
 
 START_TEST(node_client_sees_data_and_gets_its_command_response)
 {
-    char node[TH_PATH_MAX], npm[TH_PATH_MAX], src[TH_PATH_MAX], dst[TH_PATH_MAX], port[16];
+    char node[TH_PATH_MAX], npm[TH_PATH_MAX], src[TH_PATH_MAX], dst[TH_PATH_MAX];
     struct th_proc p;
 
     if (!th_which("node", node, sizeof(node)) || !th_which("npm", npm, sizeof(npm))) {
@@ -203,21 +211,8 @@ START_TEST(node_client_sees_data_and_gets_its_command_response)
     char *ci[] = {npm, "ci", "--no-audit", "--no-fund", "--prefix", (char *)th_tmpdir(), NULL};
     ck_assert_msg(th_run(&p, "npm-ci", ci, NPM_TIMEOUT_MS) == 0, "npm ci failed (see npm-ci.log)");
 
-    stack_start(&S);
     th_path(dst, sizeof(dst), "client.js");
-    snprintf(port, sizeof(port), "%d", S.broker.port);
-    char *argv[] = {node,         dst,
-                    "--port",     port,
-                    "--user",     TH_DOCKER_CLIENT_USER,
-                    "--password", TH_DOCKER_CLIENT_PASS,
-                    "--app",      "demoApp",
-                    "--device",   S.device,
-                    "--command",  COMMAND,
-                    "--timeout",  CLIENT_TIMEOUT,
-                    NULL};
-    th_run(&p, "node-client", argv, 3 * WAIT_MS);
-    check_client_output(&p);
-    stack_stop(&S);
+    run_client("node-client", node, dst);
 }
 END_TEST
 
