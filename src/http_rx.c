@@ -1025,9 +1025,10 @@ void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
     rx->stopped = true;
     atomic_store(&rx->stopping, true);
     if (rx->daemon != NULL) {
-        MHD_socket s = MHD_quiesce_daemon(rx->daemon);
-        if (s != MHD_INVALID_SOCKET)
-            close(s);
+        /* With worker threads, MHD drops the listen socket from their epoll
+         * sets only after a delay: it may be closed once the daemon has
+         * stopped, not before (the fd could be reused under MHD's feet). */
+        MHD_socket listen_fd = MHD_quiesce_daemon(rx->daemon);
         log_info(MOD, NULL, "stopped accepting; %d request(s) in flight", atomic_load(&rx->active));
         if (!wait_idle(rx, drain_ms)) {
             /* Whatever still waits for an ack gets its 503 now. */
@@ -1048,6 +1049,8 @@ void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
         }
         MHD_stop_daemon(rx->daemon);
         rx->daemon = NULL;
+        if (listen_fd != MHD_INVALID_SOCKET)
+            close(listen_fd);
     }
     if (rx->timer_started) {
         pthread_mutex_lock(&rx->tmu);
