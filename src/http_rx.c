@@ -108,6 +108,7 @@ struct ocb_http_rx {
     pthread_mutex_t tmu;
     pthread_cond_t tcv;
     struct req *thead, *ttail;
+    bool tidle; /* the timer waits with no deadline: a new entry must wake it */
     bool tstop;
     pthread_t timer;
     bool timer_started;
@@ -293,9 +294,11 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
         rx->thead = r;
     rx->ttail = r;
     /* Every request has the same timeout, so the list is in deadline order
-     * and only a new head changes when the timer must wake; waking it for
-     * every push would cost a context switch per request. */
-    if (rx->thead == r)
+     * and a new entry's deadline is never earlier than the one the timer
+     * already sleeps towards: it finds the new head when it wakes.  Only a
+     * timer waiting with no deadline at all needs a signal; signalling it
+     * for every push cost a context switch per request (bench/push). */
+    if (rx->tidle)
         pthread_cond_signal(&rx->tcv);
 }
 
@@ -343,7 +346,9 @@ static void *timer_main(void *arg)
         struct req *r = rx->thead;
 
         if (r == NULL) {
+            rx->tidle = true;
             pthread_cond_wait(&rx->tcv, &rx->tmu);
+            rx->tidle = false;
             continue;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
