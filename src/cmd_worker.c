@@ -41,6 +41,7 @@
 
 #include "ocb/command.h"
 #include "ocb/log.h"
+#include "ocb/util.h"
 #include "ocb/metrics.h"
 #include "ocb/platform_client.h"
 #include "ocb/subscriptions.h"
@@ -179,28 +180,6 @@ struct ocb_cmd_worker {
     uint64_t seen[2048];  /* dispatch's per-pass device set (SEEN_SLOTS) */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void *memdup(const void *p, size_t n)
-{
-    if (!p || n == 0)
-        return NULL;
-    void *d = malloc(n);
-    if (d)
-        memcpy(d, p, n);
-    return d;
-}
-
-static char *strdup_n(const char *s)
-{
-    return s ? memdup(s, strlen(s) + 1) : NULL;
-}
-
 static void count_outcome(const char *outcome)
 {
     char labels[96];
@@ -235,12 +214,12 @@ static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *
     m = calloc(1, sizeof(*m));
     if (!m)
         goto drop;
-    m->topic = strdup_n(topic);
-    m->payload = memdup(payload, len + 1);
+    m->topic = ocb_strdup_or_null(topic);
+    m->payload = ocb_memdup(payload, len + 1);
     m->len = len;
-    m->corr = memdup(corr, corr_len);
+    m->corr = ocb_memdup(corr, corr_len);
     m->corr_len = corr ? corr_len : 0;
-    m->born_ms = now_ms();
+    m->born_ms = ocb_now_ms();
     if (!m->topic || !m->payload || (corr && corr_len && !m->corr))
         goto drop;
     if (w->out_tail)
@@ -263,7 +242,7 @@ drop:
 
 static void outbox_flush(struct ocb_cmd_worker *w)
 {
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     while (w->out_head) {
         struct outmsg *m = w->out_head;
         if (now - m->born_ms > OUTBOX_MAX_AGE_MS) {
@@ -419,7 +398,7 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
         keep = 0;
     struct inmsg *m = calloc(1, sizeof(*m));
     if (m) {
-        m->topic = strdup_n(msg->topic);
+        m->topic = ocb_strdup_or_null(msg->topic);
         m->payload = malloc(keep + 1);
         if (m->payload && keep)
             memcpy(m->payload, msg->payload, keep);
@@ -427,10 +406,10 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
             m->payload[keep] = '\0';
         m->len = keep == msg->len ? keep : SIZE_MAX;
         m->retained = msg->retained;
-        m->response_topic = strdup_n(msg->response_topic);
-        m->corr = memdup(msg->correlation, msg->correlation_len);
+        m->response_topic = ocb_strdup_or_null(msg->response_topic);
+        m->corr = ocb_memdup(msg->correlation, msg->correlation_len);
         m->corr_len = m->corr ? msg->correlation_len : 0;
-        m->arrived_ms = now_ms();
+        m->arrived_ms = ocb_now_ms();
     }
     if (!m || !m->topic || !m->payload || (msg->response_topic && !m->response_topic) ||
         (msg->correlation && msg->correlation_len && !m->corr)) {
@@ -529,7 +508,7 @@ static void early_add(struct ocb_cmd_worker *w, const char *command_id, const ch
     struct early *e = &w->early[w->early_pos];
     w->early_pos = (w->early_pos + 1) % EARLY_MAX;
     free(e->body);
-    e->body = memdup(body, len);
+    e->body = ocb_memdup(body, len);
     e->len = e->body ? len : 0;
     snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
     e->expires_ms = now + EARLY_KEEP_MS;
@@ -559,8 +538,8 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
     struct requester *r = calloc(1, sizeof(*r));
     if (r) {
         snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
-        r->response_topic = strdup_n(job->response_topic);
-        r->corr = memdup(job->corr, job->corr_len);
+        r->response_topic = ocb_strdup_or_null(job->response_topic);
+        r->corr = ocb_memdup(job->corr, job->corr_len);
         r->corr_len = r->corr ? job->corr_len : 0;
         if (!r->response_topic || (job->corr && job->corr_len && !r->corr)) {
             free(r->response_topic);
@@ -571,7 +550,7 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
     }
     if (!r)
         log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     pthread_mutex_lock(&w->req_lock);
     answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
                    payload, len);
@@ -614,7 +593,7 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
         OCB_OK)
         result[0] = '\0';
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     struct requester *found = NULL;
     /* Publishing under the lock keeps statuses behind the answer (see
      * answer_and_remember); mqtt_link_publish only queues, it does not wait. */
@@ -713,7 +692,7 @@ static enum ocb_err job_prepare(struct ocb_cmd_worker *w, struct job *job)
         rc = command_url_escape(job->req.command_id, esc, sizeof(esc));
         if (rc == OCB_OK)
             snprintf(job->path, sizeof(job->path), "%s/%s", PATH_COMMANDS, esc);
-        job->body = strdup_n("{\"status\":\"CANCELED\"}");
+        job->body = ocb_strdup_or_null("{\"status\":\"CANCELED\"}");
         job->method = "PUT";
         job->op = "cancelCommand";
         return rc != OCB_OK ? rc : job->body ? OCB_OK : OCB_ERR_NOMEM;
@@ -913,7 +892,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     struct job *job = ctx;
     struct ocb_cmd_worker *w = job->w;
     struct wapp *app = job->app;
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     struct answer a = job_answer(job);
 
     job->in_flight = false;
@@ -1052,7 +1031,7 @@ static bool seen_add(uint64_t *seen, uint64_t h)
 /* Start every call that is due and allowed; return the next time to look again. */
 static int64_t dispatch(struct ocb_cmd_worker *w)
 {
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     int64_t next = now + 1000;
     for (size_t i = 0; i < w->n_apps; i++) {
         struct wapp *app = &w->apps[i];
@@ -1143,7 +1122,7 @@ static void sync_subscriptions(struct ocb_cmd_worker *w)
     if (subscriptions_sync(w->pc, w->apps_cfg, NULL) == OCB_OK) {
         w->subs_next_ms = 0;
     } else {
-        w->subs_next_ms = now_ms() + SUBS_RETRY_MS;
+        w->subs_next_ms = ocb_now_ms() + SUBS_RETRY_MS;
         log_warn(MOD, NULL, "platform subscriptions not in sync; retrying in %d s",
                  SUBS_RETRY_MS / 1000);
     }
@@ -1213,7 +1192,7 @@ static void apply_reload(struct ocb_cmd_worker *w)
     w->apps_cfg = cfg;
     platform_client_reload(w->pc, cfg);
     if (cfg->platform.manage_subscriptions)
-        w->subs_next_ms = now_ms();
+        w->subs_next_ms = ocb_now_ms();
     log_info(MOD, NULL, "commands: configuration reloaded");
 }
 
@@ -1230,13 +1209,13 @@ static void *worker_main(void *arg)
     struct ocb_cmd_worker *w = arg;
     platform_client_login_all(w->pc);
     if (w->cfg->platform.manage_subscriptions)
-        w->subs_next_ms = now_ms();
+        w->subs_next_ms = ocb_now_ms();
     while (!is_stopping(w)) {
         apply_reload(w);
         take_inbox(w);
         int64_t next = dispatch(w);
         outbox_flush(w);
-        int64_t now = now_ms();
+        int64_t now = ocb_now_ms();
         if (w->subs_next_ms && now >= w->subs_next_ms)
             sync_subscriptions(w); /* blocks the loop for at most a few platform timeouts */
         if (w->out_head && next > now + 200)
@@ -1250,9 +1229,9 @@ static void *worker_main(void *arg)
 /* After the loop: let calls in flight finish for up to drain_ms, answer the rest. */
 static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
 {
-    int64_t until = now_ms() + drain_ms;
+    int64_t until = ocb_now_ms() + drain_ms;
     take_inbox(w);
-    while (w->in_flight > 0 && now_ms() < until)
+    while (w->in_flight > 0 && ocb_now_ms() < until)
         platform_client_run(w->pc, 50);
     for (size_t i = 0; i < w->n_apps; i++) {
         struct job *job = w->apps[i].head;
@@ -1284,7 +1263,7 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
         return OCB_ERR_NOMEM;
     w->cfg = cfg;
     w->link = link;
-    w->rand_state = (unsigned)now_ms() ^ (unsigned)(uintptr_t)w;
+    w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->req_lock, NULL);
     enum ocb_err rc = platform_client_new(cfg, &w->pc);

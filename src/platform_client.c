@@ -36,6 +36,7 @@
 
 #include "ocb/command.h"
 #include "ocb/log.h"
+#include "ocb/util.h"
 #include "ocb/metrics.h"
 
 #define MOD "platform"
@@ -106,13 +107,6 @@ struct ocb_platform_client {
     struct request *active; /* transfers added to the multi handle */
     unsigned outstanding;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *platform_client_class_name(enum ocb_platform_class cls)
 {
@@ -232,17 +226,6 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-static char *dup_or_null(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
-    if (d)
-        memcpy(d, s, n + 1);
-    return d;
-}
-
 static void request_free(struct request *req)
 {
     if (!req)
@@ -267,10 +250,10 @@ static struct request *request_new(struct ocb_platform_client *pc, struct app *a
         return NULL;
     req->app = app;
     req->kind = kind;
-    req->op = dup_or_null(op ? op : "call");
-    req->method = dup_or_null(method);
-    req->path = dup_or_null(path);
-    req->body = dup_or_null(body);
+    req->op = ocb_strdup_or_null(op ? op : "call");
+    req->method = ocb_strdup_or_null(method);
+    req->path = ocb_strdup_or_null(path);
+    req->body = ocb_strdup_or_null(body);
     /* The reply cap is checked before growing: one buffer of the cap plus
      * the terminating NUL, allocated once per call. */
     req->cap = pc->cfg->platform.max_reply_bytes;
@@ -461,7 +444,7 @@ static enum ocb_err start_transfer(struct ocb_platform_client *pc, struct reques
         log_error(MOD, NULL, "curl option: %s", curl_easy_strerror(cc));
         return OCB_ERR_INVALID;
     }
-    req->started_ms = now_ms();
+    req->started_ms = ocb_now_ms();
     if (curl_multi_add_handle(pc->multi, e) != CURLM_OK)
         return OCB_ERR_NOMEM;
     active_add(pc, req);
@@ -528,7 +511,7 @@ static void start_auth(struct ocb_platform_client *pc, struct app *app, bool ref
         request_free(req);
         log_error(MOD, NULL, "app %s: cannot start %s", app->cfg->app_id,
                   refresh ? "token refresh" : "login");
-        app->login_retry_at_ms = now_ms() + LOGIN_BACKOFF_MIN;
+        app->login_retry_at_ms = ocb_now_ms() + LOGIN_BACKOFF_MIN;
         return;
     }
     app->auth_running = true;
@@ -592,7 +575,7 @@ static bool take_token(struct app *app, const char *body, size_t len)
         long long margin_ms = secs * 1000 / 5;
         if (margin_ms > 300000)
             margin_ms = 300000;
-        int64_t now = now_ms();
+        int64_t now = ocb_now_ms();
         app->expires_at_ms = now + secs * 1000;
         app->refresh_at_ms = app->expires_at_ms - margin_ms;
         app->have_token = true;
@@ -639,7 +622,7 @@ static void auth_done(struct ocb_platform_client *pc, struct request *req,
     app->backoff_ms = app->backoff_ms ? app->backoff_ms * 2 : LOGIN_BACKOFF_MIN;
     if (app->backoff_ms > LOGIN_BACKOFF_MAX)
         app->backoff_ms = LOGIN_BACKOFF_MAX;
-    app->login_retry_at_ms = now_ms() + app->backoff_ms;
+    app->login_retry_at_ms = ocb_now_ms() + app->backoff_ms;
     /* A wrong secret looks like a token error to the classifier; for a
      * login it is a definite answer, not something a new token fixes. */
     if (r->cls == OCB_PLATFORM_TOKEN)
@@ -665,7 +648,7 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
         log_info(MOD, NULL, "app %s: token rejected (%ld %s), logging in again", app->cfg->app_id,
                  r->status, r->code);
         app->have_token = false;
-        if (!app->auth_running && app->login_retry_at_ms && now_ms() < app->login_retry_at_ms) {
+        if (!app->auth_running && app->login_retry_at_ms && ocb_now_ms() < app->login_retry_at_ms) {
             complete(pc, req, &app->last_failure); /* logins are backing off */
             return;
         }
@@ -690,7 +673,7 @@ static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode c
     memset(&r, 0, sizeof(r));
     r.body = req->buf;
     r.len = req->len;
-    double secs = (double)(now_ms() - req->started_ms) / 1000.0;
+    double secs = (double)(ocb_now_ms() - req->started_ms) / 1000.0;
     char labels[96];
     snprintf(labels, sizeof(labels), "op=\"%s\"", req->op);
     metrics_histogram_observe("ocb_platform_request_seconds", labels, secs);
@@ -726,7 +709,7 @@ static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode c
 
 static void run_timers(struct ocb_platform_client *pc)
 {
-    int64_t now = now_ms();
+    int64_t now = ocb_now_ms();
     for (size_t i = 0; i < pc->n_apps; i++) {
         struct app *app = &pc->apps[i];
         if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
@@ -776,7 +759,7 @@ enum ocb_err platform_client_run(struct ocb_platform_client *pc, int max_wait_ms
     int wait = max_wait_ms < 0 ? 0 : max_wait_ms;
     int64_t next = next_timer_ms(pc);
     if (next != INT64_MAX) {
-        int64_t in = next - now_ms();
+        int64_t in = next - ocb_now_ms();
         if (in < wait)
             wait = in < 0 ? 0 : (int)in;
     }
@@ -832,7 +815,8 @@ enum ocb_err platform_client_submit(struct ocb_platform_client *pc,
     pc->outstanding++;
     if (app->have_token) {
         start_or_defer(pc, req);
-    } else if (!app->auth_running && app->login_retry_at_ms && now_ms() < app->login_retry_at_ms) {
+    } else if (!app->auth_running && app->login_retry_at_ms &&
+               ocb_now_ms() < app->login_retry_at_ms) {
         defer_failure(pc, req, &app->last_failure);
     } else {
         park(app, req);
@@ -924,7 +908,7 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
     if (!pc)
         return OCB_ERR_NOMEM;
     pc->cfg = cfg;
-    pc->base = dup_or_null(cfg->platform.url ? cfg->platform.url : "");
+    pc->base = ocb_strdup_or_null(cfg->platform.url ? cfg->platform.url : "");
     pc->multi = curl_multi_init();
     if (!pc->base || !pc->multi) {
         platform_client_free(pc);

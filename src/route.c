@@ -24,6 +24,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "ocb/util.h"
+
 /* Last topic levels the bridge itself uses for other purposes.  A push naming
  * one of them as its notifyType would publish onto the command topics (where
  * the command half would execute it) or spoof a callback, so it is refused. */
@@ -192,11 +194,6 @@ static bool optional_string(const cJSON *obj, const char *key, const char **out)
     return true;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s != NULL ? strdup(s) : NULL;
-}
-
 enum ocb_err route_from_push(const char *prefix, const char *app_id, const char *body, size_t len,
                              size_t max_topic_len, struct ocb_route *out,
                              enum ocb_route_reject *why, char *reason, size_t reasonlen)
@@ -330,8 +327,8 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
     out->topic = malloc(topic_len + 1);
     out->notify_type = strdup(notify_type);
     out->device_id = strdup(device_id);
-    out->request_id = dup_or_null(request_id);
-    out->command_id = dup_or_null(command_id);
+    out->request_id = ocb_strdup_or_null(request_id);
+    out->command_id = ocb_strdup_or_null(command_id);
     if (out->topic == NULL || out->notify_type == NULL || out->device_id == NULL ||
         (request_id != NULL && out->request_id == NULL) ||
         (command_id != NULL && out->command_id == NULL))
