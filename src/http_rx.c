@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -880,7 +881,31 @@ static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *
             return true;
         }
     }
-    return false;
+    /* A host name: the listener binds the first address it resolves to, as
+     * `ocbridge -t` accepted it. */
+    {
+        struct addrinfo hints, *res = NULL;
+        bool ok = false;
+
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_ADDRCONFIG;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0)
+            return false;
+        if (res != NULL && res->ai_addrlen <= sizeof(*ss) &&
+            (res->ai_family == AF_INET || res->ai_family == AF_INET6)) {
+            memcpy(ss, res->ai_addr, res->ai_addrlen);
+            *len = res->ai_addrlen;
+            if (res->ai_family == AF_INET)
+                ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+            else
+                ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+            ok = true;
+        }
+        freeaddrinfo(res);
+        return ok;
+    }
 }
 
 enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
@@ -946,7 +971,7 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx)
     enum ocb_err rc;
 
     if (!parse_listen(cfg->http.listen, &ss, &sslen)) {
-        log_error(MOD, NULL, "http.listen: cannot parse address %s", cfg->http.listen);
+        log_error(MOD, NULL, "http.listen: cannot parse or resolve %s", cfg->http.listen);
         return OCB_ERR_INVALID;
     }
     if (ss.ss_family == AF_INET6)

@@ -225,6 +225,17 @@ static int run(struct running *st)
             rc = cmd_worker_start(worker);
         if (rc != OCB_OK)
             goto out;
+        /* MQTT 3.1.1 brokers clear the retain flag on live delivery, so a
+         * command published retained while we are connected cannot be told
+         * from a plain one; only replays (after a resubscribe) are caught. */
+        if (cfg->mqtt.version != 5)
+            log_warn(MOD, NULL,
+                     "mqtt.version %d: a command published with the retain flag while the bridge "
+                     "is connected will be executed; use MQTT 5 to have every retained command "
+                     "ignored",
+                     cfg->mqtt.version);
+    } else {
+        log_info(MOD, NULL, "no app has a secret: push only, command topics are not subscribed");
     }
     rc = mqtt_link_start(link);
     if (rc != OCB_OK)

@@ -441,6 +441,14 @@ out:
 
 /* ---- the connector thread */
 
+/* The URL schemes config.c accepts that run over TLS: each needs paho's SSL
+ * options (CA, client certificate), or paho refuses to connect at all. */
+static bool url_uses_tls(const char *url)
+{
+    return strncmp(url, "ssl://", 6) == 0 || strncmp(url, "mqtts://", 8) == 0 ||
+           strncmp(url, "wss://", 6) == 0;
+}
+
 static int start_connect(struct ocb_mqtt_link *link)
 {
     const struct ocb_config *cfg = link->cfg;
@@ -461,7 +469,7 @@ static int start_connect(struct ocb_mqtt_link *link)
         opts->username = cfg->mqtt.username;
     if (cfg->mqtt.password[0] != '\0')
         opts->password = cfg->mqtt.password;
-    if (strncmp(cfg->mqtt.url, "ssl://", 6) == 0 || strncmp(cfg->mqtt.url, "mqtts://", 8) == 0) {
+    if (url_uses_tls(cfg->mqtt.url)) {
         ssl.enableServerCertAuth = 1;
         ssl.verify = 1;
         ssl.sslVersion = MQTT_SSL_VERSION_TLS_1_2;

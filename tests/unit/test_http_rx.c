@@ -296,6 +296,42 @@ START_TEST(ready_hooks_gate_readiness)
 }
 END_TEST
 
+/* http.listen takes host names too ("127.1" goes the resolver's way without DNS); one that
+ * does not resolve fails the start with a log line rather than binding somewhere unexpected. */
+START_TEST(listen_names_resolve_or_fail_the_start)
+{
+    static const struct {
+        const char *host;
+        bool starts;
+    } cases[] = {
+        {"localhost", true}, {"127.1", true}, {"no-such-host.invalid", false}, {"[::1", false}};
+    char json[512], err[512];
+
+    log_setup(OCB_LOG_ERROR, OCB_LOG_TEXT);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ocb_config *c = NULL;
+        struct ocb_mqtt_link *l = NULL;
+        struct ocb_http_rx *x = NULL;
+        int port = free_port();
+
+        snprintf(json, sizeof(json),
+                 "{\"http\":{\"listen\":\"%s:%d\"},\"apps\":[{\"app_id\":\"a\"}]}", cases[i].host,
+                 port);
+        ck_assert_msg(config_parse("test", json, strlen(json), &c, err, sizeof(err)) == OCB_OK,
+                      "%s", err);
+        ck_assert_int_eq(mqtt_link_new(c, &l), OCB_OK);
+        ck_assert_int_eq(http_rx_new(c, l, &x), OCB_OK);
+        ck_assert_msg((http_rx_start(x) == OCB_OK) == cases[i].starts, "%s", cases[i].host);
+        if (cases[i].starts)
+            ck_assert_int_eq(http_rx_port(x), port);
+        http_rx_stop(x, 0);
+        http_rx_free(x);
+        mqtt_link_free(l);
+        config_free(c);
+    }
+}
+END_TEST
+
 /* ---- with a real broker: the seams the command half plugs into */
 
 static pid_t broker_pid;
@@ -393,6 +429,7 @@ static Suite *http_rx_suite(void)
     tcase_add_loop_test(pure, push_paths, 0, (int)(sizeof(paths) / sizeof(paths[0])));
     tcase_add_test(pure, push_path_parts_must_fit);
     tcase_add_test(pure, token_comparison);
+    tcase_add_test(pure, listen_names_resolve_or_fail_the_start);
     suite_add_tcase(s, pure);
 
     tcase_add_checked_fixture(live, setup, teardown);
