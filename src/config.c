@@ -28,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include <cjson/cJSON.h>
 
 #define CONFIG_FILE_MAX (1u << 20)
@@ -496,6 +498,60 @@ static void env_name(const char *path, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* Apply OCB_APPS_<idx>_<FIELD>=v to apps[idx].  SUBSCRIBE takes a JSON array or a
+ * comma-separated list of notifyTypes; the other fields are plain strings. */
+static enum ocb_err apply_app_env(struct loader *ld, size_t idx, const char *key, const char *name,
+                                  const char *v)
+{
+    cJSON *obj = cJSON_CreateObject(), *val = NULL;
+    enum ocb_err rc;
+
+    if (obj == NULL)
+        return OCB_ERR_NOMEM;
+    if (strcmp(key, "subscribe") != 0) {
+        val = cJSON_CreateString(v);
+    } else if (v[strspn(v, " \t")] == '[') {
+        val = cJSON_Parse(v);
+        if (val == NULL) {
+            cJSON_Delete(obj);
+            return fail(ld, "apps", "%s is not a JSON array", name);
+        }
+    } else {
+        val = cJSON_CreateArray();
+        for (const char *p = v; val != NULL && *p != '\0';) {
+            size_t n;
+            char type[128];
+            cJSON *t;
+
+            p += strspn(p, " \t");
+            n = strcspn(p, ",");
+            while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+                n--;
+
+            snprintf(type, sizeof(type), "%.*s", (int)(n < sizeof(type) ? n : sizeof(type) - 1), p);
+            if (type[0] != '\0') {
+                t = cJSON_CreateString(type);
+                if (t == NULL || !cJSON_AddItemToArray(val, t)) {
+                    cJSON_Delete(t);
+                    cJSON_Delete(val);
+                    val = NULL;
+                }
+            }
+            p += strcspn(p, ",");
+            if (*p == ',')
+                p++;
+        }
+    }
+    if (val == NULL || !cJSON_AddItemToObject(obj, key, val)) {
+        cJSON_Delete(val);
+        cJSON_Delete(obj);
+        return OCB_ERR_NOMEM;
+    }
+    rc = parse_app(ld, idx, obj, &ld->cfg->apps[idx]);
+    cJSON_Delete(obj);
+    return rc;
+}
+
 static enum ocb_err apply_env(struct loader *ld)
 {
     enum ocb_err rc = OCB_OK;
@@ -519,23 +575,53 @@ static enum ocb_err apply_env(struct loader *ld)
         if (rc != OCB_OK)
             return rc;
     }
-    /* Per-field overrides: OCB_APPS_0_SECRET, OCB_APPS_1_PUSH_TOKEN, ... */
-    static const char *const app_fields[] = {"APP_ID", "SECRET", "PUSH_TOKEN"};
+    /* Per-field overrides: OCB_APPS_0_SECRET, OCB_APPS_1_SUBSCRIBE, ... Each is
+     * fed to parse_app() as a one-key object, so it is checked like the file. */
+    static const struct {
+        const char *env, *key;
+    } app_fields[] = {{"APP_ID", "app_id"},
+                      {"SECRET", "secret"},
+                      {"PUSH_TOKEN", "push_token"},
+                      {"SUBSCRIBE", "subscribe"}};
     for (size_t a = 0; a < OCB_MAX_APPS; a++) {
-        for (size_t f = 0; f < 3; f++) {
+        for (size_t f = 0; f < sizeof(app_fields) / sizeof(app_fields[0]); f++) {
             char name[64];
-            snprintf(name, sizeof(name), "OCB_APPS_%zu_%s", a, app_fields[f]);
+            snprintf(name, sizeof(name), "OCB_APPS_%zu_%s", a, app_fields[f].env);
             const char *v = getenv(name);
             if (!v)
                 continue;
             if (a > ld->cfg->n_apps)
                 return fail(ld, "apps", "%s skips an app index", name);
+            if ((rc = apply_app_env(ld, a, app_fields[f].key, name, v)) != OCB_OK)
+                return rc;
             if (a == ld->cfg->n_apps)
                 ld->cfg->n_apps++;
-            struct ocb_app *app = &ld->cfg->apps[a];
-            char **slot = f == 0 ? &app->app_id : f == 1 ? &app->secret : &app->push_token;
-            if ((rc = set_string(ld, slot, v)) != OCB_OK)
-                return rc;
+        }
+    }
+    /* A misspelt per-app variable must not pass silently (OCB_APPS_0_SECRT). */
+    for (char **e = environ; *e != NULL; e++) {
+        const char *p = *e, *field;
+        char *end;
+        bool known = false;
+
+        if (strncmp(p, "OCB_APPS_", 9) != 0 || !isdigit((unsigned char)p[9]))
+            continue;
+        strtoul(p + 9, &end, 10);
+        if (*end != '_')
+            continue;
+        field = end + 1;
+        for (size_t f = 0; f < sizeof(app_fields) / sizeof(app_fields[0]); f++) {
+            size_t n = strlen(app_fields[f].env);
+            known = known || (strncmp(field, app_fields[f].env, n) == 0 && field[n] == '=');
+        }
+        if (!known) {
+            char name[64];
+            size_t n = strcspn(p, "=");
+            snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
+            return fail(ld, "apps",
+                        "unknown environment variable %s (per-app variables are "
+                        "OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)",
+                        name);
         }
     }
     return OCB_OK;

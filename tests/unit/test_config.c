@@ -141,6 +141,42 @@ START_TEST(apps_from_environment_json)
 }
 END_TEST
 
+/* Every per-app field has its variable, checked like the file; a misspelt one is an error. */
+START_TEST(app_fields_from_environment)
+{
+    struct ocb_config *cfg;
+
+    setenv("OCB_APPS_0_SUBSCRIBE", " deviceAdded, deviceDataChanged ", 1);
+    setenv("OCB_APPS_1_APP_ID", "second", 1);
+    setenv("OCB_APPS_1_SUBSCRIBE", "[\"commandRsp\"]", 1);
+    cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\",\"subscribe\":[\"deviceDeleted\"]}]}");
+    ck_assert_uint_eq(cfg->n_apps, 2);
+    ck_assert_uint_eq(cfg->apps[0].n_subscribe, 2);
+    ck_assert_str_eq(cfg->apps[0].subscribe[0], "deviceAdded");
+    ck_assert_str_eq(cfg->apps[0].subscribe[1], "deviceDataChanged");
+    ck_assert_str_eq(cfg->apps[1].app_id, "second");
+    ck_assert_uint_eq(cfg->apps[1].n_subscribe, 1);
+    ck_assert_str_eq(cfg->apps[1].subscribe[0], "commandRsp");
+    config_free(cfg);
+    unsetenv("OCB_APPS_1_APP_ID");
+    unsetenv("OCB_APPS_1_SUBSCRIBE");
+
+    setenv("OCB_APPS_0_SUBSCRIBE", "[\"nope\"]", 1);
+    parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
+                "t.json: apps[0].subscribe[0]: \"nope\" is not a notifyType the platform knows");
+    setenv("OCB_APPS_0_SUBSCRIBE", "[", 1);
+    parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
+                "t.json: apps: OCB_APPS_0_SUBSCRIBE is not a JSON array");
+    unsetenv("OCB_APPS_0_SUBSCRIBE");
+
+    setenv("OCB_APPS_0_SECRT", "typo", 1);
+    parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
+                "t.json: apps: unknown environment variable OCB_APPS_0_SECRT (per-app variables "
+                "are OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)");
+    unsetenv("OCB_APPS_0_SECRT");
+}
+END_TEST
+
 START_TEST(variable_expansion)
 {
     setenv("OCB_T_HOST", "broker", 1);
@@ -311,6 +347,7 @@ int main(void)
     tcase_add_test(tc, design_example_parses);
     tcase_add_test(tc, environment_overrides_file_values);
     tcase_add_test(tc, apps_from_environment_json);
+    tcase_add_test(tc, app_fields_from_environment);
     tcase_add_test(tc, variable_expansion);
     tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
                         (int)(sizeof(bad) / sizeof(bad[0])));
