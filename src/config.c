@@ -765,13 +765,18 @@ static enum ocb_err check(struct loader *ld)
         }
     }
 
-    /* The public URL defaults to the listen address, so callbacks work on one machine. */
+    /* The public URL defaults to the listen address, so callbacks work on one machine; a
+     * wildcard listener (0.0.0.0, *, [::]) is reached at 127.0.0.1. */
     if (!cfg->http.public_url[0]) {
         char url[300];
         const char *listen = cfg->http.listen;
-        bool any = !strncmp(listen, "0.0.0.0:", 8);
+        const char *colon = strrchr(listen, ':');
+        size_t hl = colon != NULL ? (size_t)(colon - listen) : 0;
+        bool any = colon != NULL &&
+                   ((hl == 7 && !strncmp(listen, "0.0.0.0", 7)) || (hl == 1 && listen[0] == '*') ||
+                    (hl == 4 && !strncmp(listen, "[::]", 4)));
         snprintf(url, sizeof(url), "%s://%s%s", cfg->http.tls_cert[0] ? "https" : "http",
-                 any ? "127.0.0.1" : listen, any ? listen + 7 : "");
+                 any ? "127.0.0.1" : listen, any ? colon : "");
         if ((rc = set_string(ld, &cfg->http.public_url, url)) != OCB_OK)
             return rc;
     }

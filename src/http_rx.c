@@ -481,16 +481,18 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
     char why[REASON_MAX];
     const char *cl;
 
-    if (cfg->http.tls_client_ca[0] != '\0' && !client_cert_ok(r))
-        return reject(r, MHD_HTTP_FORBIDDEN, "not_allowed", NULL,
-                      "a client certificate signed by the configured CA is required");
-
+    /* Liveness tells nothing and must work for probes that hold no client
+     * certificate (an orchestrator's HTTPS check); everything else needs one. */
     if (strcmp(url, "/healthz") == 0) {
         if (!is_get(method))
             return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
                           "method %s not allowed on /healthz", method);
         return answer(r, MHD_HTTP_OK, "ok\n", NULL, NULL);
     }
+    if (cfg->http.tls_client_ca[0] != '\0' && !client_cert_ok(r))
+        return reject(r, MHD_HTTP_FORBIDDEN, "not_allowed", NULL,
+                      "a client certificate signed by the configured CA is required");
+
     if (strcmp(url, "/readyz") == 0) {
         if (!is_get(method))
             return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
@@ -536,6 +538,8 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
 
         errno = 0;
         v = strtoull(cl, &end, 10);
+        /* MHD answers a malformed or overflowing Content-Length itself (400, 413)
+         * before calling us; this only sees a number. */
         if (errno != 0 || end == cl || *end != '\0' || v > cfg->http.max_body_bytes)
             return reject(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
                           "body over http.max_body_bytes (%zu)", cfg->http.max_body_bytes);

@@ -74,6 +74,19 @@ static long push(const struct th_http_opts *o, int *curl_code)
     return status;
 }
 
+static long get(const struct th_http_opts *o, const char *path)
+{
+    struct th_http_resp r;
+    char url[128];
+    long status;
+
+    snprintf(url, sizeof(url), "%s%s", bridge.base, path);
+    th_http("GET", url, NULL, 0, o, &r);
+    status = r.status;
+    th_http_resp_free(&r);
+    return status;
+}
+
 START_TEST(https_listener)
 {
     char ca[600], crt[600], key[600], http[2048], mqtt[256];
@@ -130,6 +143,10 @@ START_TEST(https_listener_requires_client_certificates)
     o.ca_file = ca;
     /* no client certificate */
     ck_assert_int_eq(push(&o, NULL), 403);
+    /* ...except liveness, for probes that hold none; readiness and metrics still need one */
+    ck_assert_int_eq(get(&o, "/healthz"), 200);
+    ck_assert_int_eq(get(&o, "/readyz"), 403);
+    ck_assert_int_eq(get(&o, "/metrics"), 403);
     /* a certificate from a CA the bridge does not trust: refused, in the handshake or by 403 */
     o.cert_file = ocrt;
     o.key_file = okey;

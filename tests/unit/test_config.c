@@ -141,6 +141,27 @@ START_TEST(apps_from_environment_json)
 }
 END_TEST
 
+/* The default public URL is the listen address; a wildcard host is reached at 127.0.0.1. */
+START_TEST(public_url_defaults_to_the_listener)
+{
+    static const char *const cases[][2] = {
+        {"0.0.0.0:8081", "http://127.0.0.1:8081"}, {"*:8082", "http://127.0.0.1:8082"},
+        {"[::]:8083", "http://127.0.0.1:8083"},    {"[::1]:8084", "http://[::1]:8084"},
+        {"10.1.2.3:8085", "http://10.1.2.3:8085"},
+    };
+    char json[128];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ocb_config *cfg;
+
+        snprintf(json, sizeof(json), "{\"http\":{\"listen\":\"%s\"}}", cases[i][0]);
+        cfg = parse_ok(json);
+        ck_assert_str_eq(cfg->http.public_url, cases[i][1]);
+        config_free(cfg);
+    }
+}
+END_TEST
+
 /* Every per-app field has its variable, checked like the file; a misspelt one is an error. */
 START_TEST(app_fields_from_environment)
 {
@@ -348,6 +369,7 @@ int main(void)
     tcase_add_test(tc, environment_overrides_file_values);
     tcase_add_test(tc, apps_from_environment_json);
     tcase_add_test(tc, app_fields_from_environment);
+    tcase_add_test(tc, public_url_defaults_to_the_listener);
     tcase_add_test(tc, variable_expansion);
     tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
                         (int)(sizeof(bad) / sizeof(bad[0])));
