@@ -130,6 +130,7 @@ struct outmsg {
 
 struct requester {
     struct requester *prev, *next;
+    char app_id[OCB_COMMAND_ID_MAX + 1]; /* statuses count only when pushed for this app */
     char command_id[OCB_COMMAND_ID_MAX + 1];
     char *response_topic;
     void *corr;
@@ -139,6 +140,7 @@ struct requester {
 
 /* A status that came before its requester was known (see early_add). */
 struct early {
+    char app_id[OCB_COMMAND_ID_MAX + 1];
     char command_id[OCB_COMMAND_ID_MAX + 1];
     char *body;
     size_t len;
@@ -500,8 +502,8 @@ static void publish_status(struct ocb_cmd_worker *w, const struct requester *r,
  * few seconds (EARLY_MAX of them, EARLY_BODY_MAX bytes each) in case their
  * requester shows up.  Caller holds req_lock.
  */
-static void early_add(struct ocb_cmd_worker *w, const char *command_id, const char *body,
-                      size_t len, int64_t now)
+static void early_add(struct ocb_cmd_worker *w, const char *app_id, const char *command_id,
+                      const char *body, size_t len, int64_t now)
 {
     if (len > EARLY_BODY_MAX)
         return;
@@ -510,6 +512,7 @@ static void early_add(struct ocb_cmd_worker *w, const char *command_id, const ch
     free(e->body);
     e->body = ocb_memdup(body, len);
     e->len = e->body ? len : 0;
+    snprintf(e->app_id, sizeof(e->app_id), "%s", app_id);
     snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
     e->expires_ms = now + EARLY_KEEP_MS;
 }
@@ -519,7 +522,8 @@ static void early_replay(struct ocb_cmd_worker *w, const struct requester *r, in
 {
     for (unsigned i = 0; i < EARLY_MAX; i++) {
         struct early *e = &w->early[(w->early_pos + i) % EARLY_MAX];
-        if (!e->body || now > e->expires_ms || strcmp(e->command_id, r->command_id) != 0)
+        if (!e->body || now > e->expires_ms || strcmp(e->command_id, r->command_id) != 0 ||
+            strcmp(e->app_id, r->app_id) != 0)
             continue;
         publish_status(w, r, r->command_id, e->body, e->len);
         free(e->body);
@@ -537,6 +541,7 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
 {
     struct requester *r = calloc(1, sizeof(*r));
     if (r) {
+        snprintf(r->app_id, sizeof(r->app_id), "%s", job->target.app_id);
         snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
         r->response_topic = ocb_strdup_or_null(job->response_topic);
         r->corr = ocb_memdup(job->corr, job->corr_len);
@@ -584,9 +589,8 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     struct ocb_cmd_worker *w = ctx;
     char parsed_id[OCB_COMMAND_ID_MAX + 1];
     char result[64] = "";
-    (void)app_id;
     (void)device_id;
-    if (!w || !command_id || !body)
+    if (!w || !app_id || !command_id || !body)
         return;
     /* Only the resultCode is needed from the body (to know when the
      * command is over); an unreadable one is forwarded all the same. */
@@ -600,14 +604,14 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     pthread_mutex_lock(&w->req_lock);
     requesters_expire(w, now);
     for (struct requester *r = w->req_tail; r && !found; r = r->prev)
-        if (strcmp(r->command_id, command_id) == 0)
+        if (strcmp(r->command_id, command_id) == 0 && strcmp(r->app_id, app_id) == 0)
             found = r;
     if (found) {
         publish_status(w, found, command_id, body, len);
         if (command_status_is_final(result) && found->expires_ms > now + FINAL_GRACE_MS)
             found->expires_ms = now + FINAL_GRACE_MS;
     } else {
-        early_add(w, command_id, body, len, now);
+        early_add(w, app_id, command_id, body, len, now);
     }
     pthread_mutex_unlock(&w->req_lock);
 }

@@ -152,6 +152,25 @@ START_TEST(mqtt5_response_topic_gets_answer_and_statuses)
         ck_assert_str_eq(fx_str(s, "commandId"), id);
         cJSON_Delete(s);
     }
+    /* A status for this commandId pushed under another app's URL is that app's business: it
+     * goes to that app's commandStatus topic, never to this requester's response topic. */
+    {
+        char url[256], forged[512], other[256];
+        struct th_http_resp r;
+
+        snprintf(forged, sizeof(forged),
+                 "{\"deviceId\":\"d\",\"commandId\":\"%s\",\"result\":{\"resultCode\":"
+                 "\"FAILED\",\"resultDetail\":null}}",
+                 id);
+        snprintf(url, sizeof(url), "%s/push/pushOnly", fx_bridge.base);
+        ck_assert(th_http("POST", url, forged, strlen(forged), NULL, &r));
+        ck_assert_int_eq(r.status, 200);
+        th_http_resp_free(&r);
+        snprintf(other, sizeof(other), "iot/pushOnly/d/commandStatus");
+        ck_assert(fx_wait_on(other, 1, WAIT_MS));
+        th_sleep_ms(300);
+        ck_assert_uint_eq(fx_count_on("reply/me"), 4);
+    }
     cJSON_Delete(a);
     /* The ordinary topic got the answer too. */
     fx_topic(topic, sizeof(topic), APP, 0, "commandResponse");
