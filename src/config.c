@@ -1047,12 +1047,46 @@ enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_confi
     return OCB_OK;
 }
 
+/* apps[N].app_id, .push_token, .subscribe (comma-separated) and .secret, which
+ * prints only whether it is set: secrets never leave the process. */
+static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *path, char *out,
+                                   size_t cap)
+{
+    size_t idx, o = 0;
+    int used = 0, n;
+    char field[16];
+
+    if (sscanf(path, "apps[%zu].%15[a-z_]%n", &idx, field, &used) != 2 || path[used] != '\0' ||
+        idx >= cfg->n_apps)
+        return OCB_ERR_NOT_FOUND;
+    const struct ocb_app *app = &cfg->apps[idx];
+    if (!strcmp(field, "app_id"))
+        n = snprintf(out, cap, "%s", app->app_id);
+    else if (!strcmp(field, "push_token"))
+        n = snprintf(out, cap, "%s", app->push_token ? app->push_token : "");
+    else if (!strcmp(field, "secret"))
+        n = snprintf(out, cap, "%s", app->secret && app->secret[0] ? "(set)" : "(not set)");
+    else if (!strcmp(field, "subscribe")) {
+        out[0] = '\0';
+        n = 0;
+        for (size_t i = 0; i < app->n_subscribe && o < cap; i++) {
+            n = snprintf(out + o, cap - o, "%s%s", i ? "," : "", app->subscribe[i]);
+            if (n < 0)
+                break;
+            o += (size_t)n;
+        }
+        n = (int)o;
+    } else
+        return OCB_ERR_NOT_FOUND;
+    return n < 0 || (size_t)n >= cap ? OCB_ERR_TOO_BIG : OCB_OK;
+}
+
 enum ocb_err config_format_key(const struct ocb_config *cfg, const char *path, char *out,
                                size_t cap)
 {
     const struct key *k = find_key(path);
     if (!k)
-        return OCB_ERR_NOT_FOUND;
+        return format_app_key(cfg, path, out, cap);
     const void *f = (const char *)cfg + k->off;
     int n = 0;
     switch (k->kind) {

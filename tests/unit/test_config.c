@@ -357,6 +357,25 @@ START_TEST(format_key_prints_effective_values)
     ck_assert_int_eq(config_format_key(cfg, "mqtt.nope", out, sizeof(out)), OCB_ERR_NOT_FOUND);
     ck_assert_int_eq(config_format_key(cfg, "mqtt.url", out, 4), OCB_ERR_TOO_BIG);
     config_free(cfg);
+
+    /* apps[N].field, with the secret reported only as set or not */
+    cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"secret\":\"s3cr3t\","
+                   "\"push_token\":\"t\",\"subscribe\":[\"deviceAdded\",\"commandRsp\"]}]}");
+    ck_assert_int_eq(config_format_key(cfg, "apps[1].app_id", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "b");
+    ck_assert_int_eq(config_format_key(cfg, "apps[1].subscribe", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "deviceAdded,commandRsp");
+    ck_assert_int_eq(config_format_key(cfg, "apps[1].push_token", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "t");
+    ck_assert_int_eq(config_format_key(cfg, "apps[1].secret", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "(set)");
+    ck_assert_int_eq(config_format_key(cfg, "apps[0].secret", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "(not set)");
+    ck_assert_int_eq(config_format_key(cfg, "apps[2].app_id", out, sizeof(out)), OCB_ERR_NOT_FOUND);
+    ck_assert_int_eq(config_format_key(cfg, "apps[0].nope", out, sizeof(out)), OCB_ERR_NOT_FOUND);
+    ck_assert_int_eq(config_format_key(cfg, "apps[0].app_idx", out, sizeof(out)),
+                     OCB_ERR_NOT_FOUND);
+    config_free(cfg);
 }
 END_TEST
 
