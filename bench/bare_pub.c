@@ -1,7 +1,10 @@
 /*
  * bare_pub.c: the ceiling for bench/push — a bare paho MQTTAsync QoS 1
  * publisher with a fixed window of publishes awaiting their PUBACK, the same
- * shape of work the bridge does for each push, minus HTTP and JSON.
+ * shape of work the bridge does for each push, minus HTTP and JSON.  Each
+ * message is the one the bridge publishes: MQTT 5 with the same properties
+ * (content type, payload format indicator, the notifyType and ocbRequestId
+ * user properties), so the ratio measures the bridge and not the protocol.
  *
  *   bench_bare_pub URL TOPIC_PREFIX COUNT WINDOW PAYLOAD_FILE
  *
@@ -105,6 +108,21 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    MQTTProperties shared = MQTTProperties_initializer;
+    MQTTProperty ct = {.identifier = MQTTPROPERTY_CODE_CONTENT_TYPE};
+    ct.value.data.data = "application/json";
+    ct.value.data.len = 16;
+    MQTTProperties_add(&shared, &ct);
+    MQTTProperty pfi = {.identifier = MQTTPROPERTY_CODE_PAYLOAD_FORMAT_INDICATOR};
+    pfi.value.byte = 1;
+    MQTTProperties_add(&shared, &pfi);
+    MQTTProperty nt = {.identifier = MQTTPROPERTY_CODE_USER_PROPERTY};
+    nt.value.data.data = "notifyType";
+    nt.value.data.len = 10;
+    nt.value.value.data = "deviceDataChanged";
+    nt.value.value.len = 17;
+    MQTTProperties_add(&shared, &nt);
+
     double start = now();
     for (long i = 0; i < count; i++) {
         pthread_mutex_lock(&lock);
@@ -117,14 +135,25 @@ int main(int argc, char **argv)
         ro.onSuccess5 = on_ack;
         ro.onFailure5 = on_nack;
         MQTTAsync_message m = MQTTAsync_message_initializer;
+        char rid[17];
         m.payload = payload;
         m.payloadlen = (int)plen;
         m.qos = 1;
+        /* The shared properties, then this message's request id, as the bridge adds them. */
+        m.properties = MQTTProperties_copy(&shared);
+        snprintf(rid, sizeof(rid), "%016lx", (unsigned long)i);
+        MQTTProperty id = {.identifier = MQTTPROPERTY_CODE_USER_PROPERTY};
+        id.value.data.data = "ocbRequestId";
+        id.value.data.len = 12;
+        id.value.value.data = rid;
+        id.value.value.len = 16;
+        MQTTProperties_add(&m.properties, &id);
         if (MQTTAsync_sendMessage(client, topic, &m, &ro) != MQTTASYNC_SUCCESS) {
             pthread_mutex_lock(&lock);
             failed++;
             pthread_mutex_unlock(&lock);
         }
+        MQTTProperties_free(&m.properties);
     }
     pthread_mutex_lock(&lock);
     while (acked + failed < count)
@@ -137,6 +166,7 @@ int main(int argc, char **argv)
                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     printf("bare_pub: %ld msgs in %.2f s = %.0f msg/s (%ld failed), cpu %.1f us/msg\n", acked, secs,
            (double)acked / secs, failed, cpu * 1e6 / (double)(acked ? acked : 1));
+    MQTTProperties_free(&shared);
     MQTTAsync_disconnectOptions d = MQTTAsync_disconnectOptions_initializer5;
     MQTTAsync_disconnect(client, &d);
     MQTTAsync_destroy(&client);
