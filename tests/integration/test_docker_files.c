@@ -1,8 +1,9 @@
 /*
  * test_docker_files.c: the operator's files are valid as shipped.
  *
- * No container engine runs in CI, so each file is checked by the tool that
- * consumes it: the compose file by docker-compose's own parser, the systemd
+ * No container engine runs in CI (tests/docker/smoke runs the image and the
+ * compose stack for real, outside ctest), so each file is checked by the tool
+ * that consumes it: the compose file by docker-compose's own parser, the systemd
  * unit by systemd-analyze, the man page by groff with every warning on, the
  * Grafana dashboard by a JSON parser.  The Dockerfile cannot be built here;
  * what can be checked is that it builds the way CI does, with the same
@@ -50,6 +51,52 @@ START_TEST(compose_file_parses_with_every_profile)
     for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
         ck_assert_msg(strstr(out, services[i]) != NULL, "service %s missing from: %s", services[i],
                       out);
+    free(out);
+}
+END_TEST
+
+/* The host ports default to README's and move with OCB_PUBLISH_* (PORT or
+ * IP:PORT), so the stack starts next to a Mosquitto already on 1883.
+ * The expected text is docker-compose v1's rendering (Debian 12's). */
+static char *compose_ports(const char *compose, const char *file, const char *name)
+{
+    struct th_proc p;
+    char *argv[] = {(char *)compose, "-f", (char *)file, "--profile", "demo", "config", NULL};
+
+    ck_assert_int_eq(th_run(&p, name, argv, RUN_TIMEOUT_MS), 0);
+    char *out = th_read_file(p.log, NULL);
+    ck_assert_ptr_nonnull(out);
+    return out;
+}
+
+START_TEST(compose_host_ports_follow_ocb_publish)
+{
+    char compose[TH_PATH_MAX], file[TH_PATH_MAX];
+
+    if (!th_which("docker-compose", compose, sizeof(compose))) {
+        skip("docker-compose is not installed (apt-get install docker-compose)");
+        return;
+    }
+    th_source_path(file, sizeof(file), "docker/docker-compose.yml");
+    ck_assert_int_eq(unsetenv("OCB_PUBLISH_MQTT"), 0);
+    ck_assert_int_eq(unsetenv("OCB_PUBLISH_HTTP"), 0);
+    ck_assert_int_eq(unsetenv("OCB_PUBLISH_SIM"), 0);
+    char *out = compose_ports(compose, file, "compose-ports-default");
+    static const char *const dflt[] = {"published: 1883\n", "published: 8080\n",
+                                       "- 127.0.0.1:8744:8744/tcp\n"};
+    for (size_t i = 0; i < sizeof(dflt) / sizeof(dflt[0]); i++)
+        ck_assert_msg(strstr(out, dflt[i]) != NULL, "no \"%s\" in: %s", dflt[i], out);
+    free(out);
+
+    ck_assert_int_eq(setenv("OCB_PUBLISH_MQTT", "127.0.0.1:11883", 1), 0);
+    ck_assert_int_eq(setenv("OCB_PUBLISH_HTTP", "18080", 1), 0);
+    ck_assert_int_eq(setenv("OCB_PUBLISH_SIM", "127.0.0.1:18744", 1), 0);
+    out = compose_ports(compose, file, "compose-ports-moved");
+    static const char *const moved[] = {"- 127.0.0.1:11883:1883/tcp\n", "published: 18080\n",
+                                        "- 127.0.0.1:18744:8744/tcp\n"};
+    for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++)
+        ck_assert_msg(strstr(out, moved[i]) != NULL, "no \"%s\" in: %s", moved[i], out);
+    ck_assert_msg(strstr(out, "published: 1883\n") == NULL, "1883 still published: %s", out);
     free(out);
 }
 END_TEST
@@ -210,6 +257,7 @@ int main(void)
     Suite *s = suite_create("docker_files");
     TCase *tc = tcase_create("files");
     tcase_add_test(tc, compose_file_parses_with_every_profile);
+    tcase_add_test(tc, compose_host_ports_follow_ocb_publish);
     tcase_add_test(tc, dockerfile_builds_with_the_ci_scripts);
     tcase_add_test(tc, systemd_unit_verifies);
     tcase_add_test(tc, man_page_renders_without_warnings);
