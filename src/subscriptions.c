@@ -5,17 +5,32 @@
  * second answers 409/100227.  So "replace" means delete what holds the type
  * and create ours.  Only subscriptions whose callbackUrl points at this
  * bridge's /push/<appId> are ever removed for being unwanted: another
- * service subscribed to other types of the same app is left alone.
+ * service subscribed to other types of the same app is left alone...
+ *
+ * ...unless it blocks a move.  All of an app's callbacks must share one
+ * IP:port (platform-api.md §2, §5.4): while any subscription of the app, of
+ * any type, points at another address, creating ours fails with 400/100222.
+ * When something must be created, sync_app therefore plans a move from the
+ * list: it deletes every subscription at another IP:port first (those of
+ * types not wanted before those of wanted types, so a failure midway leaves
+ * the wanted types still subscribed at the old address), then creates ours.
+ * Each such deletion is destructive to whoever owned it, so it is logged at
+ * warn level with the old URL and printed in the report.  A failed deletion
+ * stops the move before anything else is touched; a re-run picks up where
+ * it stopped, and once everything points here a run changes nothing.
  *
  * The upgrade types (sw/fwUpgrade*) live in the device-management API,
- * which can neither list nor delete; subscribing them again is harmless, so
- * they are simply (re)subscribed every time.
+ * which has no list or delete of its own.  Where the v1.2.0 list shows them
+ * (the simulator does; UNCONFIRMED on the real platform, so lenient) they
+ * are moved like the others and not subscribed again once in place;
+ * otherwise they are simply (re)subscribed every time, which is harmless.
  */
 #include "ocb/subscriptions.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <cjson/cJSON.h>
 
@@ -45,6 +60,7 @@ struct sub {
     char *id;
     char *type;
     char *url;
+    bool gone; /* deleted during this run */
 };
 
 struct app_sync {
@@ -95,11 +111,17 @@ static enum ocb_err call(struct app_sync *s, const char *op, const char *method,
     return res->transport != OCB_OK ? res->transport : OCB_ERR_PROTOCOL;
 }
 
-static void say(struct app_sync *s, const char *type, const char *what)
+/* One line for the log at level and the same line in the report. */
+static void say_at(struct app_sync *s, enum ocb_log_level level, const char *type, const char *what)
 {
-    log_info(MOD, NULL, "app %s: %s %s", s->app->app_id, type, what);
+    log_msg(level, MOD, NULL, "app %s: %s %s", s->app->app_id, type, what);
     if (s->report)
         fprintf(s->report, "%s: %s %s\n", s->app->app_id, type, what);
+}
+
+static void say(struct app_sync *s, const char *type, const char *what)
+{
+    say_at(s, OCB_LOG_INFO, type, what);
 }
 
 static void fail(struct app_sync *s, const char *type, const char *what, const struct result *res)
@@ -199,11 +221,93 @@ static enum ocb_err list_subs(struct app_sync *s)
     return OCB_OK;
 }
 
+struct endpoint {
+    char host[256];
+    long port;
+};
+
+/* http(s)://HOST[:PORT]...; the port defaults by scheme.  false when url is not that. */
+static bool endpoint_parse(const char *url, struct endpoint *ep)
+{
+    const char *sep = url ? strstr(url, "://") : NULL;
+    if (!sep)
+        return false;
+    size_t scheme = (size_t)(sep - url);
+    if (scheme == 4 && strncasecmp(url, "http", 4) == 0)
+        ep->port = 80;
+    else if (scheme == 5 && strncasecmp(url, "https", 5) == 0)
+        ep->port = 443;
+    else
+        return false;
+    const char *host = sep + 3;
+    const char *end = host + strcspn(host, "/?#");
+    const char *host_end = end;
+    if (*host == '[') { /* IPv6 literal: its colons are not the port's */
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        if (!rb)
+            return false;
+        host_end = rb + 1;
+    } else {
+        const char *colon = memchr(host, ':', (size_t)(end - host));
+        if (colon)
+            host_end = colon;
+    }
+    size_t hl = (size_t)(host_end - host);
+    if (hl == 0 || hl >= sizeof(ep->host))
+        return false;
+    memcpy(ep->host, host, hl);
+    ep->host[hl] = '\0';
+    if (host_end == end)
+        return true;
+    if (*host_end != ':' || end - host_end < 2 || end - host_end > 6)
+        return false;
+    long port = 0;
+    for (const char *c = host_end + 1; c < end; c++) {
+        if (*c < '0' || *c > '9')
+            return false;
+        port = port * 10 + (*c - '0');
+    }
+    if (port < 1 || port > 65535)
+        return false;
+    ep->port = port;
+    return true;
+}
+
+bool subscriptions_same_endpoint(const char *a, const char *b)
+{
+    struct endpoint ea, eb;
+    return endpoint_parse(a, &ea) && endpoint_parse(b, &eb) && ea.port == eb.port &&
+           strcasecmp(ea.host, eb.host) == 0;
+}
+
+/*
+ * Whether sub stands in the way of our callbacks: it points at another
+ * IP:port.  A URL we cannot parse is left alone (the platform accepted it,
+ * we cannot judge where it points); if it does block, the create fails and
+ * says so.
+ */
+static bool elsewhere(const struct app_sync *s, const struct sub *sub)
+{
+    struct endpoint ep;
+    return !sub->gone && endpoint_parse(sub->url, &ep) &&
+           !subscriptions_same_endpoint(sub->url, s->url);
+}
+
 /* Ours: <public_url>/push/<appId> with or without a push token. */
 static bool points_here(const struct app_sync *s, const char *url)
 {
     size_t n = strlen(s->base);
     return strncmp(url, s->base, n) == 0 && (url[n] == '\0' || url[n] == '/');
+}
+
+/* The list shows type already going to exactly our callbackUrl. */
+static bool listed_here(const struct app_sync *s, const char *type)
+{
+    for (size_t i = 0; i < s->n_subs; i++)
+        if (!s->subs[i].gone && strcmp(s->subs[i].type, type) == 0 &&
+            strcmp(s->subs[i].url, s->url) == 0)
+            return true;
+    return false;
 }
 
 static bool wanted(const struct ocb_app *app, const char *type)
@@ -226,7 +330,9 @@ static char *sub_body(const char *type, const char *url)
     return text;
 }
 
-static bool delete_sub(struct app_sync *s, const struct sub *sub, const char *why)
+/* Delete one listed subscription; on success say what at level.  404 means already gone. */
+static bool delete_sub(struct app_sync *s, struct sub *sub, enum ocb_log_level level,
+                       const char *what)
 {
     char esc[512], path[768];
     if (command_url_escape(sub->id, esc, sizeof(esc)) != OCB_OK)
@@ -236,12 +342,13 @@ static bool delete_sub(struct app_sync *s, const struct sub *sub, const char *wh
     enum ocb_err rc = call(s, "deleteSubscription", "DELETE", path, NULL, &res);
     free(res.body);
     if (rc != OCB_OK && res.status != 404) {
+        char why[URL_MAX + 32];
+        snprintf(why, sizeof(why), "delete of %s", sub->url);
         fail(s, sub->type, why, &res);
         return false;
     }
-    char what[URL_MAX + 64];
-    snprintf(what, sizeof(what), "%s (%s)", why, sub->url);
-    say(s, sub->type, what);
+    sub->gone = true;
+    say_at(s, level, sub->type, what);
     return true;
 }
 
@@ -250,9 +357,12 @@ static void free_type(struct app_sync *s, const char *type)
 {
     bool listed = false;
     for (size_t i = 0; i < s->n_subs; i++) {
-        if (strcmp(s->subs[i].type, type) == 0) {
+        struct sub *sub = &s->subs[i];
+        if (!sub->gone && strcmp(sub->type, type) == 0) {
+            char what[URL_MAX + 32];
+            snprintf(what, sizeof(what), "replaced (%s)", sub->url);
             listed = true;
-            delete_sub(s, &s->subs[i], "replaced");
+            delete_sub(s, sub, OCB_LOG_INFO, what);
         }
     }
     if (listed)
@@ -268,14 +378,39 @@ static void free_type(struct app_sync *s, const char *type)
     free(res.body);
 }
 
-static void ensure(struct app_sync *s, const char *type)
+/*
+ * Make room at our IP:port: delete every listed subscription pointing at
+ * another one.  Types not wanted go first: they must go in any case, and a
+ * failure after them still leaves the wanted types delivering to the old
+ * address.  false when one could not be deleted: the rest still block us,
+ * so the caller creates nothing (it would only fail) and touches no more.
+ */
+static bool move_here(struct app_sync *s)
 {
-    for (size_t i = 0; i < s->n_subs; i++) {
-        if (strcmp(s->subs[i].type, type) == 0 && strcmp(s->subs[i].url, s->url) == 0) {
-            say(s, type, "already subscribed");
-            return;
+    char what[2 * URL_MAX + 160];
+    for (int pass = 0; pass < 2; pass++) {
+        bool wanted_pass = pass == 1;
+        for (size_t i = 0; i < s->n_subs; i++) {
+            struct sub *sub = &s->subs[i];
+            if (!elsewhere(s, sub) || wanted(s->app, sub->type) != wanted_pass)
+                continue;
+            if (wanted_pass)
+                snprintf(what, sizeof(what), "deleted at its old address %s (moving to %s)",
+                         sub->url, s->url);
+            else
+                snprintf(what, sizeof(what),
+                         "DELETED at another address %s: not in apps[].subscribe, and all of an "
+                         "app's callbacks must share the IP:port of %s",
+                         sub->url, s->url);
+            if (!delete_sub(s, sub, OCB_LOG_WARN, what))
+                return false;
         }
     }
+    return true;
+}
+
+static void ensure(struct app_sync *s, const char *type)
+{
     char *body = sub_body(type, s->url);
     if (!body) {
         s->rc = OCB_ERR_NOMEM;
@@ -314,6 +449,7 @@ static void ensure_upgrade(struct app_sync *s, const char *type)
     cJSON_free(body);
 }
 
+/* List, plan, move if needed, create, remove what is ours and unwanted. */
 static enum ocb_err sync_app(struct ocb_platform_client *pc, const struct ocb_config *cfg,
                              const struct ocb_app *app, FILE *report)
 {
@@ -330,15 +466,32 @@ static enum ocb_err sync_app(struct ocb_platform_client *pc, const struct ocb_co
         free_subs(&s);
         return rc;
     }
+    /* Only a create needs the address to ourselves: with nothing to create,
+     * subscriptions elsewhere are not ours to delete. */
+    bool need_create = false;
+    for (size_t i = 0; i < app->n_subscribe; i++)
+        need_create = need_create || !listed_here(&s, app->subscribe[i]);
+    bool moved = !need_create || move_here(&s);
     for (size_t i = 0; i < app->n_subscribe; i++) {
-        if (notify_type_api(app->subscribe[i]) == OCB_NOTIFY_MANAGEMENT)
-            ensure_upgrade(&s, app->subscribe[i]);
+        const char *type = app->subscribe[i];
+        if (listed_here(&s, type))
+            say(&s, type, "already subscribed");
+        else if (!moved)
+            say_at(&s, OCB_LOG_ERROR, type,
+                   "NOT subscribed: a subscription at another IP:port could not be deleted");
+        else if (notify_type_api(type) == OCB_NOTIFY_MANAGEMENT)
+            ensure_upgrade(&s, type);
         else
-            ensure(&s, app->subscribe[i]);
+            ensure(&s, type);
     }
-    for (size_t i = 0; i < s.n_subs; i++)
-        if (points_here(&s, s.subs[i].url) && !wanted(app, s.subs[i].type))
-            delete_sub(&s, &s.subs[i], "removed (no longer wanted)");
+    for (size_t i = 0; i < s.n_subs; i++) {
+        struct sub *sub = &s.subs[i];
+        if (sub->gone || !points_here(&s, sub->url) || wanted(app, sub->type))
+            continue;
+        char what[URL_MAX + 64];
+        snprintf(what, sizeof(what), "removed (no longer wanted) (%s)", sub->url);
+        delete_sub(&s, sub, OCB_LOG_INFO, what);
+    }
     free_subs(&s);
     return s.rc;
 }

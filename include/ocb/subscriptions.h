@@ -8,6 +8,9 @@
  * replace a conflicting one (409/100227), delete those that point at this
  * bridge for types no longer wanted, and subscribe the upgrade types
  * (sw/fwUpgrade*) through /iodm/app/sub/v1.1.0/subscribe, which has no list.
+ * When http.public_url moved to another IP:port, every subscription of the
+ * app at another IP:port is deleted first (the platform wants one IP:port
+ * per app), each deletion logged at warn level and reported.
  *
  * Threads: runs on the thread that owns pc (blocking, bounded by the
  * platform timeouts of each call).
@@ -15,6 +18,7 @@
 #ifndef OCB_SUBSCRIPTIONS_H
 #define OCB_SUBSCRIPTIONS_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "ocb/config.h"
@@ -28,6 +32,14 @@
  */
 enum ocb_err subscriptions_sync(struct ocb_platform_client *pc, const struct ocb_config *cfg,
                                 FILE *report);
+
+/*
+ * Whether two http(s) callback URLs share the IP:port the platform compares:
+ * host case-insensitively as written, port explicit or the scheme's default,
+ * scheme and path ignored.  false when either is not http(s)://HOST[:PORT].
+ * Pure; thread-safe.
+ */
+bool subscriptions_same_endpoint(const char *a, const char *b);
 
 /* `ocbridge subscribe`: sync with a client of its own; returns the exit status. */
 int subscriptions_main(const struct ocb_config *cfg);
