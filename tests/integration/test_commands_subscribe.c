@@ -4,7 +4,10 @@
  * missing, leave what is right, replace a conflicting subscription
  * (409/100227), remove what this bridge no longer wants, subscribe the
  * upgrade types through the device-management API, and fail loudly on a
- * wrong secret.
+ * wrong secret.  And a move: once http.public_url points at another
+ * IP:port, the subscriptions at the old one are deleted (also those of
+ * types not wanted, which would block us) and ours created, both by the
+ * command and at start-up; a failed deletion changes nothing else.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +17,10 @@
 
 static int bridge_port;
 
-/* Write a config with this subscribe list, push token and secret; run `ocbridge subscribe`. */
-static int run_subscribe(const char *subscribe_json, const char *push_token, const char *secret,
-                         struct th_proc *p)
+/* Write a config with public URL port, this subscribe list, push token and secret; run
+ * `ocbridge subscribe`. */
+static int run_subscribe_at(int port, const char *subscribe_json, const char *push_token,
+                            const char *secret, struct th_proc *p)
 {
     char cfg[4096], path[TH_PATH_MAX];
     int n = snprintf(cfg, sizeof(cfg),
@@ -26,14 +30,24 @@ static int run_subscribe(const char *subscribe_json, const char *push_token, con
                      "\"cert_file\":\"%s/client.pem\",\"key_file\":\"%s/client-key.pem\"},"
                      "\"apps\":[{\"app_id\":\"" APP "\",\"secret\":\"%s\",\"push_token\":\"%s\","
                      "\"subscribe\":%s}]}",
-                     bridge_port, bridge_port, fx_api, fx_certs, fx_certs, fx_certs, secret,
-                     push_token, subscribe_json);
+                     port, port, fx_api, fx_certs, fx_certs, fx_certs, secret, push_token,
+                     subscribe_json);
     ck_assert(n > 0 && (size_t)n < sizeof(cfg));
     th_path(path, sizeof(path), "subscribe.json");
     ck_assert(th_write_file(path, cfg, strlen(cfg)));
     char *argv[] = {(char *)th_env("OCB_BRIDGE_BIN"), "subscribe", "-c", path, NULL};
-    th_spawn(p, "subscribe", argv);
+    /* A log of its own per run, so each run's report is checked alone. */
+    static int runs;
+    char name[32];
+    snprintf(name, sizeof(name), "subscribe-%d", ++runs);
+    th_spawn(p, name, argv);
     return th_wait_exit(p, 30000);
+}
+
+static int run_subscribe(const char *subscribe_json, const char *push_token, const char *secret,
+                         struct th_proc *p)
+{
+    return run_subscribe_at(bridge_port, subscribe_json, push_token, secret, p);
 }
 
 /* The app's v1.2.0 subscription of type, its callbackUrl into url; false when none. */
@@ -59,6 +73,67 @@ static bool subscription(const char *type, char *url, size_t cap, int *count)
         *count = n;
     return found;
 }
+
+/* How many of the app's subscriptions there are; *here of them have exactly url. */
+static int subscriptions_at(const char *url, int *here)
+{
+    cJSON *subs = fx_sim_call("GET", "/subscriptions", NULL);
+    int n = 0;
+    *here = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, subs)
+    {
+        if (strcmp(fx_str(s, "appId"), APP) != 0)
+            continue;
+        n++;
+        if (strcmp(fx_str(s, "callbackUrl"), url) == 0)
+            (*here)++;
+    }
+    cJSON_Delete(subs);
+    return n;
+}
+
+/* Recorded API requests with this method whose path starts with prefix. */
+static int count_prefix(const char *method, const char *prefix)
+{
+    cJSON *all = fx_requests(prefix);
+    int n = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, all) if (strcmp(fx_str(r, "method"), method) == 0) n++;
+    cJSON_Delete(all);
+    return n;
+}
+
+/* Push attempts the simulator made to a URL containing needle. */
+static int pushes_to(const char *needle)
+{
+    cJSON *all = fx_sim_call("GET", "/pushes", NULL);
+    int n = 0;
+    const cJSON *p;
+    cJSON_ArrayForEach(p, all)
+    {
+        const char *u = fx_str(p, "url");
+        if (u && strstr(u, needle))
+            n++;
+    }
+    cJSON_Delete(all);
+    return n;
+}
+
+/* Assert that p's output contains text followed directly by tail. */
+static void assert_log(const struct th_proc *p, const char *text, const char *tail)
+{
+    char needle[1024];
+    int n = snprintf(needle, sizeof(needle), "%s%s", text, tail);
+    ck_assert(n > 0 && (size_t)n < sizeof(needle));
+    ck_assert_msg(th_log_contains(p, needle), "log lacks: %s", needle);
+}
+
+#define MOVED_TYPES                                                                                \
+    "[\"deviceDataChanged\",\"deviceAdded\",\"deviceDatasChanged\",\"fwUpgradeResultNotify\"]"
+#define OLD_TYPES "[\"deviceDataChanged\",\"deviceAdded\",\"ruleEvent\",\"fwUpgradeResultNotify\"]"
+#define SUB_POST  "/iocm/app/sub/v1.2.0/subscriptions"
+#define IODM_POST "/iodm/app/sub/v1.1.0/subscribe"
 
 static struct th_proc sub_proc;
 
@@ -133,6 +208,130 @@ START_TEST(manage_subscriptions_at_start_up_brings_pushes_home)
 }
 END_TEST
 
+/* The audit's case: subscriptions at A, public URL now B. */
+START_TEST(subscribe_command_moves_an_app_to_a_new_public_url)
+{
+    fx_start(NULL, NULL, NULL); /* the bridge listens at B = fx_bridge.port */
+    int old_port = th_free_port();
+    char old_url[256], new_url[256], path[256], topic[256];
+    snprintf(old_url, sizeof(old_url), "http://127.0.0.1:%d/push/" APP, old_port);
+    snprintf(new_url, sizeof(new_url), "http://127.0.0.1:%d/push/" APP, fx_bridge.port);
+
+    ck_assert_int_eq(run_subscribe_at(old_port, OLD_TYPES, "", SECRET, &sub_proc), 0);
+    int here = 0;
+    ck_assert_int_eq(subscriptions_at(old_url, &here), 4);
+    ck_assert_int_eq(here, 4);
+
+    /* Move to B: ruleEvent is no longer wanted, deviceDatasChanged is new. */
+    int rc = run_subscribe_at(fx_bridge.port, MOVED_TYPES, "", SECRET, &sub_proc);
+    if (rc != 0)
+        th_log_dump(&sub_proc, 40);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(subscriptions_at(new_url, &here), 4);
+    ck_assert_int_eq(here, 4);
+    char url[512];
+    ck_assert(!subscription("ruleEvent", url, sizeof(url), NULL));
+    ck_assert(subscription("deviceDatasChanged", url, sizeof(url), NULL));
+    ck_assert(subscription("fwUpgradeResultNotify", url, sizeof(url), NULL));
+    ck_assert_str_eq(url, new_url);
+    /* The destructive part is loud: warn lines and report lines with the old URL. */
+    assert_log(&sub_proc, "warn  subscriptions: app " APP ": ruleEvent DELETED at another address ",
+               old_url);
+    assert_log(&sub_proc, APP ": ruleEvent DELETED at another address ", old_url);
+    assert_log(&sub_proc,
+               "warn  subscriptions: app " APP ": deviceDataChanged deleted at its old address ",
+               old_url);
+    assert_log(&sub_proc, APP ": deviceDatasChanged subscribed", "\n");
+
+    /* Pushes now reach the bridge at B, and none went to A. */
+    snprintf(path, sizeof(path), "/devices/%s/report", fx_devices[0]);
+    fx_sim_post(path, NULL);
+    fx_topic(topic, sizeof(topic), APP, 0, "deviceDataChanged");
+    ck_assert_ptr_nonnull(th_mqtt_wait_topic(fx_client, topic, WAIT_MS));
+    snprintf(path, sizeof(path), ":%d/", old_port);
+    ck_assert_int_eq(pushes_to(path), 0);
+
+    /* A second run changes nothing. */
+    int posts = count_prefix("POST", SUB_POST), iodm = count_prefix("POST", IODM_POST);
+    int deletes = count_prefix("DELETE", SUB_POST);
+    ck_assert_int_eq(run_subscribe_at(fx_bridge.port, MOVED_TYPES, "", SECRET, &sub_proc), 0);
+    ck_assert_int_eq(count_prefix("POST", SUB_POST), posts);
+    ck_assert_int_eq(count_prefix("POST", IODM_POST), iodm);
+    ck_assert_int_eq(count_prefix("DELETE", SUB_POST), deletes);
+    ck_assert(th_log_contains(&sub_proc, APP ": fwUpgradeResultNotify already subscribed"));
+    ck_assert(!th_log_contains(&sub_proc, "DELETED"));
+    ck_assert_int_eq(subscriptions_at(new_url, &here), 4);
+    ck_assert_int_eq(here, 4);
+}
+END_TEST
+
+/* A deletion refused midway: nothing else is touched, exit 1, and a re-run completes the move. */
+START_TEST(failed_deletion_stops_the_move_and_a_rerun_converges)
+{
+    fx_sim_start(NULL);
+    int old_port = th_free_port();
+    bridge_port = th_free_port();
+    char old_url[256], new_url[256];
+    snprintf(old_url, sizeof(old_url), "http://127.0.0.1:%d/push/" APP, old_port);
+    snprintf(new_url, sizeof(new_url), "http://127.0.0.1:%d/push/" APP, bridge_port);
+    ck_assert_int_eq(run_subscribe_at(old_port, OLD_TYPES, "", SECRET, &sub_proc), 0);
+
+    fx_sim_post("/faults", "{\"method\":\"DELETE\",\"path_prefix\":\"" SUB_POST "/\","
+                           "\"status\":400,\"error_code\":\"100022\",\"count\":1}");
+    int posts = count_prefix("POST", SUB_POST);
+    ck_assert_int_eq(run_subscribe(MOVED_TYPES, "", SECRET, &sub_proc), 1);
+    ck_assert(th_log_contains(&sub_proc, "ruleEvent delete of"));
+    ck_assert(th_log_contains(&sub_proc, APP ": deviceDataChanged NOT subscribed"));
+    /* The first deletion failed, so everything still points at A and nothing was created. */
+    int here = 0;
+    ck_assert_int_eq(subscriptions_at(old_url, &here), 4);
+    ck_assert_int_eq(here, 4);
+    ck_assert_int_eq(count_prefix("POST", SUB_POST), posts);
+    ck_assert_int_eq(count_prefix("DELETE", SUB_POST), 1);
+
+    ck_assert_int_eq(run_subscribe(MOVED_TYPES, "", SECRET, &sub_proc), 0);
+    ck_assert_int_eq(subscriptions_at(new_url, &here), 4);
+    ck_assert_int_eq(here, 4);
+}
+END_TEST
+
+/* platform.manage_subscriptions with a moved public URL: the bridge moves them at start-up. */
+START_TEST(manage_subscriptions_at_start_up_moves_the_app)
+{
+    th_broker_start(&fx_broker, NULL);
+    fx_sim_start(NULL);
+    fx_load_devices();
+    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
+    ck_assert_ptr_nonnull(fx_client);
+    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    int old_port = th_free_port();
+    char old_url[256], new_url[256], path[256], topic[256];
+    snprintf(old_url, sizeof(old_url), "http://127.0.0.1:%d/push/" APP, old_port);
+    ck_assert_int_eq(
+        run_subscribe_at(old_port, "[\"deviceDataChanged\",\"ruleEvent\"]", "", SECRET, &sub_proc),
+        0);
+
+    fx_app_extra = ",\"subscribe\":[\"deviceDataChanged\",\"deviceAdded\"]";
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"manage_subscriptions\":true", true);
+    snprintf(new_url, sizeof(new_url), "http://127.0.0.1:%d/push/" APP, fx_bridge.port);
+    int here = 0;
+    long long end = th_now_ms() + WAIT_MS;
+    while ((subscriptions_at(new_url, &here) != 2 || here != 2) && th_now_ms() < end)
+        th_sleep_ms(100);
+    ck_assert_int_eq(subscriptions_at(new_url, &here), 2);
+    ck_assert_int_eq(here, 2);
+    char url[512];
+    ck_assert(!subscription("ruleEvent", url, sizeof(url), NULL));
+    assert_log(&fx_bridge.proc, "app " APP ": ruleEvent DELETED at another address ", old_url);
+    ck_assert(!th_log_contains(&fx_bridge.proc, "not in sync"));
+
+    snprintf(path, sizeof(path), "/devices/%s/report", fx_devices[1]);
+    fx_sim_post(path, NULL);
+    fx_topic(topic, sizeof(topic), APP, 1, "deviceDataChanged");
+    ck_assert_ptr_nonnull(th_mqtt_wait_topic(fx_client, topic, WAIT_MS));
+}
+END_TEST
+
 static Suite *subscribe_suite(void)
 {
     Suite *s = suite_create("commands_subscribe");
@@ -140,6 +339,9 @@ static Suite *subscribe_suite(void)
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, subscribe_command_reconciles);
     tcase_add_test(tc, manage_subscriptions_at_start_up_brings_pushes_home);
+    tcase_add_test(tc, subscribe_command_moves_an_app_to_a_new_public_url);
+    tcase_add_test(tc, failed_deletion_stops_the_move_and_a_rerun_converges);
+    tcase_add_test(tc, manage_subscriptions_at_start_up_moves_the_app);
     suite_add_tcase(s, tc);
     return s;
 }

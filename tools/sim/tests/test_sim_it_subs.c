@@ -161,6 +161,57 @@ START_TEST(list_filter_paging_get_delete)
 }
 END_TEST
 
+/* platform-api.md §2, §5.4: one IP:port per app, so moving means deleting first.  The bridge's
+ * subscription sync relies on exactly these answers. */
+START_TEST(moving_an_app_means_deleting_first)
+{
+    start();
+    struct h_resp r = sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9000/a");
+    h_expect(&r, 201, NULL);
+    h_resp_free(&r);
+    r = sub(SUBS, "deviceAdded", "callbackUrl", "http://127.0.0.1:9000/a");
+    h_expect(&r, 201, NULL);
+    h_resp_free(&r);
+    r = sub("/iodm/app/sub/v1.1.0/subscribe", "fwUpgradeResultNotify", "callbackUrl",
+            "http://127.0.0.1:9000/a");
+    h_expect(&r, 200, "");
+    h_resp_free(&r);
+    /* The same type at the new address: another type still holds the old one. */
+    r = sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9100/a");
+    h_expect(&r, 400, ILLEGAL);
+    h_resp_free(&r);
+    /* The v1.2.0 list shows every subscription of the app, the management one too (lenient:
+     * UNCONFIRMED on the real platform), and each can be deleted by id. */
+    cJSON *j = get_json(SUBS "?pageSize=100", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 3);
+    const cJSON *it;
+    char ids[3][64];
+    int n = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "subscriptions")) snprintf(
+        ids[n++], sizeof ids[0], "%s", cJSON_GetObjectItem(it, "subscriptionId")->valuestring);
+    cJSON_Delete(j);
+    for (int i = 0; i < n; i++) {
+        char path[128];
+        snprintf(path, sizeof path, SUBS "/%s", ids[i]);
+        r = h_api(&s, "DELETE", path, "app1", tok, NULL);
+        h_expect(&r, 204, "");
+        h_resp_free(&r);
+        /* Until the last one at the old address is gone, the new one is refused. */
+        r = sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9100/a");
+        h_expect(&r, i + 1 < n ? 400 : 201, i + 1 < n ? ILLEGAL : NULL);
+        h_resp_free(&r);
+    }
+    r = sub("/iodm/app/sub/v1.1.0/subscribe", "fwUpgradeResultNotify", "callbackUrl",
+            "http://127.0.0.1:9100/a");
+    h_expect(&r, 200, "");
+    h_resp_free(&r);
+    j = get_json(SUBS "?pageSize=100", 200);
+    ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 2);
+    cJSON_Delete(j);
+    stop();
+}
+END_TEST
+
 START_TEST(older_subscribe_calls)
 {
     start();
@@ -258,6 +309,7 @@ int main(void)
     tcase_add_test(tc, create_conflict_and_url_rules);
     tcase_add_test(tc, list_filter_paging_get_delete);
     tcase_add_test(tc, older_subscribe_calls);
+    tcase_add_test(tc, moving_an_app_means_deleting_first);
     tcase_add_test(tc, pushes_go_to_subscribers_of_the_type);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);

@@ -1,0 +1,60 @@
+/*
+ * test_subscriptions.c: the IP:port comparison the subscription sync uses to
+ * decide which subscriptions stand in the way of a move (platform-api.md §2,
+ * §5: all of an app's callbacks share one IP:port).  The rest of the sync
+ * talks to the platform and is tested against the simulator
+ * (tests/integration/test_commands_subscribe.c).
+ */
+#include <check.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "ocb/subscriptions.h"
+
+static const struct {
+    const char *a, *b;
+    bool same;
+} cases[] = {
+    {"http://127.0.0.1:18080/push/app1", "http://127.0.0.1:18080/push/app1/tok", true},
+    {"http://127.0.0.1:18080/push/app1", "https://127.0.0.1:18080/other",
+     true}, /* scheme ignored */
+    {"http://Bridge.Example.com:80/push/a", "http://bridge.example.com:80/", true},
+    {"http://bridge.example.com/push/a", "http://bridge.example.com:80/push/a", true},
+    {"https://bridge.example.com/push/a", "https://bridge.example.com:443/x", true},
+    {"http://[::1]:8080/push/a", "http://[::1]:8080/", true},
+    {"http://127.0.0.1:18080/push/app1", "http://127.0.0.1:18081/push/app1", false},
+    {"http://127.0.0.1:18080/push/app1", "http://127.0.0.2:18080/push/app1", false},
+    {"http://bridge.example.com/push/a", "https://bridge.example.com/push/a", false}, /* 80/443 */
+    {"http://[::1]:8080/push/a", "http://[::2]:8080/push/a", false},
+    {"http://127.0.0.1:18080/push/app1", "garbage", false},
+    {"ftp://127.0.0.1:21/x", "ftp://127.0.0.1:21/x", false},
+    {"http://127.0.0.1:0/x", "http://127.0.0.1:0/x", false},
+    {"http://127.0.0.1:65536/x", "http://127.0.0.1:65536/x", false},
+    {"http://127.0.0.1:8x/x", "http://127.0.0.1:8x/x", false},
+    {"http://127.0.0.1:/x", "http://127.0.0.1:/x", false},
+    {"http://:80/x", "http://:80/x", false},
+    {"http://[::1/x", "http://[::1/x", false},
+    {NULL, "http://127.0.0.1:80/", false},
+};
+
+START_TEST(same_endpoint)
+{
+    ck_assert_msg(subscriptions_same_endpoint(cases[_i].a, cases[_i].b) == cases[_i].same,
+                  "%s vs %s", cases[_i].a ? cases[_i].a : "(null)", cases[_i].b);
+    /* The relation is symmetric. */
+    ck_assert(subscriptions_same_endpoint(cases[_i].b, cases[_i].a) == cases[_i].same);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("subscriptions");
+    TCase *tc = tcase_create("endpoint");
+    tcase_add_loop_test(tc, same_endpoint, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
