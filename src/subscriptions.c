@@ -383,7 +383,7 @@ static void free_type(struct app_sync *s, const char *type)
  * another one.  Types not wanted go first: they must go in any case, and a
  * failure after them still leaves the wanted types delivering to the old
  * address.  false when one could not be deleted: the rest still block us,
- * so the caller creates nothing (it would only fail) and touches no more.
+ * so the caller creates nothing (it would only fail).
  */
 static bool move_here(struct app_sync *s)
 {
