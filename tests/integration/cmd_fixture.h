@@ -148,6 +148,19 @@ static inline int fx_count(const char *method, const char *path, int status)
     return n;
 }
 
+/* Wait until at least min such requests are recorded: a request the bridge is still making
+ * (e.g. right after it turned not ready) is not in the log yet. */
+static inline bool fx_wait_count(const char *method, const char *path, int status, int min,
+                                 int timeout_ms)
+{
+    for (long long end = th_now_ms() + timeout_ms;; th_sleep_ms(50)) {
+        if (fx_count(method, path, status) >= min)
+            return true;
+        if (th_now_ms() > end)
+            return false;
+    }
+}
+
 #define CMD_PATH "/iocm/app/cmd/v1.4.0/deviceCommands"
 
 /* ---- the bridge */

@@ -186,7 +186,7 @@ START_TEST(sighup_changes_secrets_without_dropping_the_session)
     th_signal(&fx_bridge.proc, SIGHUP);
     ck_assert(th_log_wait(&fx_bridge.proc, "secret changed, logging in again", WAIT_MS));
     ck_assert_msg(wait_readyz(503), "not ready expected with a wrong secret");
-    ck_assert(fx_count("POST", "/iocm/app/sec/v1.1.0/login", 401) >= 1);
+    ck_assert(fx_wait_count("POST", "/iocm/app/sec/v1.1.0/login", 401, 1, WAIT_MS));
 
     /* The right secret again: ready, and commands work on the same MQTT session. */
     edit_config("\"secret\":\"wrong\"", "\"secret\":\"" SECRET "\"");
