@@ -732,6 +732,17 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
         release_slot(w);
         return;
     }
+    /* An empty retained message is how a client clears a retained command
+     * (mosquitto_pub -r -n): the broker forwards it, and answering it would
+     * only add a second RETAINED_COMMAND_IGNORED for the same mistake. */
+    if (m->retained && m->len == 0) {
+        log_info(MOD, NULL, "empty retained message on %s: a retained command was cleared",
+                 m->topic);
+        count_outcome("retained_cleared");
+        job_free(job);
+        release_slot(w);
+        return;
+    }
     if (!answer_topic_for(m->topic, job->answer_topic, sizeof(job->answer_topic))) {
         log_warn(MOD, NULL, "message on %s ignored: not a command topic", m->topic);
         count_outcome(command_code_name(OCB_CMD_INVALID_TOPIC));

@@ -498,6 +498,38 @@ static void env_name(const char *path, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* OCB_HTTP_*, OCB_MQTT_*, OCB_PLATFORM_* and OCB_LOG_* name keys; one that
+ * names none is a typo (OCB_MQTT_URLL) and must not pass silently.  Other
+ * OCB_* names stay free for ${VAR} expansion and the scripts' own settings. */
+static enum ocb_err check_section_env(struct loader *ld)
+{
+    static const char *const sections[] = {"OCB_HTTP_", "OCB_MQTT_", "OCB_PLATFORM_", "OCB_LOG_"};
+
+    for (char **e = environ; *e != NULL; e++) {
+        size_t n = strcspn(*e, "=");
+        bool in_section = false, known = false;
+        char name[96];
+
+        for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++)
+            in_section = in_section || strncmp(*e, sections[s], strlen(sections[s])) == 0;
+        if (!in_section)
+            continue;
+        for (size_t i = 0; i < N_KEYS && !known; i++) {
+            env_name(keys[i].path, name, sizeof(name));
+            known = strlen(name) == n && strncmp(*e, name, n) == 0;
+        }
+        if (!known) {
+            snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1),
+                     *e);
+            return fail(ld, "environment",
+                        "%s names no configuration key (OCB_HTTP_*, OCB_MQTT_*, "
+                        "OCB_PLATFORM_* and OCB_LOG_* variables must be keys)",
+                        name);
+        }
+    }
+    return OCB_OK;
+}
+
 /* Apply OCB_APPS_<idx>_<FIELD>=v to apps[idx].  SUBSCRIBE takes a JSON array or a
  * comma-separated list of notifyTypes; the other fields are plain strings. */
 static enum ocb_err apply_app_env(struct loader *ld, size_t idx, const char *key, const char *name,
@@ -599,6 +631,8 @@ static enum ocb_err apply_env(struct loader *ld)
         }
     }
     /* A misspelt per-app variable must not pass silently (OCB_APPS_0_SECRT). */
+    if ((rc = check_section_env(ld)) != OCB_OK)
+        return rc;
     for (char **e = environ; *e != NULL; e++) {
         const char *p = *e, *field;
         char *end;

@@ -156,7 +156,7 @@ static void reload(struct running *st)
         return;
     }
     if (kept[0] != '\0')
-        log_warn(MOD, NULL, "SIGHUP: %s changed but only take effect after a restart", kept);
+        log_warn(MOD, NULL, "SIGHUP: %s changed but only takes effect after a restart", kept);
     if (st->worker == NULL && config_commands_enabled(next))
         log_warn(MOD, NULL,
                  "SIGHUP: an app now has a secret, but commands were off at start-up; "

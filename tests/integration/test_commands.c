@@ -358,7 +358,12 @@ START_TEST(retained_command_is_never_executed)
     a = fx_answer(answer, 0);
     fx_assert_bridge_error(a, "RETAINED_COMMAND_IGNORED");
     cJSON_Delete(a);
+
+    /* Clearing it (an empty retained message) is no command and gets no second answer. */
+    ck_assert(th_mqtt_publish(fx_client, topic, "", 0, 1, true, NULL, NULL, 0));
+    ck_assert(th_log_wait(&fx_bridge.proc, "a retained command was cleared", WAIT_MS));
     th_sleep_ms(300);
+    ck_assert_uint_eq(fx_count_on(answer), 1);
     ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 0);
 }
 END_TEST

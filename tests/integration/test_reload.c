@@ -130,7 +130,7 @@ START_TEST(restart_only_keys_keep_running_values_and_log_level_changes)
                  ",\"log\":{\"level\":\"debug\",\"format\":\"json\"}");
     th_signal(&bridge.proc, SIGHUP);
     ck_assert(
-        th_log_wait(&bridge.proc, "mqtt.url changed but only take effect after a restart", 5000));
+        th_log_wait(&bridge.proc, "mqtt.url changed but only takes effect after a restart", 5000));
     ck_assert(th_log_wait(&bridge.proc, "\"msg\":\"configuration reloaded", 5000));
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     /* Debug lines now appear, as JSON. */

@@ -190,6 +190,14 @@ START_TEST(app_fields_from_environment)
                 "t.json: apps: OCB_APPS_0_SUBSCRIBE is not a JSON array");
     unsetenv("OCB_APPS_0_SUBSCRIBE");
 
+    /* The same for the key sections; other OCB_* names stay free for ${VAR} and scripts. */
+    setenv("OCB_MQTT_URLL", "tcp://127.0.0.1:1883", 1);
+    parse_fails("{}", "t.json: environment: OCB_MQTT_URLL names no configuration key");
+    unsetenv("OCB_MQTT_URLL");
+    setenv("OCB_STATE_DIR", "/var/lib/ocbridge", 1);
+    config_free(parse_ok("{}"));
+    unsetenv("OCB_STATE_DIR");
+
     setenv("OCB_APPS_0_SECRT", "typo", 1);
     parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
                 "t.json: apps: unknown environment variable OCB_APPS_0_SECRT (per-app variables "
