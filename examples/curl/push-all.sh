@@ -1,9 +1,15 @@
 #!/bin/sh
 # Push every sample notification in examples/notifications/ to a bridge, as the
 # platform would: one curl line per notifyType, each with the topic it lands on.
-# Copy a single line, or run the whole file:
+# Run the whole file:
 #
 #     examples/curl/push-all.sh [BASE_URL] [APP_ID]     (default http://127.0.0.1:8080 demoApp)
+#
+# or copy a single line: it needs the variables B, H and W, and runs in
+# examples/notifications/ (the @file paths are relative):
+#
+#     cd examples/notifications
+#     B=http://127.0.0.1:8080/push/demoApp H='Content-Type: application/json' W=' %{http_code}\n'
 #
 # Each line prints the bridge's answer and the HTTP status: "ok 200" once the
 # broker acknowledged the message (see README.md, "HTTP", for 400/401/404/413/503).

@@ -112,6 +112,9 @@ client.on('connect', () => {
 });
 
 client.on('message', (topic, payload, packet) => {
+  // After the verdict the connection is closing, but messages already on their way still
+  // arrive: the command's statuses follow its response on the response topic.
+  if (finished) return;
   const text = payload.toString('utf8');
   if (topic === replyTopic) {
     const cd = packet.properties && packet.properties.correlationData;
