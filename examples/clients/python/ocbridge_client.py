@@ -27,6 +27,7 @@ import argparse
 import json
 import queue
 import sys
+import threading
 import time
 import uuid
 
@@ -60,6 +61,9 @@ def main():
     reply_topic = f"replies/{args.user or 'anonymous'}/{uuid.uuid4().hex}"
     correlation = uuid.uuid4().hex
     events = queue.Queue()  # filled by paho's network thread, drained here
+    # Set once the verdict is in: the command's statuses keep arriving until the
+    # connection closes, and must not print after the response.
+    finished = threading.Event()
 
     client = mqtt.Client(client_id=f"example-py-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
@@ -78,6 +82,8 @@ def main():
                    else ("subscribed", None))
 
     def on_message(_c, _userdata, msg):
+        if finished.is_set():
+            return
         payload = msg.payload.decode("utf-8", "replace")
         if msg.topic == reply_topic:
             cd = getattr(msg.properties, "CorrelationData", b"")
@@ -101,7 +107,7 @@ def main():
         return 2
     client.loop_start()
     try:
-        return run(args, client, events, device_topic, reply_topic, correlation)
+        return run(args, client, events, finished, device_topic, reply_topic, correlation)
     finally:
         client.disconnect()
         client.loop_stop()
@@ -124,7 +130,7 @@ def wait_for(events, wanted, timeout):
             return value
 
 
-def run(args, client, events, device_topic, reply_topic, correlation):
+def run(args, client, events, finished, device_topic, reply_topic, correlation):
     try:
         wait_for(events, "subscribed", args.timeout)
         for _ in range(args.data):
@@ -143,6 +149,8 @@ def run(args, client, events, device_topic, reply_topic, correlation):
     except (TimeoutError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        finished.set()
     print(f"commandResponse {response}", flush=True)
     try:
         return 0 if json.loads(response).get("ok") is True else 1
