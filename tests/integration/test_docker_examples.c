@@ -147,6 +147,11 @@ static void check_client_output(const struct th_proc *p)
     ck_assert_msg(strstr(resp, "\"ok\":true") != NULL && strstr(resp, "\"commandId\"") != NULL &&
                       strstr(resp, "\"correlationId\"") != NULL,
                   "unexpected commandResponse:\n%s", resp);
+    /* Exactly one answer line: a status arriving after it must not be printed as another. */
+    size_t answers = strncmp(out, "commandResponse ", 16) == 0;
+    for (const char *l = strchr(out, '\n'); l != NULL; l = strchr(l + 1, '\n'))
+        answers += strncmp(l + 1, "commandResponse ", 16) == 0;
+    ck_assert_msg(answers == 1, "%s printed %zu commandResponse lines:\n%s", p->name, answers, out);
     free(out);
 }
 
