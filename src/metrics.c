@@ -5,13 +5,18 @@
  * of fixed size, so an update never allocates after the series exists and
  * the registry can never grow past OCB_METRICS_MAX_SERIES (plus a small
  * reserve for the per-name `overflow="true"` series that absorbs the rest).
- * One mutex guards everything: updates are a hash and an add, and rendering
- * happens a few times a minute, so contention is not worth more machinery.
+ * Updates are lock-free once their series exists: a slot is filled under the
+ * mutex and then published by a release store of `ready`, after which its
+ * name, labels and type never change, and its numbers are atomics.  Every
+ * push updates five series from three threads, and a mutex here cost the
+ * push path 5-20 % of its CPU in bench/push (contention wakes threads).  The
+ * mutex still guards creation, the descriptions and rendering.
  */
 #include "ocb/metrics.h"
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,14 +33,13 @@ static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025
 #define N_BUCKETS (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
 
 struct series {
-    bool used;
+    atomic_bool ready; /* set last (release): the fields below it are then fixed */
     enum ocb_metric_type type;
     char name[NAME_MAX_LEN];
     char labels[LABELS_MAX_LEN];
-    int64_t value;               /* counter / gauge */
-    uint64_t buckets[N_BUCKETS]; /* histogram, not cumulative */
-    uint64_t count;
-    double sum;
+    _Atomic int64_t value;                   /* counter / gauge */
+    _Atomic uint64_t buckets[N_BUCKETS + 1]; /* histogram, not cumulative; [N_BUCKETS] = +Inf */
+    _Atomic uint64_t sum_ns;
 };
 
 struct description {
@@ -61,36 +65,61 @@ static uint32_t hash(const char *name, const char *labels)
     return h;
 }
 
-/* Find or create a series; NULL only if the name or labels do not fit.  Caller holds lock. */
+/* The published series (name, labels), or NULL.  Lock-free: slots only ever
+ * go from empty to ready, so a probe that meets an empty slot is done. */
+static struct series *find(const char *name, const char *labels)
+{
+    uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
+    for (size_t probe = 0; probe < TABLE_SIZE; probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
+        struct series *s = &table[i];
+        if (!atomic_load_explicit(&s->ready, memory_order_acquire))
+            return NULL;
+        if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* Find or create a series; NULL only if the name or labels do not fit. */
 static struct series *lookup(const char *name, const char *labels, enum ocb_metric_type type)
 {
+    struct series *found;
+
     if (!labels)
         labels = "";
     if (strlen(name) >= NAME_MAX_LEN || strlen(labels) >= LABELS_MAX_LEN)
         labels = "overflow=\"true\"";
-    for (int attempt = 0; attempt < 2; attempt++) {
+    found = find(name, labels);
+    if (found != NULL)
+        return found;
+    pthread_mutex_lock(&lock);
+    for (int attempt = 0; attempt < 2 && found == NULL; attempt++) {
         uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
         for (size_t probe = 0; probe < TABLE_SIZE; probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
             struct series *s = &table[i];
-            if (s->used) {
-                if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
-                    return s;
+            if (atomic_load_explicit(&s->ready, memory_order_relaxed)) {
+                if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0) {
+                    found = s;
+                    break;
+                }
                 continue;
             }
             size_t limit = OCB_METRICS_MAX_SERIES + (attempt ? OVERFLOW_RESERVE : 0);
             if (n_series >= limit)
                 break;
-            s->used = true;
             s->type = type;
             snprintf(s->name, sizeof(s->name), "%s", name);
             snprintf(s->labels, sizeof(s->labels), "%s", labels);
             n_series++;
-            return s;
+            atomic_store_explicit(&s->ready, true, memory_order_release);
+            found = s;
+            break;
         }
         /* Full: fold this label set into the name's overflow series. */
         labels = "overflow=\"true\"";
     }
-    return NULL;
+    pthread_mutex_unlock(&lock);
+    return found;
 }
 
 void metrics_describe(const char *name, enum ocb_metric_type type, const char *help)
@@ -110,64 +139,60 @@ void metrics_describe(const char *name, enum ocb_metric_type type, const char *h
 
 void metrics_counter_add(const char *name, const char *labels, uint64_t v)
 {
-    pthread_mutex_lock(&lock);
     struct series *s = lookup(name, labels, OCB_METRIC_COUNTER);
     if (s)
-        s->value += (int64_t)v;
-    pthread_mutex_unlock(&lock);
+        atomic_fetch_add_explicit(&s->value, (int64_t)v, memory_order_relaxed);
 }
 
 void metrics_gauge_set(const char *name, const char *labels, int64_t v)
 {
-    pthread_mutex_lock(&lock);
     struct series *s = lookup(name, labels, OCB_METRIC_GAUGE);
     if (s)
-        s->value = v;
-    pthread_mutex_unlock(&lock);
+        atomic_store_explicit(&s->value, v, memory_order_relaxed);
 }
 
 void metrics_gauge_add(const char *name, const char *labels, int64_t delta)
 {
-    pthread_mutex_lock(&lock);
     struct series *s = lookup(name, labels, OCB_METRIC_GAUGE);
     if (s)
-        s->value += delta;
-    pthread_mutex_unlock(&lock);
+        atomic_fetch_add_explicit(&s->value, delta, memory_order_relaxed);
 }
 
 void metrics_histogram_observe(const char *name, const char *labels, double seconds)
 {
-    pthread_mutex_lock(&lock);
     struct series *s = lookup(name, labels, OCB_METRIC_HISTOGRAM);
-    if (s) {
-        for (size_t b = 0; b < N_BUCKETS; b++) {
-            if (seconds <= bucket_bounds[b]) {
-                s->buckets[b]++;
-                break;
-            }
-        }
-        s->count++;
-        s->sum += seconds;
+    size_t b = 0;
+
+    if (!s)
+        return;
+    while (b < N_BUCKETS && !(seconds <= bucket_bounds[b]))
+        b++;
+    atomic_fetch_add_explicit(&s->buckets[b], 1, memory_order_relaxed);
+    if (seconds > 0)
+        atomic_fetch_add_explicit(&s->sum_ns, (uint64_t)(seconds * 1e9 + 0.5),
+                                  memory_order_relaxed);
+}
+
+/* A histogram's count: the sum of its buckets, so that a render is consistent with itself. */
+static uint64_t histogram_count(const struct series *s, uint64_t *buckets)
+{
+    uint64_t n = 0;
+    for (size_t b = 0; b <= N_BUCKETS; b++) {
+        buckets[b] = atomic_load_explicit(&s->buckets[b], memory_order_relaxed);
+        n += buckets[b];
     }
-    pthread_mutex_unlock(&lock);
+    return n;
 }
 
 int64_t metrics_value(const char *name, const char *labels)
 {
-    int64_t v = 0;
-    pthread_mutex_lock(&lock);
-    if (!labels)
-        labels = "";
-    uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
-    for (size_t probe = 0; probe < TABLE_SIZE && table[i].used;
-         probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
-        if (strcmp(table[i].name, name) == 0 && strcmp(table[i].labels, labels) == 0) {
-            v = table[i].type == OCB_METRIC_HISTOGRAM ? (int64_t)table[i].count : table[i].value;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    return v;
+    uint64_t buckets[N_BUCKETS + 1];
+    struct series *s = find(name, labels ? labels : "");
+
+    if (s == NULL)
+        return 0;
+    return s->type == OCB_METRIC_HISTOGRAM ? (int64_t)histogram_count(s, buckets)
+                                           : atomic_load_explicit(&s->value, memory_order_relaxed);
 }
 
 /* A growable output buffer with a hard cap, so a render can never run away. */
@@ -215,24 +240,27 @@ static void render_series(struct out *o, const struct series *s)
 {
     const char *sep = s->labels[0] ? "," : "";
     if (s->type != OCB_METRIC_HISTOGRAM) {
+        long long v = (long long)atomic_load_explicit(&s->value, memory_order_relaxed);
         if (s->labels[0])
-            out_printf(o, "%s{%s} %lld\n", s->name, s->labels, (long long)s->value);
+            out_printf(o, "%s{%s} %lld\n", s->name, s->labels, v);
         else
-            out_printf(o, "%s %lld\n", s->name, (long long)s->value);
+            out_printf(o, "%s %lld\n", s->name, v);
         return;
     }
-    uint64_t cumulative = 0;
+    uint64_t buckets[N_BUCKETS + 1];
+    uint64_t count = histogram_count(s, buckets), cumulative = 0;
     for (size_t b = 0; b < N_BUCKETS; b++) {
-        cumulative += s->buckets[b];
+        cumulative += buckets[b];
         out_printf(o, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, bucket_bounds[b],
                    (unsigned long long)cumulative);
     }
     out_printf(o, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep,
-               (unsigned long long)s->count);
+               (unsigned long long)count);
     const char *open = s->labels[0] ? "{" : "", *close = s->labels[0] ? "}" : "";
-    out_printf(o, "%s_sum%s%s%s %.6f\n", s->name, open, s->labels, close, s->sum);
+    out_printf(o, "%s_sum%s%s%s %.6f\n", s->name, open, s->labels, close,
+               (double)atomic_load_explicit(&s->sum_ns, memory_order_relaxed) / 1e9);
     out_printf(o, "%s_count%s%s%s %llu\n", s->name, open, s->labels, close,
-               (unsigned long long)s->count);
+               (unsigned long long)count);
 }
 
 enum ocb_err metrics_render(char **out, size_t *len)
@@ -249,11 +277,12 @@ enum ocb_err metrics_render(char **out, size_t *len)
         out_printf(&o, "# HELP %s %s\n# TYPE %s %s\n", described[d].name, described[d].help,
                    described[d].name, type_name(described[d].type));
         for (size_t i = 0; i < TABLE_SIZE; i++)
-            if (table[i].used && strcmp(table[i].name, described[d].name) == 0)
+            if (atomic_load_explicit(&table[i].ready, memory_order_acquire) &&
+                strcmp(table[i].name, described[d].name) == 0)
                 render_series(&o, &table[i]);
     }
     for (size_t i = 0; i < TABLE_SIZE; i++) {
-        if (!table[i].used)
+        if (!atomic_load_explicit(&table[i].ready, memory_order_acquire))
             continue;
         bool is_described = false;
         for (size_t d = 0; d < n_described && !is_described; d++)

@@ -8,7 +8,8 @@
  * notifyTypes cannot grow memory.  Label values are escaped by the caller
  * with metrics_label_escape().
  *
- * Thread-safe: yes (one mutex; updates are a hash lookup and an add).
+ * Thread-safe: yes.  Updating an existing series is lock-free (a hash lookup
+ * and an atomic add); creating a series and rendering take a mutex.
  */
 #ifndef OCB_METRICS_H
 #define OCB_METRICS_H
@@ -48,7 +49,7 @@ enum ocb_err metrics_render(char **out, size_t *len);
  * truncated to cap. */
 void metrics_label_escape(const char *s, char *out, size_t cap);
 
-/* Forget every series (tests). */
+/* Forget every series (tests only: no update may run at the same time). */
 void metrics_reset(void);
 
 #endif

@@ -3,6 +3,7 @@
  * series, and escapes label values; plus the small err/log contracts.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,44 @@ START_TEST(counters_gauges_and_histograms_render)
     ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"30\"} 1\n"));
     ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_bucket{le=\"+Inf\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(text, "ocb_t_seconds_count 2\n"));
+    free(text);
+}
+END_TEST
+
+/* Four threads update the same series, some of them created in the race: nothing is lost. */
+#define RACE_THREADS 4
+#define RACE_ROUNDS  20000
+
+static void *race(void *arg)
+{
+    char labels[32];
+
+    snprintf(labels, sizeof(labels), "t=\"%d\"", (int)(intptr_t)arg);
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        metrics_counter_add("ocb_race_total", "", 1);
+        metrics_counter_add("ocb_race_total", labels, 2);
+        metrics_gauge_add("ocb_race_gauge", "", i % 2 ? -1 : 1);
+        metrics_histogram_observe("ocb_race_seconds", "", 0.001);
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_updates_lose_nothing)
+{
+    pthread_t t[RACE_THREADS];
+
+    metrics_reset();
+    for (intptr_t i = 0; i < RACE_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, race, (void *)i), 0);
+    for (int i = 0; i < RACE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_int_eq(metrics_value("ocb_race_total", ""), RACE_THREADS * RACE_ROUNDS);
+    ck_assert_int_eq(metrics_value("ocb_race_total", "t=\"2\""), 2 * RACE_ROUNDS);
+    ck_assert_int_eq(metrics_value("ocb_race_gauge", ""), 0);
+    ck_assert_int_eq(metrics_value("ocb_race_seconds", ""), RACE_THREADS * RACE_ROUNDS);
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text, "ocb_race_seconds_bucket{le=\"0.001\"} 80000\n"));
+    ck_assert_ptr_nonnull(strstr(text, "ocb_race_seconds_sum 80.000000\n"));
     free(text);
 }
 END_TEST
@@ -128,6 +167,7 @@ int main(void)
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("metrics");
     tcase_add_test(tc, counters_gauges_and_histograms_render);
+    tcase_add_test(tc, concurrent_updates_lose_nothing);
     tcase_add_test(tc, series_are_capped);
     tcase_add_test(tc, label_values_are_escaped);
     tcase_add_test(tc, every_error_has_a_description);
