@@ -21,7 +21,7 @@
 
 #define APP     "app1"
 #define SECRET  "sec1"
-#define WAIT_MS 15000
+#define WAIT_MS (15000 * th_time_scale())
 
 static struct th_broker fx_broker;
 static struct th_proc fx_sim;

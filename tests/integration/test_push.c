@@ -13,7 +13,7 @@
 
 #include "harness.h"
 
-#define WAIT_MS 10000
+#define WAIT_MS (10000 * th_time_scale())
 
 static struct th_broker broker;
 static struct th_bridge bridge;

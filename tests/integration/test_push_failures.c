@@ -15,7 +15,7 @@
 
 #include "harness.h"
 
-#define WAIT_MS    10000
+#define WAIT_MS    (10000 * th_time_scale())
 #define TIMEOUT_MS 800 /* mqtt.publish_timeout_ms in these tests */
 
 static struct th_broker broker;

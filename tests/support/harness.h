@@ -45,6 +45,10 @@ char *th_read_file(const char *path, size_t *len);
 void th_sleep_ms(unsigned ms);
 /* Milliseconds on a monotonic clock. */
 long long th_now_ms(void);
+/* How much slower than a plain build the binaries under test run: OCB_TEST_TIME_SCALE
+ * (1-10, default 1).  scripts/test sets it for the ThreadSanitizer stage; functional
+ * deadlines (waits for an answer) are multiplied by it, never timing assertions. */
+int th_time_scale(void);
 
 /* ---- ports and processes */
 

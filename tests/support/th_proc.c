@@ -171,6 +171,14 @@ long long th_now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int th_time_scale(void)
+{
+    const char *v = getenv("OCB_TEST_TIME_SCALE");
+    long n = v != NULL ? strtol(v, NULL, 10) : 1;
+
+    return n >= 1 && n <= 10 ? (int)n : 1;
+}
+
 int th_free_port(void)
 {
     struct sockaddr_in a;
