@@ -122,6 +122,20 @@ START_TEST(create_exact_request_answer_and_statuses)
     ck_assert(fx_metric("ocb_token_refreshes_total{kind=\"login\"}") >= 1);
     ck_assert(fx_metric("ocb_platform_request_seconds_count{op=\"createCommand\"}") == 2);
     ck_assert(fx_metric("ocb_command_queue_depth") == 0);
+
+    /* An unknown device: the platform answers HTTP 200 with error body 100418 (create-command
+     * error list, platform-api.md 3.1); the bridge passes it on as a definite platform error. */
+    snprintf(topic, sizeof(topic), "iot/%s/00000000-0000-4000-8000-000000000000/command", APP);
+    snprintf(answer_topic, sizeof(answer_topic),
+             "iot/%s/00000000-0000-4000-8000-000000000000/commandResponse", APP);
+    fx_publish(topic, "{\"serviceId\":\"S\",\"method\":\"M\",\"paras\":{}}");
+    a = fx_answer(answer_topic, 0);
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")));
+    ck_assert_int_eq(cJSON_GetObjectItem(a, "httpStatus")->valueint, 200);
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "code"), "100418");
+    ck_assert_str_eq(fx_str(cJSON_GetObjectItem(a, "error"), "source"), "platform");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "retryable")));
+    cJSON_Delete(a);
     th_mqtt_free(v4);
     /* A clean exit: no leak or sanitizer report on the command path. */
     ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);

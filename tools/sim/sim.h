@@ -87,12 +87,13 @@ struct sim_opts {
     bool command_manual;
     bool push_final_states; /* UNCONFIRMED: push EXPIRED/CANCELED to the command callback */
     long max_pending;
-    bool unknown_device_200; /* UNCONFIRMED: 200/100418 instead of 404/100403 */
+    bool unknown_device_404; /* 404/100403 instead of the documented 200/100418 (§3.1) */
     bool callback_check;     /* command callbackUrl must share the subscriptions' IP:port */
     char callback_conflict_code[16];
     bool throttle_resultcode; /* UNCONFIRMED: 1010009 in resultcode/resultmsg shape */
     bool allow_mixed_callbacks;
     bool allow_duplicate_types;
+    bool v11_subscribe_replaces; /* UNCONFIRMED: v1.1.0 re-points a subscribed type, no 409 */
     enum sim_device_kind device_kind;
     enum sim_report_mode report_mode;
     bool devices_first_app; /* all devices to the first app instead of round-robin */

@@ -2,8 +2,8 @@
  * sim_cmds.c: device commands v1.4.0 (platform-api.md §3) and their lifecycle (§2).
  *
  * A command is created PENDING (device offline, expireTime > 0) or SENT (device online).  PENDING
- * commands leave when the device comes online, when they expire (EXPIRED) or are canceled
- * (CANCELED).  A SENT command then walks, driven by the ticker:
+ * commands leave when the device comes online (also by reporting), when they expire (EXPIRED) or
+ * are canceled (CANCELED).  A SENT command then walks, driven by the ticker:
  *     SENT --delay--> DELIVERED --delay--> SUCCESSFUL (resultDetail = the paras) | FAILED
  *     SENT --3*delay--> TIMEOUT           (at --command-timeout-rate, or device went offline)
  * The outcome is drawn from the seeded PRNG when the command is sent.  With --command-manual the
@@ -176,7 +176,10 @@ static void finish_locked(struct sim_cmd *c, enum sim_cmd_status st, const cJSON
 {
     c->status = st;
     c->next_ms = 0;
-    c->executed = time(NULL);
+    /* executeTime only when the device executed it (answered SUCCESSFUL or FAILED); EXPIRED,
+     * CANCELED and TIMEOUT never ran, and REST answers omit absent values (§3.1). */
+    if (st == SIM_CMD_SUCCESSFUL || st == SIM_CMD_FAILED)
+        c->executed = time(NULL);
     c->has_result = true;
     cJSON_Delete(c->result_detail);
     c->result_detail = detail ? cJSON_Duplicate(detail, true) : NULL;
@@ -320,12 +323,14 @@ static bool str_len_ok(const char *s, size_t min, size_t max)
     return s && strlen(s) >= min && strlen(s) <= max;
 }
 
+/* The create page's own error list gives HTTP 200 with 100418 for an unknown device (§3.1);
+ * the general table's 404/100403 stays available as --unknown-device-404. */
 static void unknown_device(struct sim_resp *resp)
 {
-    if (g_sim.opts->unknown_device_200)
-        sim_resp_error(resp, 200, "100418", "The deviceData is not existed.");
-    else
+    if (g_sim.opts->unknown_device_404)
         sim_resp_error(resp, 404, "100403", "The device is not existed.");
+    else
+        sim_resp_error(resp, 200, "100418", "The deviceData is not existed.");
 }
 
 static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_app *app)
@@ -343,6 +348,8 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
     const cJSON *cb = cJSON_GetObjectItemCaseSensitive(body, "callbackUrl");
     const cJSON *exp = cJSON_GetObjectItemCaseSensitive(body, "expireTime");
     const cJSON *mr = cJSON_GetObjectItemCaseSensitive(body, "maxRetransmit");
+    /* A body "appId" is ignored (§3.1: real clients send it, its effect is UNCONFIRMED; lenient):
+     * the command always belongs to the calling app, only ?appId= selects another one. */
     long expire = DEFAULT_EXPIRE, max_retx = -1;
     if (!str_len_ok(device_id, 1, 64) || !cJSON_IsObject(cmd) || !str_len_ok(service_id, 1, 64) ||
         !str_len_ok(method, 1, 128) || !cJSON_IsObject(paras) ||
@@ -372,17 +379,20 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
                        "The callbackUrl conflicts with the subscription callback address.");
         goto out;
     }
+    /* An immediate command (expireTime 0) is never cached, so the PENDING limit cannot apply
+     * to it: an offline device answers 100428 whatever its cache holds. */
+    if (expire == 0 && !d->online) {
+        SIM_INFO("cmds", "app %s: device %s not online for an immediate command", app->id, d->id);
+        sim_resp_error(resp, 200, "100428", "The device is not online.");
+        goto out;
+    }
     long pending = 0;
     for (size_t i = 0; i < g_sim.ncmds; i++)
         if (g_sim.cmds[i]->status == SIM_CMD_PENDING && strcmp(g_sim.cmds[i]->device, d->id) == 0)
             pending++;
     if (pending >= o->max_pending) {
+        SIM_INFO("cmds", "app %s: device %s has %ld PENDING commands", app->id, d->id, pending);
         sim_resp_error(resp, 400, "100223", "Command counts has reached the upLimit.");
-        goto out;
-    }
-    if (expire == 0 && !d->online) {
-        SIM_INFO("cmds", "app %s: device %s not online for an immediate command", app->id, d->id);
-        sim_resp_error(resp, 200, "100428", "The device is not online.");
         goto out;
     }
     if (make_room_locked() != OCB_OK) {

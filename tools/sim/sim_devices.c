@@ -297,6 +297,9 @@ enum ocb_err sim_devices_report_locked(struct sim_device *d, const cJSON *servic
         for (size_t i = 0; i < d->nsvc; i++)
             only[nonly++] = &d->svc[i];
     }
+    /* A device that reports is online (§1.3): an offline one comes ONLINE first, which pushes
+     * deviceInfoChanged and sends its PENDING commands (§3.1), then its data goes out. */
+    sim_devices_set_online_locked(d, true);
     d->reports++;
     char now[17];
     sim_time_format(time(NULL), now);
@@ -336,6 +339,8 @@ void sim_devices_tick_locked(int64_t now_ms)
     int64_t step = (int64_t)(interval * 1000);
     for (size_t i = 0; i < g_sim.ndevices; i++) {
         struct sim_device *d = g_sim.devices[i];
+        /* Offline devices stay quiet: a periodic report would bring them back online by itself
+         * (a report makes a device ONLINE), undoing the control API's /offline. */
         if (!d->online || d->next_report_ms > now_ms)
             continue;
         sim_devices_report_locked(d, NULL);

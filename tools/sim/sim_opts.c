@@ -44,12 +44,14 @@ enum {
     O_CMD_MANUAL,
     O_PUSH_FINAL,
     O_MAX_PENDING,
+    O_UNKNOWN_404,
     O_UNKNOWN_200,
     O_NO_CB_CHECK,
     O_CB_CODE,
     O_THROTTLE_SHAPE,
     O_MIXED_CB,
     O_DUP_TYPES,
+    O_V11_REPLACE,
     O_DEVICE_TYPE,
     O_REPORT_MODE,
     O_FIRST_APP,
@@ -91,12 +93,15 @@ static const struct option long_opts[] = {
     {"command-manual", no_argument, NULL, O_CMD_MANUAL},
     {"push-final-states", no_argument, NULL, O_PUSH_FINAL},
     {"max-pending", required_argument, NULL, O_MAX_PENDING},
+    {"unknown-device-404", no_argument, NULL, O_UNKNOWN_404},
+    /* Old name from when 404/100403 was the default: still accepted, now the default. */
     {"unknown-device-200", no_argument, NULL, O_UNKNOWN_200},
     {"no-callback-check", no_argument, NULL, O_NO_CB_CHECK},
     {"callback-conflict-code", required_argument, NULL, O_CB_CODE},
     {"throttle-shape", required_argument, NULL, O_THROTTLE_SHAPE},
     {"allow-mixed-callbacks", no_argument, NULL, O_MIXED_CB},
     {"allow-duplicate-types", no_argument, NULL, O_DUP_TYPES},
+    {"v11-subscribe-replaces", no_argument, NULL, O_V11_REPLACE},
     {"device-type", required_argument, NULL, O_DEVICE_TYPE},
     {"report-mode", required_argument, NULL, O_REPORT_MODE},
     {"devices-first-app", no_argument, NULL, O_FIRST_APP},
@@ -377,8 +382,11 @@ enum ocb_err sim_opts_parse(struct sim_opts *o, int argc, char **argv, char *err
             if (!sim_parse_long(a, 0, 100000, &o->max_pending))
                 BAD("--max-pending: expected 0..100000, got \"%s\"", a);
             break;
+        case O_UNKNOWN_404:
+            o->unknown_device_404 = true;
+            break;
         case O_UNKNOWN_200:
-            o->unknown_device_200 = true;
+            o->unknown_device_404 = false;
             break;
         case O_NO_CB_CHECK:
             o->callback_check = false;
@@ -401,6 +409,9 @@ enum ocb_err sim_opts_parse(struct sim_opts *o, int argc, char **argv, char *err
             break;
         case O_DUP_TYPES:
             o->allow_duplicate_types = true;
+            break;
+        case O_V11_REPLACE:
+            o->v11_subscribe_replaces = true;
             break;
         case O_DEVICE_TYPE:
             if (strcasecmp(a, "coap") == 0)

@@ -10,6 +10,7 @@
  *     and is re-pushed, byte-identical, every --repush-interval until --repush-window has passed
  *     since it was created, then dropped;
  *   - any other status (500, 4xx): dropped (UNCONFIRMED; --repush-any-error re-pushes those too);
+ *     a dropping answer is not a failure, so it ends a run of consecutive failures;
  *   - --blacklist-after consecutive failures to one callback URL mark it invalid: its messages wait
  *     and one of them probes the URL every --probe-interval; the first 200 restores the URL and
  *     releases the rest.
@@ -43,7 +44,7 @@ struct push_target {
     bool invalid;
     bool probing;
     int64_t next_probe_ms;
-    unsigned long delivered, failed;
+    unsigned long delivered, failed, dropped;
 };
 
 static struct {
@@ -232,7 +233,16 @@ static void result_locked(struct push_msg *m, long status, const char *error)
         pthread_cond_broadcast(&P.cond);
         return;
     }
-    if (t) {
+    if (t && v == SIM_PUSH_DROP) {
+        /* An answer that drops the message (500, 4xx, 201, 505, ...) is not a failure in the
+         * §7 sense (only no answer and 501-504 are): the URL answers, so the run of consecutive
+         * failures ends.  An invalid URL still needs a 200 to be restored. */
+        t->dropped++;
+        t->consecutive = 0;
+        t->probing = false;
+        if (t->invalid)
+            t->next_probe_ms = now + ms(o->probe_interval_s);
+    } else if (t) {
         t->failed++;
         t->consecutive++;
         t->probing = false;
@@ -457,6 +467,7 @@ cJSON *sim_push_targets_json(void)
         cJSON_AddNumberToObject(o, "consecutiveFailures", (double)t->consecutive);
         cJSON_AddNumberToObject(o, "delivered", (double)t->delivered);
         cJSON_AddNumberToObject(o, "failed", (double)t->failed);
+        cJSON_AddNumberToObject(o, "dropped", (double)t->dropped);
         cJSON_AddNumberToObject(o, "queued", (double)queued);
         cJSON_AddItemToArray(arr, o);
     }

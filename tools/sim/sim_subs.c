@@ -4,9 +4,13 @@
  *
  * Rules enforced: one subscription per (app, notifyType) on v1.2.0 (409/100227); callback URLs need
  * an explicit port and a path (400/100222); all of an app's callbacks share one IP:port
- * (400/100222, --allow-mixed-callbacks turns that off).  The older v1.1.0 and the management
- * (/iodm) subscribe calls return no id, so a second call for the same type replaces the URL
- * (UNCONFIRMED, lenient).  Both `callbackUrl` and `callbackurl` are accepted everywhere.
+ * (400/100222, --allow-mixed-callbacks turns that off).  The older v1.1.0 subscribe documents no
+ * rule of its own for a type already subscribed, so the documented 409 applies to it too
+ * (--v11-subscribe-replaces re-points the existing one instead: UNCONFIRMED).  The management
+ * (/iodm) subscribe returns no id and lists no 409, so a second call for the same type replaces
+ * the URL (UNCONFIRMED, lenient).  Both `callbackUrl` and `callbackurl` are accepted everywhere.
+ * A body "appId" (§5.1: "only when subscribing for an authorized app") naming another app is
+ * refused like ?appId=: this simulator has no authorizations between apps.
  */
 #include "sim.h"
 
@@ -67,6 +71,12 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
     if (!url)
         url = sim_json_str(body, "callbackurl");
     const char *channel = sim_json_str(body, "channel");
+    const char *for_app = sim_json_str(body, "appId");
+    if (for_app && *for_app && strcmp(for_app, app->id) != 0) {
+        SIM_INFO("subs", "app %s: subscribe for app %s refused (not authorized)", app->id, for_app);
+        sim_resp_error(resp, 403, "100217", "The application hasn't been authorized.");
+        goto out;
+    }
     if (!type || !*type) {
         sim_resp_error(resp, 400, "102202", "Required Parameter is null or empty.");
         goto out;
@@ -88,10 +98,12 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
         goto out;
     }
     struct sim_sub *same = find_type_locked(app->id, type);
+    bool replaces =
+        same && (api == SIM_SUB_IODM || (api == SIM_SUB_V11 && o->v11_subscribe_replaces));
     if (!o->allow_mixed_callbacks) {
         for (size_t i = 0; i < g_sim.nsubs; i++) {
             const struct sim_sub *s = &g_sim.subs[i];
-            if (strcmp(s->app, app->id) != 0 || s == same)
+            if (strcmp(s->app, app->id) != 0 || (replaces && s == same))
                 continue;
             if (!sim_url_same_endpoint(s->url, url)) {
                 SIM_INFO("subs", "app %s: %s is not on the IP:port of %s", app->id, url, s->url);
@@ -100,11 +112,12 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
             }
         }
     }
-    if (same && api == SIM_SUB_V12 && (!o->allow_duplicate_types || strcmp(same->url, url) == 0)) {
+    if (same && !replaces && (!o->allow_duplicate_types || strcmp(same->url, url) == 0)) {
+        SIM_INFO("subs", "app %s: %s already subscribed (%s)", app->id, type, same->id);
         sim_resp_error(resp, 409, "100227", "The resource is conflicted.");
         goto out;
     }
-    if (same && api != SIM_SUB_V12) {
+    if (replaces) {
         snprintf(same->url, sizeof same->url, "%s", url);
         SIM_INFO("subs", "app %s: %s now goes to %s", app->id, type, url);
     } else {
@@ -123,9 +136,14 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
         same->api = api;
         SIM_INFO("subs", "app %s: subscribed %s -> %s (%s)", app->id, type, url, same->id);
     }
-    if (api == SIM_SUB_V12)
-        sim_resp_json(resp, 201, sub_json(same));
-    else
+    if (api == SIM_SUB_V12) {
+        cJSON *made = sub_json(same);
+        /* §5.1 shows clientIds in the 201; only meaningful for MQTT subscribers (its semantics
+         * are UNCONFIRMED): present, empty, when channel is MQTT, omitted otherwise. */
+        if (made && strcmp(same->channel, "MQTT") == 0)
+            cJSON_AddArrayToObject(made, "clientIds");
+        sim_resp_json(resp, 201, made);
+    } else
         sim_resp_empty(resp, api == SIM_SUB_IODM ? 200 : 201);
 out:
     cJSON_Delete(body);

@@ -193,13 +193,23 @@ START_TEST(create_errors)
         h_expect(&r, 400, "{\"error_code\":\"100022\",\"error_desc\":\"The input is invalid.\"}");
         h_resp_free(&r);
     }
+    /* Unknown device: the create page's own error list says HTTP 200 with 100418 (§3.1). */
+    static const char unknown[] =
+        "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}";
     r = create("00000000-0000-4000-8000-000000000000", NULL);
-    h_expect(&r, 404, "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed.\"}");
+    h_expect(&r, 200, unknown);
     h_resp_free(&r);
     char other[37];
     h_first_device(&s, "app2", other);
     r = create(other, NULL); /* another app's device */
-    h_expect(&r, 404, NULL);
+    h_expect(&r, 200, unknown);
+    h_resp_free(&r);
+    /* A body appId is ignored (UNCONFIRMED, lenient): the command is the caller's. */
+    r = create(dev, "\"appId\":\"app2\"");
+    h_expect(&r, 201, NULL);
+    cJSON *mine = h_json(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(mine, "appId")->valuestring, "app1");
+    cJSON_Delete(mine);
     h_resp_free(&r);
     /* Offline device: immediate command refused with HTTP 200 and an error body. */
     char path[128];
@@ -225,11 +235,18 @@ START_TEST(create_errors)
 }
 END_TEST
 
-START_TEST(unknown_device_200_flag)
+START_TEST(unknown_device_flags)
 {
-    const char *extra[] = {"--unknown-device-200", NULL};
+    const char *extra[] = {"--unknown-device-404", NULL};
     start(extra);
     struct h_resp r = create("00000000-0000-4000-8000-000000000000", NULL);
+    h_expect(&r, 404, "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed.\"}");
+    h_resp_free(&r);
+    stop();
+    /* The old flag name still starts the simulator; it names what is now the default. */
+    const char *old[] = {"--unknown-device-200", NULL};
+    start(old);
+    r = create("00000000-0000-4000-8000-000000000000", NULL);
     h_expect(&r, 200,
              "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}");
     h_resp_free(&r);
@@ -252,6 +269,10 @@ START_TEST(pending_until_online_limit_cancel)
         &r, 400,
         "{\"error_code\":\"100223\",\"error_desc\":\"Command counts has reached the upLimit.\"}");
     h_resp_free(&r);
+    /* An immediate command would not be cached: the limit does not apply, "not online" does. */
+    r = create(dev, "\"expireTime\":0");
+    h_expect(&r, 200, "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
+    h_resp_free(&r);
     /* Cancel one with PUT; a second cancel is refused (no longer PENDING). */
     char put[128];
     snprintf(put, sizeof put, CMDS "/%s", c1);
@@ -259,6 +280,7 @@ START_TEST(pending_until_online_limit_cancel)
     h_expect(&r, 200, NULL);
     cJSON *j = h_json(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "CANCELED");
+    ck_assert_ptr_null(cJSON_GetObjectItem(j, "executeTime")); /* never executed: omitted */
     cJSON_Delete(j);
     h_resp_free(&r);
     r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
@@ -380,18 +402,28 @@ START_TEST(failures_timeouts_expiry_manual)
     static const char *timeout[] = {"SENT", "TIMEOUT"};
     expect_callbacks(id, 2, timeout, NULL);
     free(id);
-    /* A pending command expires after expireTime seconds (pushed with --push-final-states only). */
+    /* Neither TIMEOUT nor (below) EXPIRED executed on the device: no executeTime. */
     char path[128];
+    snprintf(path, sizeof path, "/commands?deviceId=%s", dev);
+    struct h_resp r = h_admin(&s, "GET", path, NULL);
+    cJSON *all = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "status")->valuestring,
+                     "TIMEOUT");
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "executeTime"));
+    cJSON_Delete(all);
+    /* A pending command expires after expireTime seconds (pushed with --push-final-states only). */
     snprintf(path, sizeof path, "/devices/%s/offline", dev);
     admin_ok("POST", path, NULL, 204);
     id = create_ok("\"expireTime\":1", "PENDING");
     h_sleep_ms(1300);
     snprintf(path, sizeof path, "/commands?deviceId=%s", dev);
-    struct h_resp r = h_admin(&s, "GET", path, NULL);
-    cJSON *all = h_json(&r);
+    r = h_admin(&s, "GET", path, NULL);
+    all = h_json(&r);
     h_resp_free(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 1), "status")->valuestring,
                      "EXPIRED");
+    ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 1), "executeTime"));
     cJSON_Delete(all);
     free(id);
     stop();
@@ -445,7 +477,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, create_and_lifecycle_callbacks);
     tcase_add_test(tc, create_errors);
-    tcase_add_test(tc, unknown_device_200_flag);
+    tcase_add_test(tc, unknown_device_flags);
     tcase_add_test(tc, pending_until_online_limit_cancel);
     tcase_add_test(tc, query_paging_and_time_filter);
     tcase_add_test(tc, failures_timeouts_expiry_manual);

@@ -230,6 +230,53 @@ START_TEST(blacklist_then_probe_restores)
 }
 END_TEST
 
+/* The one callback target's state from GET /push-targets. */
+static cJSON *target0(void)
+{
+    struct h_resp r = h_admin(&s, "GET", "/push-targets", NULL);
+    cJSON *t = h_json(&r);
+    h_resp_free(&r);
+    cJSON *t0 = cJSON_DetachItemFromArray(t, 0);
+    cJSON_Delete(t);
+    ck_assert_ptr_nonnull(t0);
+    return t0;
+}
+
+/* §7: only failures (no answer, 501-504) count towards the blacklist.  An answer that drops the
+ * message (500 here) shows the URL answers: it ends the run of consecutive failures. */
+START_TEST(dropping_answer_resets_consecutive_failures)
+{
+    start(false, NULL); /* --blacklist-after 3 */
+    static const int script[] = {503, 503, 500, 503, 503};
+    h_recv_script(rx, script, 5, 200, 0);
+    inject_to("{\\\"n\\\":1}"); /* 503, re-push 503, re-push 500: dropped */
+    cJSON *log = wait_log(3);
+    ck_assert_int_eq(cJSON_GetArraySize(log), 3);
+    ck_assert_str_eq(outcome(log, 2), "dropped");
+    cJSON_Delete(log);
+    cJSON *t0 = target0();
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(t0, "invalid")));
+    ck_assert_int_eq(cJSON_GetObjectItem(t0, "consecutiveFailures")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(t0, "failed")->valueint, 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(t0, "dropped")->valueint, 1);
+    cJSON_Delete(t0);
+    /* Two more failures make a run of 2, below the limit: the URL stays valid and the third
+       attempt delivers.  Counting the 500 would have blacklisted it already. */
+    inject_to("{\\\"n\\\":2}");
+    log = wait_log(6);
+    ck_assert_int_eq(cJSON_GetArraySize(log), 6);
+    ck_assert_str_eq(outcome(log, 5), "delivered");
+    cJSON *e;
+    cJSON_ArrayForEach(e, log) ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(e, "urlInvalid")));
+    cJSON_Delete(log);
+    t0 = target0();
+    ck_assert_int_eq(cJSON_GetObjectItem(t0, "consecutiveFailures")->valueint, 0);
+    ck_assert_int_eq(cJSON_GetObjectItem(t0, "delivered")->valueint, 1);
+    cJSON_Delete(t0);
+    stop();
+}
+END_TEST
+
 START_TEST(https_callbacks_verified_with_sim_ca)
 {
     start(true, NULL);
@@ -365,6 +412,108 @@ START_TEST(reports_and_lifecycle_notifications)
 }
 END_TEST
 
+/* How many pushes received on path have notifyType type (and deviceInfo.status, if given). */
+static int count_type(const char *path, const char *type, const char *status)
+{
+    cJSON *bodies = h_recv_bodies(rx, path), *b;
+    int n = 0;
+    cJSON_ArrayForEach(b, bodies)
+    {
+        const cJSON *t = cJSON_GetObjectItem(b, "notifyType");
+        const cJSON *info = cJSON_GetObjectItem(b, "deviceInfo");
+        const cJSON *st = cJSON_GetObjectItem(info, "status");
+        if (cJSON_IsString(t) && strcmp(t->valuestring, type) == 0 &&
+            (!status || (cJSON_IsString(st) && strcmp(st->valuestring, status) == 0)))
+            n++;
+    }
+    cJSON_Delete(bodies);
+    return n;
+}
+
+static bool device_online(const char *dev)
+{
+    struct h_resp r = h_admin(&s, "GET", "/devices", NULL);
+    cJSON *all = h_json(&r), *d;
+    h_resp_free(&r);
+    bool online = false, found = false;
+    cJSON_ArrayForEach(d, all)
+    {
+        if (strcmp(cJSON_GetObjectItem(d, "deviceId")->valuestring, dev) != 0)
+            continue;
+        found = true;
+        online = cJSON_IsTrue(cJSON_GetObjectItem(d, "online"));
+    }
+    cJSON_Delete(all);
+    ck_assert(found);
+    return online;
+}
+
+/* §1.3: an NB-IoT device is ONLINE when it reports; §3.1: its PENDING commands go out when it
+ * comes online / reports.  An offline device does not report on its own timer. */
+START_TEST(report_brings_offline_device_online)
+{
+    const char *extra[] = {"--report-interval", "0.2", "--command-delay-ms", "50", NULL};
+    start(false, extra);
+    char dev[37], path[128];
+    h_first_device(&s, "app1", dev);
+    snprintf(path, sizeof path, "/devices/%s/offline", dev);
+    struct h_resp r = h_admin(&s, "POST", path, NULL);
+    h_expect(&r, 204, NULL);
+    h_resp_free(&r);
+    h_subscribe(&s, "app1", tok, "deviceInfoChanged", rx, "/push");
+    h_subscribe(&s, "app1", tok, "deviceDataChanged", rx, "/push");
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"Light\",\"method\":\"SET\","
+             "\"paras\":{\"on\":1}},\"callbackUrl\":\"http://127.0.0.1:%u/cmd\"}",
+             dev, h_recv_port(rx));
+    r = h_api(&s, "POST", "/iocm/app/cmd/v1.4.0/deviceCommands", "app1", tok, body);
+    h_expect(&r, 201, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "PENDING");
+    cJSON_Delete(j);
+    /* Several report intervals pass: the offline device stays offline and silent. */
+    h_sleep_ms(700);
+    ck_assert_uint_eq(h_recv_count(rx), 0);
+    ck_assert(!device_online(dev));
+    /* It reports: ONLINE first, its data, and the pending command goes out. */
+    snprintf(path, sizeof path, "/devices/%s/report", dev);
+    r = h_admin(&s, "POST", path,
+                "{\"services\":[{\"serviceId\":\"Battery\","
+                "\"data\":{\"batteryLevel\":42}}]}");
+    h_expect(&r, 204, NULL);
+    h_resp_free(&r);
+    ck_assert(device_online(dev));
+    int online = 0, data = 0;
+    cJSON *cmd = NULL;
+    for (int i = 0; i < 200; i++) {
+        online = count_type("/push", "deviceInfoChanged", "ONLINE");
+        data = count_type("/push", "deviceDataChanged", NULL);
+        cJSON_Delete(cmd);
+        cmd = h_recv_bodies(rx, "/cmd");
+        if (online >= 1 && data >= 1 && cJSON_GetArraySize(cmd) >= 3)
+            break;
+        h_sleep_ms(25);
+    }
+    ck_assert_int_eq(online, 1);
+    ck_assert_int_ge(data, 1);
+    ck_assert_int_eq(count_type("/push", "deviceInfoChanged", "OFFLINE"), 0);
+    bool sent = false, successful = false;
+    cJSON *c;
+    cJSON_ArrayForEach(c, cmd)
+    {
+        const char *code =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(c, "result"), "resultCode")->valuestring;
+        sent = sent || strcmp(code, "SENT") == 0;
+        successful = successful || strcmp(code, "SUCCESSFUL") == 0;
+    }
+    ck_assert(sent && successful);
+    cJSON_Delete(cmd);
+    stop();
+}
+END_TEST
+
 START_TEST(datas_mode_and_manual_report)
 {
     const char *extra[] = {"--report-mode", "datas", NULL};
@@ -470,8 +619,10 @@ int main(void)
     tcase_add_test(tc, other_statuses_not_repushed_unless_flag);
     tcase_add_test(tc, timeout_and_unreachable_are_repushed_then_expire);
     tcase_add_test(tc, blacklist_then_probe_restores);
+    tcase_add_test(tc, dropping_answer_resets_consecutive_failures);
     tcase_add_test(tc, https_callbacks_verified_with_sim_ca);
     tcase_add_test(tc, reports_and_lifecycle_notifications);
+    tcase_add_test(tc, report_brings_offline_device_online);
     tcase_add_test(tc, datas_mode_and_manual_report);
     tcase_add_test(tc, fault_injection);
     suite_add_tcase(su, tc);

@@ -15,11 +15,16 @@
 static struct h_sim s;
 static char *tok;
 
-static void start(void)
+static void start_with(const char *extra)
 {
-    const char *args[] = {"--app", "app1:sec1", "--app", "app2:sec2", NULL};
+    const char *args[] = {"--app", "app1:sec1", "--app", "app2:sec2", extra, NULL};
     h_sim_start(&s, args);
     tok = h_login(&s, "app1", "sec1");
+}
+
+static void start(void)
+{
+    start_with(NULL);
 }
 
 static void stop(void)
@@ -55,7 +60,31 @@ START_TEST(create_conflict_and_url_rules)
     ck_assert_str_eq(cJSON_GetObjectItem(j, "notifyType")->valuestring, "deviceDataChanged");
     ck_assert_str_eq(cJSON_GetObjectItem(j, "callbackUrl")->valuestring,
                      "http://127.0.0.1:9000/cb/app1");
+    ck_assert_ptr_null(cJSON_GetObjectItem(j, "clientIds")); /* not an MQTT subscriber */
     cJSON_Delete(j);
+    h_resp_free(&r);
+    /* §5.1: the 201 carries clientIds for channel MQTT. */
+    r = h_api(&s, "POST", SUBS, "app1", tok,
+              "{\"notifyType\":\"deviceDeleted\",\"callbackUrl\":\"http://127.0.0.1:9000/m\","
+              "\"channel\":\"MQTT\"}");
+    h_expect(&r, 201, NULL);
+    j = h_json(&r);
+    ck_assert(cJSON_IsArray(cJSON_GetObjectItem(j, "clientIds")));
+    cJSON_Delete(j);
+    h_resp_free(&r);
+    /* A body appId naming another app is an authorization, which no app here has (like
+       ?appId=); the caller's own appId is fine. */
+    r = h_api(&s, "POST", SUBS, "app1", tok,
+              "{\"notifyType\":\"bindDevice\",\"callbackUrl\":\"http://127.0.0.1:9000/a\","
+              "\"appId\":\"app2\"}");
+    h_expect(
+        &r, 403,
+        "{\"error_code\":\"100217\",\"error_desc\":\"The application hasn't been authorized.\"}");
+    h_resp_free(&r);
+    r = h_api(&s, "POST", SUBS, "app1", tok,
+              "{\"notifyType\":\"bindDevice\",\"callbackUrl\":\"http://127.0.0.1:9000/a\","
+              "\"appId\":\"app1\"}");
+    h_expect(&r, 201, NULL);
     h_resp_free(&r);
     r = sub(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9000/other");
     h_expect(&r, 409, "{\"error_code\":\"100227\",\"error_desc\":\"The resource is conflicted.\"}");
@@ -212,33 +241,58 @@ START_TEST(moving_an_app_means_deleting_first)
 }
 END_TEST
 
-START_TEST(older_subscribe_calls)
+#define CONFLICT "{\"error_code\":\"100227\",\"error_desc\":\"The resource is conflicted.\"}"
+
+/* The callbackUrl of the app's one subscription of type. */
+static void expect_url(const char *type, const char *url)
 {
-    start();
-    struct h_resp r = sub("/iocm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackurl",
-                          "http://127.0.0.1:9000/old");
-    h_expect(&r, 201, "");
-    h_resp_free(&r);
-    r = sub("/iocm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackUrl",
-            "http://127.0.0.1:9000/new");
-    h_expect(&r, 201, ""); /* replaces the URL */
-    h_resp_free(&r);
-    r = sub("/iodm/app/sub/v1.1.0/subscribe", "fwUpgradeResultNotify", "callbackUrl",
-            "http://127.0.0.1:9000/up");
-    h_expect(&r, 200, "");
-    h_resp_free(&r);
-    r = sub("/iodm/app/sub/v1.1.0/subscribe", "deviceAdded", "callbackUrl",
-            "http://127.0.0.1:9000/up");
-    h_expect(&r, 400, NULL);
-    h_resp_free(&r);
-    cJSON *j = get_json(SUBS "?notifyType=deviceAdded", 200);
+    char path[160];
+    snprintf(path, sizeof path, SUBS "?notifyType=%s", type);
+    cJSON *j = get_json(path, 200);
     ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 1);
     ck_assert_str_eq(
         cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "subscriptions"), 0),
                             "callbackUrl")
             ->valuestring,
-        "http://127.0.0.1:9000/new");
+        url);
     cJSON_Delete(j);
+}
+
+#define V11  "/iocm/app/sub/v1.1.0/subscribe"
+#define IODM "/iodm/app/sub/v1.1.0/subscribe"
+
+/* One subscribe call whose answer must be status (and body, unless NULL). */
+static void sub_expect(const char *path, const char *type, const char *key, const char *url,
+                       long status, const char *body)
+{
+    struct h_resp r = sub(path, type, key, url);
+    h_expect(&r, status, body);
+    h_resp_free(&r);
+}
+
+START_TEST(older_subscribe_calls)
+{
+    start();
+    sub_expect(V11, "deviceAdded", "callbackurl", "http://127.0.0.1:9000/old", 201, "");
+    /* v1.1.0 documents nothing of its own for a subscribed type: the documented 409 applies,
+       whether the type was subscribed through v1.1.0 or v1.2.0. */
+    sub_expect(V11, "deviceAdded", "callbackUrl", "http://127.0.0.1:9000/new", 409, CONFLICT);
+    expect_url("deviceAdded", "http://127.0.0.1:9000/old");
+    sub_expect(SUBS, "deviceDataChanged", "callbackUrl", "http://127.0.0.1:9000/v12", 201, NULL);
+    sub_expect(V11, "deviceDataChanged", "callbackurl", "http://127.0.0.1:9000/v11", 409, CONFLICT);
+    expect_url("deviceDataChanged", "http://127.0.0.1:9000/v12");
+    sub_expect(IODM, "fwUpgradeResultNotify", "callbackUrl", "http://127.0.0.1:9000/up", 200, "");
+    sub_expect(IODM, "deviceAdded", "callbackUrl", "http://127.0.0.1:9000/up", 400, NULL);
+    expect_url("deviceAdded", "http://127.0.0.1:9000/old");
+    stop();
+
+    /* UNCONFIRMED alternative: v1.1.0 re-points the existing subscription. */
+    start_with("--v11-subscribe-replaces");
+    sub_expect(SUBS, "deviceAdded", "callbackUrl", "http://127.0.0.1:9000/old", 201, NULL);
+    sub_expect(V11, "deviceAdded", "callbackurl", "http://127.0.0.1:9000/new", 201, "");
+    expect_url("deviceAdded", "http://127.0.0.1:9000/new");
+    /* v1.2.0 keeps its rule. */
+    sub_expect(SUBS, "deviceAdded", "callbackUrl", "http://127.0.0.1:9000/new", 409, CONFLICT);
     stop();
 }
 END_TEST
