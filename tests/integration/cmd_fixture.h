@@ -293,6 +293,21 @@ static inline void fx_assert_bridge_error(const cJSON *a, const char *code)
     free(text);
 }
 
+/* Assert a definite (not retryable) platform error answer with this HTTP status and code. */
+static inline void fx_assert_platform_error(const cJSON *a, long http_status, const char *code)
+{
+    char *text = cJSON_PrintUnformatted(a);
+    const cJSON *err = cJSON_GetObjectItem(a, "error");
+    ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")), "not ok:false: %s", text);
+    ck_assert_msg(cJSON_GetObjectItem(a, "httpStatus")->valueint == http_status,
+                  "expected HTTP %ld: %s", http_status, text);
+    ck_assert_msg(err && fx_str(err, "code") && strcmp(fx_str(err, "code"), code) == 0,
+                  "expected %s: %s", code, text);
+    ck_assert_str_eq(fx_str(err, "source"), "platform");
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(a, "retryable")));
+    free(text);
+}
+
 static inline double fx_metric(const char *series)
 {
     return th_metric(&fx_bridge, NULL, series);
