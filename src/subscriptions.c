@@ -43,7 +43,7 @@
 #define PATH_SUBS     "/iocm/app/sub/v1.2.0/subscriptions"
 #define PATH_IODM_SUB "/iodm/app/sub/v1.1.0/subscribe"
 #define PAGE_SIZE     1000
-#define MAX_PAGES     10
+#define MAX_PAGES     100
 #define URL_MAX       2048
 
 struct result {
@@ -159,8 +159,11 @@ static void free_subs(struct app_sync *s)
     s->n_subs = 0;
 }
 
-/* Append one page of the list; *more when the platform has further pages. */
-static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, bool *more)
+/* Append one page of the list; *more when the platform has further pages.  *listed counts
+ * every entry read so far, usable or not, against totalCount: the platform may honour a
+ * smaller pageSize than asked for, so a short page does not mean the last one. */
+static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, bool *more,
+                              size_t *listed)
 {
     enum ocb_err rc = OCB_ERR_PROTOCOL;
     cJSON *root = cJSON_ParseWithLength(body, len);
@@ -194,7 +197,11 @@ static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, 
         }
         s->subs[s->n_subs++] = sub;
     }
-    *more = n == PAGE_SIZE && cJSON_IsNumber(total) && (double)s->n_subs < total->valuedouble;
+    *listed += n;
+    if (cJSON_IsNumber(total))
+        *more = n > 0 && (double)*listed < total->valuedouble;
+    else
+        *more = n == PAGE_SIZE;
     rc = OCB_OK;
 out:
     cJSON_Delete(root);
@@ -204,13 +211,14 @@ out:
 static enum ocb_err list_subs(struct app_sync *s)
 {
     bool more = true;
+    size_t listed = 0;
     for (int page = 0; more && page < MAX_PAGES; page++) {
         char path[256];
         snprintf(path, sizeof(path), "%s?pageNo=%d&pageSize=%d", PATH_SUBS, page, PAGE_SIZE);
         struct result res;
         enum ocb_err rc = call(s, "listSubscriptions", "GET", path, NULL, &res);
         if (rc == OCB_OK)
-            rc = take_page(s, res.body, res.len, &more);
+            rc = take_page(s, res.body, res.len, &more, &listed);
         if (rc != OCB_OK) {
             fail(s, "subscriptions", "list", &res);
             free(res.body);

@@ -137,6 +137,31 @@ static void assert_log(const struct th_proc *p, const char *text, const char *ta
 
 static struct th_proc sub_proc;
 
+/* A platform that honours a smaller pageSize than asked for (here 2): the sync must page by
+ * totalCount, or it misses subscriptions and "re-creates" them on every run. */
+START_TEST(listing_pages_by_total_count)
+{
+    static const char types[] = "[\"deviceDataChanged\",\"deviceAdded\",\"deviceDeleted\","
+                                "\"deviceInfoChanged\",\"bindDevice\"]";
+    fx_sim_start("--max-page-size 2");
+    bridge_port = th_free_port();
+    ck_assert_int_eq(run_subscribe(types, "", SECRET, &sub_proc), 0);
+    ck_assert_int_eq(fx_count("POST", "/iocm/app/sub/v1.2.0/subscriptions", 201), 5);
+
+    /* Again: all five are found across three pages, nothing is created or replaced. */
+    ck_assert_int_eq(run_subscribe(types, "", SECRET, &sub_proc), 0);
+    ck_assert_int_eq(fx_count("POST", "/iocm/app/sub/v1.2.0/subscriptions", -1), 5);
+    cJSON *reqs = fx_requests("/iocm/app/sub/v1.2.0/subscriptions");
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        ck_assert_str_ne(fx_str(r, "method"), "DELETE");
+    }
+    cJSON_Delete(reqs);
+    ck_assert(th_log_contains(&sub_proc, "bindDevice already subscribed"));
+}
+END_TEST
+
 START_TEST(subscribe_command_reconciles)
 {
     char url[512], want[512];
@@ -338,6 +363,7 @@ static Suite *subscribe_suite(void)
     TCase *tc = tcase_create("subscribe");
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, subscribe_command_reconciles);
+    tcase_add_test(tc, listing_pages_by_total_count);
     tcase_add_test(tc, manage_subscriptions_at_start_up_brings_pushes_home);
     tcase_add_test(tc, subscribe_command_moves_an_app_to_a_new_public_url);
     tcase_add_test(tc, failed_deletion_stops_the_move_and_a_rerun_converges);

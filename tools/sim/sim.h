@@ -87,6 +87,7 @@ struct sim_opts {
     bool command_manual;
     bool push_final_states; /* UNCONFIRMED: push EXPIRED/CANCELED to the command callback */
     long max_pending;
+    long max_page_size;      /* UNCONFIRMED: the largest pageSize a list query honours */
     bool unknown_device_404; /* 404/100403 instead of the documented 200/100418 (§3.1) */
     bool callback_check;     /* command callbackUrl must share the subscriptions' IP:port */
     char callback_conflict_code[16];

@@ -44,6 +44,7 @@ enum {
     O_CMD_MANUAL,
     O_PUSH_FINAL,
     O_MAX_PENDING,
+    O_MAX_PAGE_SIZE,
     O_UNKNOWN_404,
     O_UNKNOWN_200,
     O_NO_CB_CHECK,
@@ -93,6 +94,7 @@ static const struct option long_opts[] = {
     {"command-manual", no_argument, NULL, O_CMD_MANUAL},
     {"push-final-states", no_argument, NULL, O_PUSH_FINAL},
     {"max-pending", required_argument, NULL, O_MAX_PENDING},
+    {"max-page-size", required_argument, NULL, O_MAX_PAGE_SIZE},
     {"unknown-device-404", no_argument, NULL, O_UNKNOWN_404},
     /* Old name from when 404/100403 was the default: still accepted, now the default. */
     {"unknown-device-200", no_argument, NULL, O_UNKNOWN_200},
@@ -130,6 +132,7 @@ void sim_opts_defaults(struct sim_opts *o)
     o->push_workers = 4;
     o->command_delay_ms = 200;
     o->max_pending = 20;
+    o->max_page_size = 1000;
     o->callback_check = true;
     snprintf(o->callback_conflict_code, sizeof o->callback_conflict_code, "100229");
     o->throttle_resultcode = true;
@@ -381,6 +384,10 @@ enum ocb_err sim_opts_parse(struct sim_opts *o, int argc, char **argv, char *err
         case O_MAX_PENDING:
             if (!sim_parse_long(a, 0, 100000, &o->max_pending))
                 BAD("--max-pending: expected 0..100000, got \"%s\"", a);
+            break;
+        case O_MAX_PAGE_SIZE:
+            if (!sim_parse_long(a, 1, 1000, &o->max_page_size))
+                BAD("--max-page-size: expected 1..1000, got \"%s\"", a);
             break;
         case O_UNKNOWN_404:
             o->unknown_device_404 = true;

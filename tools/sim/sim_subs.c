@@ -165,9 +165,12 @@ static bool sub_matches(const struct sim_sub *s, const struct sim_app *app,
 static void list(const struct sim_req *req, struct sim_resp *resp, struct sim_app *app)
 {
     long page_no, page_size;
-    /* The subscription query pages by 10 unless told otherwise: clients must page. */
+    /* The subscription query pages by 10 unless told otherwise: clients must page.  A
+     * deployment may also honour less than the pageSize asked for (--max-page-size). */
     if (!sim_req_paging(req, resp, 10, 1000, &page_no, &page_size))
         return;
+    if (page_size > g_sim.opts->max_page_size)
+        page_size = g_sim.opts->max_page_size;
     size_t total = 0;
     for (size_t i = 0; i < g_sim.nsubs; i++)
         if (sub_matches(&g_sim.subs[i], app, req))
