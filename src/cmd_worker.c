@@ -1290,6 +1290,9 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
         if (a->secret && *a->secret && (rc = wapp_add(w, a)) != OCB_OK)
             goto fail;
     }
+    metrics_describe("ocb_subscription_changes_total", OCB_METRIC_COUNTER,
+                     "Platform subscriptions created, replaced or deleted by the sync, and failed "
+                     "changes");
     metrics_describe("ocb_commands_total", OCB_METRIC_COUNTER,
                      "MQTT commands by outcome (ok, platform_error or a bridge code)");
     metrics_describe("ocb_command_queue_depth", OCB_METRIC_GAUGE,

@@ -36,6 +36,7 @@
 
 #include "ocb/command.h"
 #include "ocb/log.h"
+#include "ocb/metrics.h"
 #include "ocb/notify.h"
 
 #define MOD "subscriptions"
@@ -124,6 +125,15 @@ static void say(struct app_sync *s, const char *type, const char *what)
     say_at(s, OCB_LOG_INFO, type, what);
 }
 
+/* Every change the sync makes on the platform, and every failed one, is counted. */
+static void count_change(const char *action)
+{
+    char labels[48];
+
+    snprintf(labels, sizeof(labels), "action=\"%s\"", action);
+    metrics_counter_add("ocb_subscription_changes_total", labels, 1);
+}
+
 static void fail(struct app_sync *s, const char *type, const char *what, const struct result *res)
 {
     log_error(MOD, NULL, "app %s: %s: %s failed: HTTP %ld %s %s", s->app->app_id, type, what,
@@ -131,6 +141,7 @@ static void fail(struct app_sync *s, const char *type, const char *what, const s
     if (s->report)
         fprintf(s->report, "%s: %s %s FAILED: HTTP %ld %s %s\n", s->app->app_id, type, what,
                 res->status, res->code, res->desc);
+    count_change("failed");
     if (s->rc == OCB_OK)
         s->rc = res->transport != OCB_OK ? res->transport : OCB_ERR_PROTOCOL;
 }
@@ -356,6 +367,7 @@ static bool delete_sub(struct app_sync *s, struct sub *sub, enum ocb_log_level l
         return false;
     }
     sub->gone = true;
+    count_change("deleted");
     say_at(s, level, sub->type, what);
     return true;
 }
@@ -433,9 +445,10 @@ static void ensure(struct app_sync *s, const char *type)
         replaced = true;
         rc = call(s, "subscribe", "POST", PATH_SUBS, body, &res);
     }
-    if (rc == OCB_OK)
+    if (rc == OCB_OK) {
+        count_change(replaced ? "replaced" : "created");
         say(s, type, replaced ? "subscribed (replacing a conflicting subscription)" : "subscribed");
-    else
+    } else
         fail(s, type, "subscribe", &res);
     free(res.body);
     cJSON_free(body);
@@ -449,9 +462,10 @@ static void ensure_upgrade(struct app_sync *s, const char *type)
         return;
     }
     struct result res;
-    if (call(s, "subscribeManagement", "POST", PATH_IODM_SUB, body, &res) == OCB_OK)
+    if (call(s, "subscribeManagement", "POST", PATH_IODM_SUB, body, &res) == OCB_OK) {
+        count_change("created");
         say(s, type, "subscribed (device management)");
-    else
+    } else
         fail(s, type, "subscribe (device management)", &res);
     free(res.body);
     cJSON_free(body);

@@ -349,6 +349,10 @@ START_TEST(manage_subscriptions_at_start_up_moves_the_app)
     ck_assert(!subscription("ruleEvent", url, sizeof(url), NULL));
     assert_log(&fx_bridge.proc, "app " APP ": ruleEvent DELETED at another address ", old_url);
     ck_assert(!th_log_contains(&fx_bridge.proc, "not in sync"));
+    /* Counted: ruleEvent and the old deviceDataChanged deleted, two created, nothing failed. */
+    ck_assert(fx_metric("ocb_subscription_changes_total{action=\"deleted\"}") == 2);
+    ck_assert(fx_metric("ocb_subscription_changes_total{action=\"created\"}") == 2);
+    ck_assert(fx_metric("ocb_subscription_changes_total{action=\"failed\"}") == -1);
 
     snprintf(path, sizeof(path), "/devices/%s/report", fx_devices[1]);
     fx_sim_post(path, NULL);
