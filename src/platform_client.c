@@ -48,6 +48,7 @@
 #define LOGIN_BACKOFF_MIN  1000
 #define LOGIN_BACKOFF_MAX  30000
 #define DEFAULT_EXPIRES_IN 3600
+#define SUPERSEDED_WARN_MS 60000 /* at most one "token superseded" warning a minute per app */
 
 enum req_kind { REQ_API, REQ_LOGIN, REQ_REFRESH };
 
@@ -93,6 +94,7 @@ struct app {
      * secret changed while a login was running, so its result is not used. */
     atomic_bool active;
     bool stale_auth;
+    int64_t superseded_warned_ms; /* last "token superseded" warning, to keep the log readable */
 };
 
 struct ocb_platform_client {
@@ -645,8 +647,26 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
             start_or_defer(pc, req); /* a newer token exists: just resend */
             return;
         }
-        log_info(MOD, NULL, "app %s: token rejected (%ld %s), logging in again", app->cfg->app_id,
-                 r->status, r->code);
+        int64_t now = ocb_now_ms();
+        if (app->have_token && now < app->expires_at_ms) {
+            /* Rejected before its time: revoked, or superseded by another client's login
+             * with this appId (the platform keeps only an app's newest token). */
+            char labels[160];
+            snprintf(labels, sizeof(labels), "app=\"%.128s\"", app->cfg->app_id);
+            metrics_counter_add("ocb_platform_tokens_superseded_total", labels, 1);
+            if (now - app->superseded_warned_ms >= SUPERSEDED_WARN_MS ||
+                app->superseded_warned_ms == 0) {
+                app->superseded_warned_ms = now;
+                log_warn(MOD, NULL,
+                         "app %s: the platform rejected a token before it expired (%ld %s): "
+                         "another client logging in with this appId makes the two of you "
+                         "take turns; logging in again",
+                         app->cfg->app_id, r->status, r->code);
+            }
+        } else {
+            log_info(MOD, NULL, "app %s: token rejected (%ld %s), logging in again",
+                     app->cfg->app_id, r->status, r->code);
+        }
         app->have_token = false;
         if (!app->auth_running && app->login_retry_at_ms && ocb_now_ms() < app->login_retry_at_ms) {
             complete(pc, req, &app->last_failure); /* logins are backing off */
@@ -892,6 +912,9 @@ static void describe_metrics(void)
                      "Duration of platform REST calls, by operation");
     metrics_describe("ocb_platform_requests_total", OCB_METRIC_COUNTER,
                      "Platform REST calls by operation and result class");
+    metrics_describe("ocb_platform_tokens_superseded_total", OCB_METRIC_COUNTER,
+                     "Tokens the platform rejected before they expired (revoked, or another "
+                     "client logged in with the same appId)");
     metrics_describe("ocb_token_refreshes_total", OCB_METRIC_COUNTER,
                      "Platform token acquisitions started (kind=login|refresh)");
 }

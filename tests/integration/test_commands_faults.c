@@ -76,6 +76,9 @@ START_TEST(token_expiry_and_revocation_lose_nothing)
     ck_assert_msg(refreshes + logins >= 3, "only %d refreshes and %d logins", refreshes, logins);
     ck_assert_int_ge(logins, 2); /* the revocation forced a new login */
     ck_assert(fx_metric("ocb_token_refreshes_total{kind=\"refresh\"}") >= 1);
+    /* The revoked token had not expired: counted and explained once, not taken for expiry. */
+    ck_assert(fx_metric("ocb_platform_tokens_superseded_total{app=\"" APP "\"}") >= 1);
+    ck_assert(th_log_contains(&fx_bridge.proc, "rejected a token before it expired"));
     ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
 }
 END_TEST
