@@ -498,6 +498,52 @@ static void env_name(const char *path, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* The per-app variables OCB_APPS_<n>_<env> and the apps[] key each one sets. */
+static const struct {
+    const char *env, *key;
+} app_fields[] = {{"APP_ID", "app_id"},
+                  {"SECRET", "secret"},
+                  {"PUSH_TOKEN", "push_token"},
+                  {"SUBSCRIBE", "subscribe"}};
+#define N_APP_FIELDS (sizeof(app_fields) / sizeof(app_fields[0]))
+
+/* The NAME of an environ entry NAME=VALUE, truncated to fit out. */
+static void env_entry_name(const char *entry, char *out, size_t cap)
+{
+    size_t n = strcspn(entry, "=");
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), entry);
+}
+
+/* OCB_APPS_<n>_<FIELD> with a FIELD that is none of app_fields is a typo
+ * (OCB_APPS_0_SECRT) and must not pass silently. */
+static enum ocb_err check_app_env(struct loader *ld)
+{
+    for (char **e = environ; *e != NULL; e++) {
+        const char *p = *e, *field;
+        char *end, name[64];
+        bool known = false;
+
+        if (strncmp(p, "OCB_APPS_", 9) != 0 || !isdigit((unsigned char)p[9]))
+            continue;
+        strtoul(p + 9, &end, 10);
+        if (*end != '_')
+            continue;
+        field = end + 1;
+        for (size_t f = 0; f < N_APP_FIELDS; f++) {
+            size_t n = strlen(app_fields[f].env);
+            known = known || (strncmp(field, app_fields[f].env, n) == 0 && field[n] == '=');
+        }
+        if (!known) {
+            env_entry_name(p, name, sizeof(name));
+            return fail(ld, "apps",
+                        "unknown environment variable %s (per-app variables are "
+                        "OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)",
+                        name);
+        }
+    }
+    return OCB_OK;
+}
+
 /* OCB_HTTP_*, OCB_MQTT_*, OCB_PLATFORM_* and OCB_LOG_* name keys; one that
  * names none is a typo (OCB_MQTT_URLL) and must not pass silently.  Other
  * OCB_* names stay free for ${VAR} expansion and the scripts' own settings. */
@@ -519,8 +565,7 @@ static enum ocb_err check_section_env(struct loader *ld)
             known = strlen(name) == n && strncmp(*e, name, n) == 0;
         }
         if (!known) {
-            snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1),
-                     *e);
+            env_entry_name(*e, name, sizeof(name));
             return fail(ld, "environment",
                         "%s names no configuration key (OCB_HTTP_*, OCB_MQTT_*, "
                         "OCB_PLATFORM_* and OCB_LOG_* variables must be keys)",
@@ -609,14 +654,8 @@ static enum ocb_err apply_env(struct loader *ld)
     }
     /* Per-field overrides: OCB_APPS_0_SECRET, OCB_APPS_1_SUBSCRIBE, ... Each is
      * fed to parse_app() as a one-key object, so it is checked like the file. */
-    static const struct {
-        const char *env, *key;
-    } app_fields[] = {{"APP_ID", "app_id"},
-                      {"SECRET", "secret"},
-                      {"PUSH_TOKEN", "push_token"},
-                      {"SUBSCRIBE", "subscribe"}};
     for (size_t a = 0; a < OCB_MAX_APPS; a++) {
-        for (size_t f = 0; f < sizeof(app_fields) / sizeof(app_fields[0]); f++) {
+        for (size_t f = 0; f < N_APP_FIELDS; f++) {
             char name[64];
             snprintf(name, sizeof(name), "OCB_APPS_%zu_%s", a, app_fields[f].env);
             const char *v = getenv(name);
@@ -630,35 +669,10 @@ static enum ocb_err apply_env(struct loader *ld)
                 ld->cfg->n_apps++;
         }
     }
-    /* A misspelt per-app variable must not pass silently (OCB_APPS_0_SECRT). */
+    /* Misspelt variables must not pass silently. */
     if ((rc = check_section_env(ld)) != OCB_OK)
         return rc;
-    for (char **e = environ; *e != NULL; e++) {
-        const char *p = *e, *field;
-        char *end;
-        bool known = false;
-
-        if (strncmp(p, "OCB_APPS_", 9) != 0 || !isdigit((unsigned char)p[9]))
-            continue;
-        strtoul(p + 9, &end, 10);
-        if (*end != '_')
-            continue;
-        field = end + 1;
-        for (size_t f = 0; f < sizeof(app_fields) / sizeof(app_fields[0]); f++) {
-            size_t n = strlen(app_fields[f].env);
-            known = known || (strncmp(field, app_fields[f].env, n) == 0 && field[n] == '=');
-        }
-        if (!known) {
-            char name[64];
-            size_t n = strcspn(p, "=");
-            snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
-            return fail(ld, "apps",
-                        "unknown environment variable %s (per-app variables are "
-                        "OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)",
-                        name);
-        }
-    }
-    return OCB_OK;
+    return check_app_env(ld);
 }
 
 /* "host:port" or "[v6]:port" with a port in 1..65535. */
