@@ -345,6 +345,15 @@ START_TEST(reload_keeps_restart_only_keys)
 }
 END_TEST
 
+/* config_format_key(cfg, key) succeeds and prints want. */
+static void key_is(const struct ocb_config *cfg, const char *key, const char *want)
+{
+    char out[128];
+    ck_assert_msg(config_format_key(cfg, key, out, sizeof(out)) == OCB_OK, "%s: not printable",
+                  key);
+    ck_assert_msg(strcmp(out, want) == 0, "%s printed \"%s\", want \"%s\"", key, out, want);
+}
+
 START_TEST(format_key_prints_effective_values)
 {
     setenv("OCB_MQTT_URL", "tcp://10.9.8.7:1883", 1);
@@ -352,16 +361,11 @@ START_TEST(format_key_prints_effective_values)
         "{\"http\":{\"allow_from\":[\"10.0.0.0/8\",\"::1\"]},\"log\":{\"format\":\"json\"}}");
     unsetenv("OCB_MQTT_URL");
     char out[128];
-    ck_assert_int_eq(config_format_key(cfg, "mqtt.url", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "tcp://10.9.8.7:1883");
-    ck_assert_int_eq(config_format_key(cfg, "mqtt.max_inflight", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "1024");
-    ck_assert_int_eq(config_format_key(cfg, "platform.verify_hostname", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "false");
-    ck_assert_int_eq(config_format_key(cfg, "log.format", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "json");
-    ck_assert_int_eq(config_format_key(cfg, "http.allow_from", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "10.0.0.0/8,::1/128");
+    key_is(cfg, "mqtt.url", "tcp://10.9.8.7:1883");
+    key_is(cfg, "mqtt.max_inflight", "1024");
+    key_is(cfg, "platform.verify_hostname", "false");
+    key_is(cfg, "log.format", "json");
+    key_is(cfg, "http.allow_from", "10.0.0.0/8,::1/128");
     ck_assert_int_eq(config_format_key(cfg, "mqtt.nope", out, sizeof(out)), OCB_ERR_NOT_FOUND);
     ck_assert_int_eq(config_format_key(cfg, "mqtt.url", out, 4), OCB_ERR_TOO_BIG);
     config_free(cfg);
@@ -369,16 +373,11 @@ START_TEST(format_key_prints_effective_values)
     /* apps[N].field, with the secret reported only as set or not */
     cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"secret\":\"s3cr3t\","
                    "\"push_token\":\"t\",\"subscribe\":[\"deviceAdded\",\"commandRsp\"]}]}");
-    ck_assert_int_eq(config_format_key(cfg, "apps[1].app_id", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "b");
-    ck_assert_int_eq(config_format_key(cfg, "apps[1].subscribe", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "deviceAdded,commandRsp");
-    ck_assert_int_eq(config_format_key(cfg, "apps[1].push_token", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "t");
-    ck_assert_int_eq(config_format_key(cfg, "apps[1].secret", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "(set)");
-    ck_assert_int_eq(config_format_key(cfg, "apps[0].secret", out, sizeof(out)), OCB_OK);
-    ck_assert_str_eq(out, "(not set)");
+    key_is(cfg, "apps[1].app_id", "b");
+    key_is(cfg, "apps[1].subscribe", "deviceAdded,commandRsp");
+    key_is(cfg, "apps[1].push_token", "t");
+    key_is(cfg, "apps[1].secret", "(set)");
+    key_is(cfg, "apps[0].secret", "(not set)");
     ck_assert_int_eq(config_format_key(cfg, "apps[2].app_id", out, sizeof(out)), OCB_ERR_NOT_FOUND);
     ck_assert_int_eq(config_format_key(cfg, "apps[0].nope", out, sizeof(out)), OCB_ERR_NOT_FOUND);
     ck_assert_int_eq(config_format_key(cfg, "apps[0].app_idx", out, sizeof(out)),
