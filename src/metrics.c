@@ -65,15 +65,22 @@ static uint32_t hash(const char *name, const char *labels)
     return h;
 }
 
-/* The published series (name, labels), or NULL.  Lock-free: slots only ever
- * go from empty to ready, so a probe that meets an empty slot is done. */
-static struct series *find(const char *name, const char *labels)
+/* The published series (name, labels), or NULL; then *empty (when not NULL)
+ * is the slot where the probe stopped, the one to fill for a new series
+ * (NULL if the table is full).  Lock-free: slots only ever go from empty to
+ * ready, so a probe that meets an empty slot is done. */
+static struct series *find(const char *name, const char *labels, struct series **empty)
 {
     uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
+    if (empty != NULL)
+        *empty = NULL;
     for (size_t probe = 0; probe < TABLE_SIZE; probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
         struct series *s = &table[i];
-        if (!atomic_load_explicit(&s->ready, memory_order_acquire))
+        if (!atomic_load_explicit(&s->ready, memory_order_acquire)) {
+            if (empty != NULL)
+                *empty = s;
             return NULL;
+        }
         if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0)
             return s;
     }
@@ -83,37 +90,28 @@ static struct series *find(const char *name, const char *labels)
 /* Find or create a series; NULL only if the name or labels do not fit. */
 static struct series *lookup(const char *name, const char *labels, enum ocb_metric_type type)
 {
-    struct series *found;
+    struct series *found, *slot;
 
     if (!labels)
         labels = "";
     if (strlen(name) >= NAME_MAX_LEN || strlen(labels) >= LABELS_MAX_LEN)
         labels = "overflow=\"true\"";
-    found = find(name, labels);
+    found = find(name, labels, NULL);
     if (found != NULL)
         return found;
+    /* Create under the lock, after probing again: another thread may have
+     * created it meanwhile, and only one may fill a slot. */
     pthread_mutex_lock(&lock);
     for (int attempt = 0; attempt < 2 && found == NULL; attempt++) {
-        uint32_t i = hash(name, labels) & (TABLE_SIZE - 1);
-        for (size_t probe = 0; probe < TABLE_SIZE; probe++, i = (i + 1) & (TABLE_SIZE - 1)) {
-            struct series *s = &table[i];
-            if (atomic_load_explicit(&s->ready, memory_order_relaxed)) {
-                if (strcmp(s->name, name) == 0 && strcmp(s->labels, labels) == 0) {
-                    found = s;
-                    break;
-                }
-                continue;
-            }
-            size_t limit = OCB_METRICS_MAX_SERIES + (attempt ? OVERFLOW_RESERVE : 0);
-            if (n_series >= limit)
-                break;
-            s->type = type;
-            snprintf(s->name, sizeof(s->name), "%s", name);
-            snprintf(s->labels, sizeof(s->labels), "%s", labels);
+        size_t limit = OCB_METRICS_MAX_SERIES + (attempt ? OVERFLOW_RESERVE : 0);
+        found = find(name, labels, &slot);
+        if (found == NULL && slot != NULL && n_series < limit) {
+            slot->type = type;
+            snprintf(slot->name, sizeof(slot->name), "%s", name);
+            snprintf(slot->labels, sizeof(slot->labels), "%s", labels);
             n_series++;
-            atomic_store_explicit(&s->ready, true, memory_order_release);
-            found = s;
-            break;
+            atomic_store_explicit(&slot->ready, true, memory_order_release);
+            found = slot;
         }
         /* Full: fold this label set into the name's overflow series. */
         labels = "overflow=\"true\"";
@@ -187,7 +185,7 @@ static uint64_t histogram_count(const struct series *s, uint64_t *buckets)
 int64_t metrics_value(const char *name, const char *labels)
 {
     uint64_t buckets[N_BUCKETS + 1];
-    struct series *s = find(name, labels ? labels : "");
+    struct series *s = find(name, labels ? labels : "", NULL);
 
     if (s == NULL)
         return 0;
