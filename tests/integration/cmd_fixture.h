@@ -203,15 +203,22 @@ static inline void fx_bridge_start(struct th_bridge *b, const char *client_id,
 }
 
 /* Broker + simulator + one bridge + a v5 client subscribed to everything. */
-static inline void fx_start(const char *sim_args, const char *mqtt_extra,
-                            const char *platform_extra)
+/* Everything but the bridge: a broker, the simulator with its devices loaded, and the
+ * test's MQTT client subscribed to filter. */
+static inline void fx_start_platform(const char *sim_args, const char *filter)
 {
     th_broker_start(&fx_broker, NULL);
     fx_sim_start(sim_args);
     fx_load_devices();
     fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
     ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    ck_assert(th_mqtt_subscribe(fx_client, filter, 1));
+}
+
+static inline void fx_start(const char *sim_args, const char *mqtt_extra,
+                            const char *platform_extra)
+{
+    fx_start_platform(sim_args, "iot/#");
     ck_assert(th_mqtt_subscribe(fx_client, "reply/#", 1));
     fx_bridge_start(&fx_bridge, "bridge-1", mqtt_extra, platform_extra, true);
 }

@@ -345,12 +345,7 @@ START_TEST(retained_command_is_never_executed)
 {
     char topic[256], answer[256];
     /* A retained command waiting on the broker before the bridge starts. */
-    th_broker_start(&fx_broker, NULL);
-    fx_sim_start(NULL);
-    fx_load_devices();
-    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
-    ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/+/+/commandResponse", 1));
+    fx_start_platform(NULL, "iot/+/+/commandResponse");
     fx_topic(topic, sizeof(topic), APP, 0, "command");
     fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
     const char *cmd = "{\"serviceId\":\"S\",\"method\":\"M\",\"paras\":{},\"correlationId\":\"r\"}";

@@ -198,12 +198,7 @@ END_TEST
 
 START_TEST(wrong_secret_is_a_definite_answer_and_not_ready)
 {
-    th_broker_start(&fx_broker, NULL);
-    fx_sim_start(NULL);
-    fx_load_devices();
-    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
-    ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_start_platform(NULL, "iot/#");
     fx_secret = "not-the-secret";
     fx_bridge_start(&fx_bridge, "bridge-1", NULL, NULL, false);
     /* /readyz needs a working platform login. */
@@ -228,12 +223,7 @@ START_TEST(the_platform_certificate_is_always_verified)
     th_path(other, sizeof(other), "other-ca");
     th_make_certs(other);
     fx_ca_dir = other;
-    th_broker_start(&fx_broker, NULL);
-    fx_sim_start(NULL);
-    fx_load_devices();
-    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
-    ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_start_platform(NULL, "iot/#");
     fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"command_deadline_s\":2", false);
     ck_assert(!th_bridge_wait_ready(&fx_bridge, NULL, 1500));
     char answer[256];

@@ -211,12 +211,7 @@ END_TEST
 
 START_TEST(manage_subscriptions_at_start_up_brings_pushes_home)
 {
-    th_broker_start(&fx_broker, NULL);
-    fx_sim_start(NULL);
-    fx_load_devices();
-    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
-    ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_start_platform(NULL, "iot/#");
     fx_app_extra = ",\"subscribe\":[\"deviceDataChanged\",\"deviceAdded\"]";
     fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"manage_subscriptions\":true", true);
     char url[512], want[512], path[256], topic[256];
@@ -323,12 +318,7 @@ END_TEST
 /* platform.manage_subscriptions with a moved public URL: the bridge moves them at start-up. */
 START_TEST(manage_subscriptions_at_start_up_moves_the_app)
 {
-    th_broker_start(&fx_broker, NULL);
-    fx_sim_start(NULL);
-    fx_load_devices();
-    fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
-    ck_assert_ptr_nonnull(fx_client);
-    ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    fx_start_platform(NULL, "iot/#");
     int old_port = th_free_port();
     char old_url[256], new_url[256], path[256], topic[256];
     snprintf(old_url, sizeof(old_url), "http://127.0.0.1:%d/push/" APP, old_port);
