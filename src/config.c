@@ -1,5 +1,5 @@
 /*
- * config.c: loading and checking the configuration (DESIGN.md section 5).
+ * config.c: loading and checking the configuration (docs/design.md section 5).
  *
  * The `keys` table below is the whole schema: every scalar key with its type,
  * default and bounds.  Loading runs four passes over that one table:

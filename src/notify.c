@@ -23,13 +23,13 @@ static const struct {
     {"commandRsp", OCB_NOTIFY_BUSINESS},
     {"ruleEvent", OCB_NOTIFY_BUSINESS},
     {"deviceDesiredPropertiesModifyStatusChanged", OCB_NOTIFY_BUSINESS},
-    /* SDK-only types and the demo's appDeleted (platform-api.md 1.2, UNCONFIRMED). */
+    /* SDK-only types and the demo's appDeleted (docs/platform-api.md 1.2, UNCONFIRMED). */
     {"deviceEvent", OCB_NOTIFY_BUSINESS},
     {"serviceInfoChanged", OCB_NOTIFY_BUSINESS},
     {"deviceModelAdded", OCB_NOTIFY_BUSINESS},
     {"deviceModelDeleted", OCB_NOTIFY_BUSINESS},
     {"appDeleted", OCB_NOTIFY_BUSINESS},
-    /* Device management (platform-api.md 5.3). */
+    /* Device management (docs/platform-api.md 5.3). */
     {"swUpgradeStateChangeNotify", OCB_NOTIFY_MANAGEMENT},
     {"swUpgradeResultNotify", OCB_NOTIFY_MANAGEMENT},
     {"fwUpgradeStateChangeNotify", OCB_NOTIFY_MANAGEMENT},

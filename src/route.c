@@ -2,7 +2,7 @@
  * route.c: decide the topic of a pushed body, or why it has none.
  *
  * The platform's pushes are compact JSON whose shape we only partly know
- * (platform-api.md section 1), so routing reads exactly four things --
+ * (docs/platform-api.md section 1), so routing reads exactly four things --
  * notifyType, deviceId, header.deviceId and, for command status callbacks,
  * commandId/result -- and leaves the rest of the body alone: the caller
  * publishes the bytes it received.
@@ -263,7 +263,7 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
             }
         }
     } else {
-        /* platform-api.md section 2: {deviceId, commandId, result{...}}.  Only
+        /* docs/platform-api.md section 2: {deviceId, commandId, result{...}}.  Only
          * the presence of result is required (lenient: its shape is the
          * subscriber's business). */
         const cJSON *result = cJSON_GetObjectItemCaseSensitive(root, "result");

@@ -8,7 +8,7 @@
  * service subscribed to other types of the same app is left alone...
  *
  * ...unless it blocks a move.  All of an app's callbacks must share one
- * IP:port (platform-api.md §2, §5.4): while any subscription of the app, of
+ * IP:port (docs/platform-api.md §2, §5.4): while any subscription of the app, of
  * any type, points at another address, creating ours fails with 400/100222.
  * When something must be created, sync_app therefore plans a move from the
  * list: it deletes every subscription at another IP:port first (those of

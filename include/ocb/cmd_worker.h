@@ -1,5 +1,5 @@
 /*
- * cmd_worker.h: the one command worker thread (DESIGN.md sections 1, 2, 4).
+ * cmd_worker.h: the one command worker thread (docs/design.md sections 1, 2, 4).
  *
  * MQTT commands arrive on paho's callback thread, are copied onto a bounded
  * queue (platform.max_queue; QUEUE_FULL answer when full) and executed by a

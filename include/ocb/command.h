@@ -1,5 +1,5 @@
 /*
- * command.h: the pure half of the command path (DESIGN.md sections 2 and 4).
+ * command.h: the pure half of the command path (docs/design.md sections 2 and 4).
  *
  * MQTT side in: a command topic and payload become a validated request
  * (command_topic_parse, command_parse).  Platform side out: the REST bodies

@@ -1,5 +1,5 @@
 /*
- * config.h: the configuration, as DESIGN.md section 5 defines it.
+ * config.h: the configuration, as docs/design.md section 5 defines it.
  *
  * One declarative table in config.c lists every key with its type, default
  * and bounds; loading is: defaults -> JSON file -> OCB_* environment

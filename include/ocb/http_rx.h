@@ -1,5 +1,5 @@
 /*
- * http_rx.h: the push listener (DESIGN.md section 3), on libmicrohttpd.
+ * http_rx.h: the push listener (docs/design.md section 3), on libmicrohttpd.
  *
  *   POST /push/<appId>[/<pushToken>]   route the body, publish it, answer 200 "ok" after the
  *                                      broker's PUBACK, 503 + Retry-After when it cannot

@@ -1,6 +1,6 @@
 /*
  * notify.h: the notification types the platform lets an app subscribe to
- * (platform-api.md sections 1.2 and 5), and which subscription API each one
+ * (docs/platform-api.md sections 1.2 and 5), and which subscription API each one
  * belongs to.  One table serves the configuration check, the bridge's
  * subscription sync and the simulator's subscription rules, so they cannot
  * drift apart.  Pure; thread-safe.

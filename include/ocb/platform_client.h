@@ -1,5 +1,5 @@
 /*
- * platform_client.h: the northbound REST client (DESIGN.md section 4).
+ * platform_client.h: the northbound REST client (docs/design.md section 4).
  *
  * One libcurl multi handle (OpenSSL, mutual TLS, connection reuse, several
  * requests in flight) plus a token manager per app: log in (form-encoded),

@@ -1,5 +1,5 @@
 /*
- * route.h: a pushed body -> the MQTT topic it is published on (DESIGN.md section 2).
+ * route.h: a pushed body -> the MQTT topic it is published on (docs/design.md section 2).
  *
  * Pure: no I/O, no locks, no globals.  The body is parsed with cJSON only to
  * read the routing fields; the caller publishes the original bytes, so key

@@ -1,6 +1,6 @@
 /*
  * subscriptions.h: make the platform's subscriptions match apps[].subscribe
- * (DESIGN.md section 4): `ocbridge subscribe -c FILE`, and
+ * (docs/design.md section 4): `ocbridge subscribe -c FILE`, and
  * platform.manage_subscriptions at start-up (run by the command worker).
  *
  * For every app with a secret: list its subscriptions, create the missing

@@ -124,7 +124,7 @@ START_TEST(create_exact_request_answer_and_statuses)
     ck_assert(fx_metric("ocb_command_queue_depth") == 0);
 
     /* An unknown device: the platform answers HTTP 200 with error body 100418 (create-command
-     * error list, platform-api.md 3.1); the bridge passes it on as a definite platform error. */
+     * errors, docs/platform-api.md 3.1); the bridge passes it on as a definite platform error. */
     snprintf(topic, sizeof(topic), "iot/%s/00000000-0000-4000-8000-000000000000/command", APP);
     snprintf(answer_topic, sizeof(answer_topic),
              "iot/%s/00000000-0000-4000-8000-000000000000/commandResponse", APP);

@@ -1,5 +1,5 @@
 /*
- * test_config.c: the configuration contract (DESIGN.md section 5): defaults
+ * test_config.c: the configuration contract (docs/design.md section 5): defaults
  * for every key, file values, OCB_* overrides, ${VAR} expansion, and every
  * kind of bad input rejected as "FILE: key.path: reason".
  */

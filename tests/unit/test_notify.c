@@ -1,6 +1,6 @@
 /*
  * test_notify.c: the subscribable notification types and their API
- * (platform-api.md 1.2 and 5): the bridge's config check, its subscription
+ * (docs/platform-api.md 1.2 and 5): the bridge's config check, its subscription
  * sync and the simulator all read this one table.
  */
 #include <check.h>

@@ -1,5 +1,5 @@
 /*
- * test_route.c: every sample body of platform-api.md sections 1 and 2 routes
+ * test_route.c: every sample body of docs/platform-api.md sections 1 and 2 routes
  * to its exact topic; hostile ids are refused, never published elsewhere.
  */
 #include <check.h>
@@ -18,7 +18,7 @@ struct sample {
     const char *command_id;
 };
 
-/* The bodies exactly as platform-api.md shows them (sections 1.4 and 2). */
+/* The bodies exactly as docs/platform-api.md shows them (sections 1.4 and 2). */
 static const struct sample samples[] = {
     {"{\"notifyType\":\"deviceAdded\",\"deviceId\":\"762634d2-be6e-42d4-bc26-c3a751adcee7\","
      "\"gatewayId\":\"762634d2-be6e-42d4-bc26-c3a751adcee7\",\"nodeType\":\"GATEWAY\","

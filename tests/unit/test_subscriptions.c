@@ -1,6 +1,6 @@
 /*
  * test_subscriptions.c: the IP:port comparison the subscription sync uses to
- * decide which subscriptions stand in the way of a move (platform-api.md §2,
+ * decide which subscriptions stand in the way of a move (docs/platform-api.md §2,
  * §5: all of an app's callbacks share one IP:port).  The rest of the sync
  * talks to the platform and is tested against the simulator
  * (tests/integration/test_commands_subscribe.c).

@@ -1,6 +1,6 @@
 /*
  * sim_auth.c: login, refreshToken, the token check on business calls and the per-app throttle
- * (platform-api.md §4).
+ * (docs/platform-api.md §4).
  *
  * Each app has exactly one valid access token and one valid refresh token: a login or a refresh
  * replaces both, so older tokens stop working at once ("only the last accessToken is valid").

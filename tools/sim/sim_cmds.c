@@ -1,5 +1,5 @@
 /*
- * sim_cmds.c: device commands v1.4.0 (platform-api.md §3) and their lifecycle (§2).
+ * sim_cmds.c: device commands v1.4.0 (docs/platform-api.md §3) and their lifecycle (§2).
  *
  * A command is created PENDING (device offline, expireTime > 0) or SENT (device online).  PENDING
  * commands leave when the device comes online (also by reporting), when they expire (EXPIRED) or

@@ -1,6 +1,6 @@
 /*
  * sim_devices.c: the virtual devices, their periodic reports and lifecycle notifications
- * (platform-api.md §1.3-§1.4).
+ * (docs/platform-api.md §1.3-§1.4).
  *
  * Devices are generated from --seed, so the same flags give the same deviceIds and nodeIds every
  * run.  They belong to the apps round-robin (or all to the first with --devices-first-app).  Each

@@ -1,9 +1,9 @@
 /*
- * sim_opts.c: the command line (DESIGN.md §7 is the contract) and the optional --config file.
+ * sim_opts.c: the command line (docs/design.md §7 is the contract) and the optional --config file.
  *
  * Every flag is a long option; a bad value is a one-line error naming the flag, and main exits
  * with status 2.  Behaviour the platform documentation leaves UNCONFIRMED is a flag whose default
- * is the reading in platform-api.md (see README.md for the list).
+ * is the reading in docs/platform-api.md (see README.md for the list).
  */
 #include "sim.h"
 

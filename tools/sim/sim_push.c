@@ -1,5 +1,5 @@
 /*
- * sim_push.c: the push engine (platform-api.md §7), the platform acting as an HTTP client.
+ * sim_push.c: the push engine (docs/platform-api.md §7), the platform acting as an HTTP client.
  *
  * Every notification becomes a message in one bounded queue.  A few worker threads, each with its
  * own libcurl handle (connections are reused), take due messages and POST them with

@@ -1,5 +1,5 @@
 /*
- * sim_subs.c: the subscription API (platform-api.md §5) and fan-out of notifications to
+ * sim_subs.c: the subscription API (docs/platform-api.md §5) and fan-out of notifications to
  * subscribers.
  *
  * Rules enforced: one subscription per (app, notifyType) on v1.2.0 (409/100227); callback URLs need

@@ -1,6 +1,6 @@
 /*
  * test_sim_it_auth.c: login, refreshToken, token invalidation and expiry, the header rules and the
- * per-app throttle (platform-api.md §4), over mutual TLS.
+ * per-app throttle (docs/platform-api.md §4), over mutual TLS.
  */
 #include "sim_harness.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_sim_it_cmds.c: device commands v1.4.0 (platform-api.md §3) and the status callbacks of §2,
+ * test_sim_it_cmds.c: device commands v1.4.0 (docs/platform-api.md §3) and status callbacks (§2),
  * received by a real HTTP server.
  */
 #include "sim_harness.h"

@@ -1,5 +1,5 @@
 /*
- * test_sim_it_push.c: the push engine's delivery rules (platform-api.md §7), device reports and
+ * test_sim_it_push.c: the push engine's delivery rules (docs/platform-api.md §7), reports and
  * lifecycle notifications (§1), HTTPS callbacks, and fault injection on the API port.
  * Timings are shrunk with flags: push timeout 0.3 s, re-push every 0.2 s, window 2 s.
  */

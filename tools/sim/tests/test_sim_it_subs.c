@@ -1,5 +1,5 @@
 /*
- * test_sim_it_subs.c: the subscription API (platform-api.md §5) and that pushes reach exactly the
+ * test_sim_it_subs.c: the subscription API (docs/platform-api.md §5); pushes reach exactly the
  * subscribers of a notifyType.
  */
 #include "sim_harness.h"
@@ -190,7 +190,7 @@ START_TEST(list_filter_paging_get_delete)
 }
 END_TEST
 
-/* platform-api.md §2, §5.4: one IP:port per app, so moving means deleting first.  The bridge's
+/* docs/platform-api.md §2, §5.4: one IP:port per app, so moving means deleting first.  The bridge's
  * subscription sync relies on exactly these answers. */
 START_TEST(moving_an_app_means_deleting_first)
 {
