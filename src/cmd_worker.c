@@ -19,11 +19,9 @@
  * receive the first one; the platform has no idempotency key, so the brief's
  * "retry until the deadline" is followed and this is logged.
  *
- * The rate limiter is a sliding window per app (see rate_allows) rather than
- * a token bucket: a bucket that starts full lets 2N calls through in the
- * first window, which trips the platform's 1010009 exactly when a backlog is
- * being drained.  Throttle answers still happen (other clients of the same
- * app, other bridges) and back the whole app off.
+ * The rate limiter is a sliding window per app (rate_limit.h says why a
+ * window and not a bucket).  Throttle answers still happen (other clients
+ * of the same app, other bridges) and back the whole app off.
  *
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
@@ -44,13 +42,13 @@
 #include "ocb/util.h"
 #include "ocb/metrics.h"
 #include "ocb/platform_client.h"
+#include "ocb/rate_limit.h"
 #include "ocb/subscriptions.h"
 
 #define MOD "command"
 
 #define TOPIC_MAX            1024
 #define PATH_MAX_LEN         1024
-#define RATE_WINDOW_MAX      4096
 #define RETRY_BASE_MS        500
 #define RETRY_MAX_MS         10000
 #define OUTBOX_MAX_AGE_MS    300000
@@ -111,9 +109,7 @@ struct wapp {
     const struct ocb_app *cfg;
     bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
-    int64_t *done; /* FIFO ring of completion times within the window */
-    unsigned window_calls, n_done, done_head, n_pending;
-    int64_t window_ms;
+    struct ocb_rate_limit rate;
     int64_t throttled_until_ms;
     unsigned throttle_backoff_ms;
 };
@@ -849,49 +845,6 @@ static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
     answer_bridge(w, true, &a, OCB_CMD_PLATFORM_UNREACHABLE, job->last_status, desc, true);
 }
 
-/*
- * Sliding-window rate limit: may app make a call now?  If not, when.
- *
- * The platform counts a call when it arrives, some time between our send
- * and our reading of the answer.  Counting every call from its completion
- * (and calls in flight as "now, and for a whole window") is therefore never
- * less than the platform's count, whatever the network delay: a call is
- * allowed when fewer than rate_limit.calls calls are in flight or completed
- * within the last window.  Completions come in time order, so the completed
- * times form a FIFO whose front leaves the window first.
- */
-static bool rate_allows(struct wapp *app, int64_t now, int64_t *when)
-{
-    if (app->window_calls == 0)
-        return true; /* rate_limit.calls = 0: unlimited */
-    while (app->n_done > 0 && now - app->done[app->done_head] >= app->window_ms) {
-        app->done_head = (app->done_head + 1) % app->window_calls;
-        app->n_done--;
-    }
-    if (app->n_pending + app->n_done < app->window_calls)
-        return true;
-    /* Full: the front leaves the window first; with everything still in
-     * flight, a completion wakes the worker anyway. */
-    *when = app->n_done > 0 ? app->done[app->done_head] + app->window_ms : now + 1000;
-    return false;
-}
-
-static void rate_sent(struct wapp *app)
-{
-    if (app->window_calls)
-        app->n_pending++;
-}
-
-static void rate_completed(struct wapp *app, int64_t now)
-{
-    if (app->window_calls == 0 || app->n_pending == 0)
-        return;
-    app->n_pending--;
-    /* n_pending + n_done <= window_calls held when the call was sent. */
-    app->done[(app->done_head + app->n_done) % app->window_calls] = now;
-    app->n_done++;
-}
-
 static void remember_failure(struct job *job, const struct ocb_platform_reply *r)
 {
     job->last_status = r->status;
@@ -912,7 +865,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 
     job->in_flight = false;
     w->in_flight--;
-    rate_completed(app, now);
+    rate_limit_completed(&app->rate, now);
 
     if (r->transport == OCB_ERR_STOPPED) {
         answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
@@ -1088,7 +1041,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 blocked = true;
                 if (app->throttled_until_ms < next)
                     next = app->throttled_until_ms;
-            } else if (!rate_allows(app, now, &when)) {
+            } else if (!rate_limit_allows(&app->rate, now, &when)) {
                 blocked = true;
                 if (when < next)
                     next = when;
@@ -1106,7 +1059,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
                     job_finish(w, job);
                 } else {
-                    rate_sent(app);
+                    rate_limit_sent(&app->rate);
                     job->attempts++;
                     job->in_flight = true;
                     w->in_flight++;
@@ -1143,18 +1096,6 @@ static void sync_subscriptions(struct ocb_cmd_worker *w)
     }
 }
 
-/* The per-app rate window for cfg; a huge calls value is scaled down to the
- * same average rate over a proportionally shorter window, keeping the ring bounded. */
-static void rate_window(const struct ocb_config *cfg, unsigned *calls, int64_t *window_ms)
-{
-    *calls = cfg->platform.rate_calls;
-    *window_ms = (int64_t)cfg->platform.rate_per_seconds * 1000;
-    if (*calls > RATE_WINDOW_MAX) {
-        *window_ms = *window_ms * RATE_WINDOW_MAX / *calls;
-        *calls = RATE_WINDOW_MAX;
-    }
-}
-
 /* Append the state of one app with a secret; OCB_ERR_FULL past OCB_MAX_APPS. */
 static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
 {
@@ -1162,16 +1103,16 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
     int64_t window_ms;
     if (w->n_apps == OCB_MAX_APPS)
         return OCB_ERR_FULL;
-    rate_window(w->cfg, &calls, &window_ms);
+    rate_limit_scale(w->cfg->platform.rate_calls, w->cfg->platform.rate_per_seconds, &calls,
+                     &window_ms);
     struct wapp *app = &w->apps[w->n_apps];
     memset(app, 0, sizeof(*app));
     app->cfg = a;
     app->active = true;
-    app->window_calls = calls;
     /* A 10 ms margin for the platform's clock granularity. */
-    app->window_ms = window_ms + 10;
-    if (calls && !(app->done = calloc(calls, sizeof(*app->done))))
-        return OCB_ERR_NOMEM;
+    enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
+    if (rc != OCB_OK)
+        return rc;
     w->n_apps++;
     return OCB_OK;
 }
@@ -1384,7 +1325,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
     for (size_t i = 0; i < w->n_apps; i++)
-        free(w->apps[i].done);
+        rate_limit_cleanup(&w->apps[i].rate);
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;
