@@ -29,6 +29,7 @@
  */
 #include "ocb/cmd_worker.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -43,6 +44,7 @@
 #include "ocb/metrics.h"
 #include "ocb/platform_client.h"
 #include "ocb/rate_limit.h"
+#include "ocb/requesters.h"
 #include "ocb/subscriptions.h"
 
 #define MOD "command"
@@ -56,9 +58,6 @@
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
 #define LAST_TRY_MARGIN_MS   200
-#define EARLY_MAX            64
-#define EARLY_BODY_MAX       4096
-#define EARLY_KEEP_MS        10000
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -78,6 +77,29 @@ struct inmsg {
 
 struct wapp;
 
+/*
+ * A job's lifecycle.  The journal that is to persist jobs records exactly
+ * these states; SENDING means the request was handed to the platform
+ * client (libcurl), so after a restart it may or may not have reached the
+ * platform.
+ *
+ *   NEW -> QUEUED -> SENDING -> ANSWERED
+ *                      |  ^
+ *                      v  |
+ *                    BACKOFF -> ANSWERED
+ *
+ * QUEUED and BACKOFF jobs also go to ANSWERED when their deadline passes,
+ * a submit fails or the bridge stops.  A job waiting for the rate limit,
+ * the app's throttle pause or a free in-flight slot stays QUEUED/BACKOFF.
+ */
+enum job_state {
+    JOB_NEW,      /* validated, not yet in its app's FIFO */
+    JOB_QUEUED,   /* in the FIFO, never sent */
+    JOB_SENDING,  /* a call is in flight (at most one per job) */
+    JOB_BACKOFF,  /* sent before, waiting for next_try_ms */
+    JOB_ANSWERED, /* the answer is out (or in the outbox); freed next */
+};
+
 struct job {
     struct job *next;
     struct ocb_cmd_worker *w;
@@ -95,7 +117,7 @@ struct job {
     int64_t deadline_ms;
     int64_t next_try_ms;
     unsigned attempts;
-    bool in_flight;
+    enum job_state state;
     /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
     long last_status;
     enum ocb_platform_class last_cls;
@@ -124,25 +146,6 @@ struct outmsg {
     int64_t born_ms;
 };
 
-struct requester {
-    struct requester *prev, *next;
-    char app_id[OCB_COMMAND_ID_MAX + 1]; /* statuses count only when pushed for this app */
-    char command_id[OCB_COMMAND_ID_MAX + 1];
-    char *response_topic;
-    void *corr;
-    size_t corr_len;
-    int64_t expires_ms;
-};
-
-/* A status that came before its requester was known (see early_add). */
-struct early {
-    char app_id[OCB_COMMAND_ID_MAX + 1];
-    char command_id[OCB_COMMAND_ID_MAX + 1];
-    char *body;
-    size_t len;
-    int64_t expires_ms;
-};
-
 struct ocb_cmd_worker {
     const struct ocb_config *cfg;
     struct ocb_mqtt_link *link;
@@ -154,12 +157,8 @@ struct ocb_cmd_worker {
     unsigned held; /* commands in the inbox or in jobs, <= platform.max_queue */
     bool stopping;
 
-    /* shared with libmicrohttpd's threads */
-    pthread_mutex_t req_lock;
-    struct requester *req_head, *req_tail; /* oldest first */
-    unsigned n_requesters;
-    struct early early[64]; /* EARLY_MAX statuses that beat their create reply */
-    unsigned early_pos;
+    /* shared with libmicrohttpd's threads; thread-safe on its own */
+    struct ocb_requesters *requesters;
 
     /* A configuration handed over by cmd_worker_reload(), under lock. */
     const struct ocb_config *pending_cfg;
@@ -174,8 +173,9 @@ struct ocb_cmd_worker {
     struct outmsg *out_head, *out_tail;
     unsigned n_out;
     unsigned rand_state;
-    int64_t subs_next_ms; /* 0 = no subscription sync due */
-    uint64_t seen[2048];  /* dispatch's per-pass device set (SEEN_SLOTS) */
+    int64_t subs_next_ms;       /* 0 = no subscription sync due */
+    struct ocb_subs_sync *subs; /* the sync under way, or NULL */
+    uint64_t seen[2048];        /* dispatch's per-pass device set (SEEN_SLOTS) */
 };
 
 static void count_outcome(const char *outcome)
@@ -442,141 +442,56 @@ static void release_slot(struct ocb_cmd_worker *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* ---- the requester map (any thread) */
+/* ---- MQTT 5 requesters (the map is requesters.c; these run on any thread) */
 
-static void requester_unlink(struct ocb_cmd_worker *w, struct requester *r)
+/* An ocb_requester_emit: forward one status; runs under the map's lock and only queues. */
+static void publish_status(void *ctx, const struct ocb_requester *r, const char *body, size_t len)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        w->req_head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        w->req_tail = r->prev;
-    w->n_requesters--;
-    free(r->response_topic);
-    free(r->corr);
-    free(r);
-}
-
-/* Caller holds req_lock. */
-static void requesters_expire(struct ocb_cmd_worker *w, int64_t now)
-{
-    struct requester *r = w->req_head;
-    while (r) {
-        struct requester *next = r->next;
-        if (now >= r->expires_ms)
-            requester_unlink(w, r);
-        r = next;
-    }
-}
-
-static void publish_status(struct ocb_cmd_worker *w, const struct requester *r,
-                           const char *command_id, const char *body, size_t len)
-{
+    struct ocb_cmd_worker *w = ctx;
     struct ocb_mqtt_pub pub = {
         .topic = r->response_topic,
         .payload = body,
         .len = len,
         .notify_type = "commandStatus",
         .content_type = "application/json",
-        .correlation = r->corr,
+        .correlation = r->corr_len ? r->corr : NULL,
         .correlation_len = r->corr_len,
     };
     enum ocb_err rc = mqtt_link_publish(w->link, &pub, NULL, NULL);
     if (rc != OCB_OK) {
         metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
-        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", command_id, r->response_topic,
-                 ocb_strerror(rc));
+        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", r->command_id,
+                 r->response_topic, ocb_strerror(rc));
     }
 }
 
 /*
- * The platform sends SENT as soon as it has created the command, so a status
- * can overtake the create reply.  Statuses of unknown commands are kept a
- * few seconds (EARLY_MAX of them, EARLY_BODY_MAX bytes each) in case their
- * requester shows up.  Caller holds req_lock.
- */
-static void early_add(struct ocb_cmd_worker *w, const char *app_id, const char *command_id,
-                      const char *body, size_t len, int64_t now)
-{
-    if (len > EARLY_BODY_MAX)
-        return;
-    struct early *e = &w->early[w->early_pos];
-    w->early_pos = (w->early_pos + 1) % EARLY_MAX;
-    free(e->body);
-    e->body = ocb_memdup(body, len);
-    e->len = e->body ? len : 0;
-    snprintf(e->app_id, sizeof(e->app_id), "%s", app_id);
-    snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
-    e->expires_ms = now + EARLY_KEEP_MS;
-}
-
-/* Forward, in arrival order, the early statuses of r's command.  Caller holds req_lock. */
-static void early_replay(struct ocb_cmd_worker *w, const struct requester *r, int64_t now)
-{
-    for (unsigned i = 0; i < EARLY_MAX; i++) {
-        struct early *e = &w->early[(w->early_pos + i) % EARLY_MAX];
-        if (!e->body || now > e->expires_ms || strcmp(e->command_id, r->command_id) != 0 ||
-            strcmp(e->app_id, r->app_id) != 0)
-            continue;
-        publish_status(w, r, r->command_id, e->body, e->len);
-        free(e->body);
-        e->body = NULL;
-    }
-}
-
-/*
- * Worker thread: publish a create's answer and remember its requester, as
- * one step under req_lock, so that no status of this command can reach the
- * response topic before the answer, or slip between the two.
+ * Worker thread: publish a create's answer, then remember its requester.
+ * In that order no status of this command can reach the response topic
+ * before the answer: until the insert, its statuses are only kept, and the
+ * insert replays them.
  */
 static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
                                 const char *command_id, const char *payload, size_t len)
 {
-    struct requester *r = calloc(1, sizeof(*r));
-    if (r) {
-        snprintf(r->app_id, sizeof(r->app_id), "%s", job->target.app_id);
-        snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
-        r->response_topic = ocb_strdup_or_null(job->response_topic);
-        r->corr = ocb_memdup(job->corr, job->corr_len);
-        r->corr_len = r->corr ? job->corr_len : 0;
-        if (!r->response_topic || (job->corr && job->corr_len && !r->corr)) {
-            free(r->response_topic);
-            free(r->corr);
-            free(r);
-            r = NULL;
-        }
-    }
-    if (!r)
-        log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
     int64_t now = ocb_now_ms();
-    pthread_mutex_lock(&w->req_lock);
     answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
                    payload, len);
-    if (r) {
-        /* The entry lives as long as statuses can come: the command's cache
-         * time (platform default 48 h) plus the device retransmission window. */
-        int64_t life_ms = (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL +
-                          DEVICE_RETRANSMIT_MS;
-        r->expires_ms = now + life_ms;
-        requesters_expire(w, now);
-        if (w->n_requesters >= OCB_CMD_REQUESTERS_MAX) {
-            /* Full: forget the oldest; its statuses still reach commandStatus. */
-            metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
-            requester_unlink(w, w->req_head);
-        }
-        r->prev = w->req_tail;
-        if (w->req_tail)
-            w->req_tail->next = r;
-        else
-            w->req_head = r;
-        w->req_tail = r;
-        w->n_requesters++;
-        early_replay(w, r, now);
-    }
-    pthread_mutex_unlock(&w->req_lock);
+    /* The entry lives as long as statuses can come: the command's cache
+     * time (platform default 48 h) plus the device retransmission window. */
+    int64_t life_ms =
+        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
+    struct ocb_requester e;
+    enum ocb_err rc = requesters_entry_fill(&e, job->target.app_id, command_id, job->response_topic,
+                                            job->corr, job->corr_len, now + life_ms);
+    bool evicted = false;
+    if (rc == OCB_OK)
+        rc = requesters_insert(w->requesters, &e, now, publish_status, w, &evicted);
+    if (evicted)
+        metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
+    if (rc != OCB_OK)
+        log_warn(MOD, NULL, "%s: statuses of %s will not reach %s: %s", job->answer_topic,
+                 command_id, job->response_topic, ocb_strerror(rc));
 }
 
 void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
@@ -593,23 +508,9 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
         OCB_OK)
         result[0] = '\0';
-    int64_t now = ocb_now_ms();
-    struct requester *found = NULL;
-    /* Publishing under the lock keeps statuses behind the answer (see
-     * answer_and_remember); mqtt_link_publish only queues, it does not wait. */
-    pthread_mutex_lock(&w->req_lock);
-    requesters_expire(w, now);
-    for (struct requester *r = w->req_tail; r && !found; r = r->prev)
-        if (strcmp(r->command_id, command_id) == 0 && strcmp(r->app_id, app_id) == 0)
-            found = r;
-    if (found) {
-        publish_status(w, found, command_id, body, len);
-        if (command_status_is_final(result) && found->expires_ms > now + FINAL_GRACE_MS)
-            found->expires_ms = now + FINAL_GRACE_MS;
-    } else {
-        early_add(w, app_id, command_id, body, len, now);
-    }
-    pthread_mutex_unlock(&w->req_lock);
+    requesters_on_status(w->requesters, app_id, command_id, body, len,
+                         command_status_is_final(result), FINAL_GRACE_MS, ocb_now_ms(),
+                         publish_status, w);
 }
 
 /* ---- jobs (worker thread) */
@@ -628,6 +529,20 @@ static struct wapp *find_wapp(struct ocb_cmd_worker *w, const char *app_id)
 {
     struct wapp *app = find_wapp_any(w, app_id);
     return app && app->active ? app : NULL;
+}
+
+/* Move job to state `to`; any other transition than the diagram's is a bug. */
+static void job_to(struct job *job, enum job_state to)
+{
+    static const unsigned allowed[] = {
+        [JOB_NEW] = 1u << JOB_QUEUED,
+        [JOB_QUEUED] = 1u << JOB_SENDING | 1u << JOB_ANSWERED,
+        [JOB_SENDING] = 1u << JOB_BACKOFF | 1u << JOB_ANSWERED,
+        [JOB_BACKOFF] = 1u << JOB_SENDING | 1u << JOB_ANSWERED,
+        [JOB_ANSWERED] = 0,
+    };
+    assert(job->state <= JOB_ANSWERED && (allowed[job->state] & (1u << to)));
+    job->state = to;
 }
 
 static void job_free(struct job *job)
@@ -653,9 +568,10 @@ static struct answer job_answer(const struct job *job)
     return a;
 }
 
-/* Unlink job from its app's FIFO, free it and give its queue slot back. */
+/* The job was answered: unlink it from its app's FIFO, free it and give its queue slot back. */
 static void job_finish(struct ocb_cmd_worker *w, struct job *job)
 {
+    job_to(job, JOB_ANSWERED);
     struct wapp *app = job->app;
     struct job **pp = &app->head;
     struct job *prev = NULL;
@@ -789,6 +705,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     m->corr = NULL;
     job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
     job->next_try_ms = 0;
+    job_to(job, JOB_QUEUED);
     if (job->app->tail)
         job->app->tail->next = job;
     else
@@ -863,7 +780,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     int64_t now = ocb_now_ms();
     struct answer a = job_answer(job);
 
-    job->in_flight = false;
+    assert(job->state == JOB_SENDING);
     w->in_flight--;
     rate_limit_completed(&app->rate, now);
 
@@ -922,6 +839,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     }
 
     /* Retryable: throttled, 5xx, network, timeout, or a token that keeps failing. */
+    job_to(job, JOB_BACKOFF);
     remember_failure(job, r);
     unsigned delay;
     if (r->cls == OCB_PLATFORM_THROTTLED) {
@@ -1009,7 +927,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
         while (job) {
             struct job *after = job->next;
             bool device_busy = seen_add(w->seen, device_hash(job->target.device_id));
-            if (job->in_flight) {
+            if (job->state == JOB_SENDING) {
                 job = after;
                 continue;
             }
@@ -1061,7 +979,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 } else {
                     rate_limit_sent(&app->rate);
                     job->attempts++;
-                    job->in_flight = true;
+                    job_to(job, JOB_SENDING);
                     w->in_flight++;
                 }
             }
@@ -1085,14 +1003,35 @@ static void take_inbox(struct ocb_cmd_worker *w)
     }
 }
 
-static void sync_subscriptions(struct ocb_cmd_worker *w)
+/*
+ * Start a due subscription sync, or step the one under way.  The sync makes
+ * one platform call at a time and only acts on replies, so commands keep
+ * flowing while it runs.  A sync asked for while one is under way (a
+ * reload) starts when that one is over, with the newest configuration.
+ */
+static void subscriptions_turn(struct ocb_cmd_worker *w, int64_t now)
 {
-    if (subscriptions_sync(w->pc, w->apps_cfg, NULL) == OCB_OK) {
+    if (!w->subs && w->subs_next_ms && now >= w->subs_next_ms) {
         w->subs_next_ms = 0;
-    } else {
+        if (subscriptions_sync_new(w->pc, w->apps_cfg, NULL, &w->subs) != OCB_OK) {
+            w->subs = NULL;
+            w->subs_next_ms = now + SUBS_RETRY_MS;
+            log_error(MOD, NULL, "out of memory starting the subscription sync");
+            return;
+        }
+        log_info(MOD, NULL, "platform subscriptions: sync started");
+    }
+    if (!w->subs || !subscriptions_sync_step(w->subs))
+        return;
+    enum ocb_err rc = subscriptions_sync_result(w->subs);
+    subscriptions_sync_free(w->subs);
+    w->subs = NULL;
+    if (rc == OCB_OK) {
+        log_info(MOD, NULL, "platform subscriptions: in sync");
+    } else if (w->subs_next_ms == 0) {
         w->subs_next_ms = ocb_now_ms() + SUBS_RETRY_MS;
-        log_warn(MOD, NULL, "platform subscriptions not in sync; retrying in %d s",
-                 SUBS_RETRY_MS / 1000);
+        log_warn(MOD, NULL, "platform subscriptions not in sync (%s); retrying in %d s",
+                 ocb_strerror(rc), SUBS_RETRY_MS / 1000);
     }
 }
 
@@ -1172,8 +1111,9 @@ static void *worker_main(void *arg)
         int64_t next = dispatch(w);
         outbox_flush(w);
         int64_t now = ocb_now_ms();
-        if (w->subs_next_ms && now >= w->subs_next_ms)
-            sync_subscriptions(w); /* blocks the loop for at most a few platform timeouts */
+        subscriptions_turn(w, now);
+        if (w->subs_next_ms && !w->subs && w->subs_next_ms < next)
+            next = w->subs_next_ms;
         if (w->out_head && next > now + 200)
             next = now + 200; /* the broker gives no signal when it is back */
         int wait = next > now ? (int)(next - now) : 0;
@@ -1193,7 +1133,7 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
         struct job *job = w->apps[i].head;
         while (job) {
             struct job *after = job->next;
-            if (!job->in_flight) {
+            if (job->state != JOB_SENDING) {
                 struct answer a = job_answer(job);
                 answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
                               "the bridge stopped before the command was sent", true);
@@ -1202,9 +1142,12 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
             job = after;
         }
     }
-    /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN. */
+    /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN;
+     * a sync's call completes into the sync, which is over then. */
     platform_client_free(w->pc);
     w->pc = NULL;
+    subscriptions_sync_free(w->subs);
+    w->subs = NULL;
     outbox_flush(w);
     if (w->n_out)
         log_warn(MOD, NULL, "%u answer(s) not published at shutdown", w->n_out);
@@ -1221,8 +1164,10 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     w->link = link;
     w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_mutex_init(&w->req_lock, NULL);
-    enum ocb_err rc = platform_client_new(cfg, &w->pc);
+    enum ocb_err rc = requesters_new(OCB_CMD_REQUESTERS_MAX, &w->requesters);
+    if (rc != OCB_OK)
+        goto fail;
+    rc = platform_client_new(cfg, &w->pc);
     if (rc != OCB_OK)
         goto fail;
     w->apps_cfg = cfg;
@@ -1324,6 +1269,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
         return;
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
+    subscriptions_sync_free(w->subs);
     for (size_t i = 0; i < w->n_apps; i++)
         rate_limit_cleanup(&w->apps[i].rate);
     struct inmsg *m = w->in_head;
@@ -1340,11 +1286,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
         free(o->corr);
         free(o);
     }
-    while (w->req_head)
-        requester_unlink(w, w->req_head);
-    for (unsigned i = 0; i < EARLY_MAX; i++)
-        free(w->early[i].body);
+    requesters_free(w->requesters);
     pthread_mutex_destroy(&w->lock);
-    pthread_mutex_destroy(&w->req_lock);
     free(w);
 }
