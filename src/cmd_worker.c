@@ -1146,6 +1146,8 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
      * a sync's call completes into the sync, which is over then. */
     platform_client_free(w->pc);
     w->pc = NULL;
+    if (w->subs)
+        log_info(MOD, NULL, "subscription sync interrupted: the bridge is stopping");
     subscriptions_sync_free(w->subs);
     w->subs = NULL;
     outbox_flush(w);
