@@ -6,22 +6,35 @@
  * number of commands the worker holds reaches platform.max_queue it answers
  * QUEUE_FULL itself instead (a pure parse and a non-blocking publish).  The
  * worker thread owns everything else: the platform client, the jobs, the
- * rate limiters and the outbox.  The requester map (commandId -> response
- * topic) is shared with libmicrohttpd's threads and has its own mutex.
+ * rate limiters, the subscription sync and the outbox.  The one piece of
+ * state libmicrohttpd's threads touch, the requester map (commandId ->
+ * MQTT 5 response topic), is a module of its own (requesters.c) with its
+ * own mutex; the worker only inserts into it.
  *
  * A job is a validated command.  It sits in its app's FIFO until the app's
- * rate limiter, the global max_in_flight and its own backoff allow a call;
- * it is in flight at most once at a time.  Outcomes: success, a definite
- * platform error, or, when retries (5xx, network, timeouts, throttling)
- * run past platform.command_deadline_s, PLATFORM_UNREACHABLE; a job that
- * never got a turn before its deadline is EXPIRED_IN_QUEUE.  Retrying a
- * create after a timeout can create the command twice if the platform did
- * receive the first one; the platform has no idempotency key, so the brief's
- * "retry until the deadline" is followed and this is logged.
+ * rate limiter (rate_limit.c, a pure module), the global max_in_flight and
+ * its own backoff allow a call; it is in flight at most once at a time.
+ * Its lifecycle is an explicit state (enum job_state: QUEUED -> SENDING ->
+ * ANSWERED, with BACKOFF between retries), checked on every transition.
+ * Outcomes: success, a definite platform error, or, when retries (5xx,
+ * network, timeouts, throttling) run past platform.command_deadline_s,
+ * PLATFORM_UNREACHABLE; a job that never got a turn before its deadline is
+ * EXPIRED_IN_QUEUE.  Retrying a create after a timeout can create the
+ * command twice if the platform did receive the first one; the platform has
+ * no idempotency key, so the brief's "retry until the deadline" is followed
+ * and this is logged.
  *
  * The rate limiter is a sliding window per app (rate_limit.h says why a
  * window and not a bucket).  Throttle answers still happen (other clients
  * of the same app, other bridges) and back the whole app off.
+ *
+ * The subscription sync (platform.manage_subscriptions: at start-up, after a
+ * reload, and a minute after a failed one) is a state machine stepped once
+ * per turn of the loop (subscriptions_turn): it makes one platform call at
+ * a time through the same platform client, and the loop never waits for
+ * it, so queued commands keep going out while a sync is slow.  Its calls
+ * count neither against max_in_flight nor against the rate limit, as
+ * before.
  *
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are

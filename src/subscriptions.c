@@ -24,6 +24,17 @@
  * (the simulator does; UNCONFIRMED on the real platform, so lenient) they
  * are moved like the others and not subscribed again once in place;
  * otherwise they are simply (re)subscribed every time, which is harmless.
+ *
+ * The sync is a state machine (struct ocb_subs_sync, enum phase) so that
+ * the command worker can run it beside the commands: each step acts on the
+ * reply that came and submits the next call, one at a time, in the same
+ * order the plan above needs (list pages; the move's deletions; per wanted
+ * type a create, after a 409 the deletions of its holders and the create
+ * once more; the removals).  A step never waits: the reply arrives through
+ * platform_client_run(), which the owner's loop calls anyway.  The machine
+ * only borrows the platform client, so it must not be freed while a call
+ * is in flight; freeing the client first completes that call (STOPPED),
+ * which ends the sync.
  */
 #include "ocb/subscriptions.h"
 
