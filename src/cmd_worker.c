@@ -6,24 +6,35 @@
  * number of commands the worker holds reaches platform.max_queue it answers
  * QUEUE_FULL itself instead (a pure parse and a non-blocking publish).  The
  * worker thread owns everything else: the platform client, the jobs, the
- * rate limiters and the outbox.  The requester map (commandId -> response
- * topic) is shared with libmicrohttpd's threads and has its own mutex.
+ * rate limiters, the subscription sync and the outbox.  The one piece of
+ * state libmicrohttpd's threads touch, the requester map (commandId ->
+ * MQTT 5 response topic), is a module of its own (requesters.c) with its
+ * own mutex; the worker only inserts into it.
  *
  * A job is a validated command.  It sits in its app's FIFO until the app's
- * rate limiter, the global max_in_flight and its own backoff allow a call;
- * it is in flight at most once at a time.  Outcomes: success, a definite
- * platform error, or, when retries (5xx, network, timeouts, throttling)
- * run past platform.command_deadline_s, PLATFORM_UNREACHABLE; a job that
- * never got a turn before its deadline is EXPIRED_IN_QUEUE.  Retrying a
- * create after a timeout can create the command twice if the platform did
- * receive the first one; the platform has no idempotency key, so the brief's
- * "retry until the deadline" is followed and this is logged.
+ * rate limiter (rate_limit.c, a pure module), the global max_in_flight and
+ * its own backoff allow a call; it is in flight at most once at a time.
+ * Its lifecycle is an explicit state (enum job_state: QUEUED -> SENDING ->
+ * ANSWERED, with BACKOFF between retries), checked on every transition.
+ * Outcomes: success, a definite platform error, or, when retries (5xx,
+ * network, timeouts, throttling) run past platform.command_deadline_s,
+ * PLATFORM_UNREACHABLE; a job that never got a turn before its deadline is
+ * EXPIRED_IN_QUEUE.  Retrying a create after a timeout can create the
+ * command twice if the platform did receive the first one; the platform has
+ * no idempotency key, so the brief's "retry until the deadline" is followed
+ * and this is logged.
  *
- * The rate limiter is a sliding window per app (see rate_allows) rather than
- * a token bucket: a bucket that starts full lets 2N calls through in the
- * first window, which trips the platform's 1010009 exactly when a backlog is
- * being drained.  Throttle answers still happen (other clients of the same
- * app, other bridges) and back the whole app off.
+ * The rate limiter is a sliding window per app (rate_limit.h says why a
+ * window and not a bucket).  Throttle answers still happen (other clients
+ * of the same app, other bridges) and back the whole app off.
+ *
+ * The subscription sync (platform.manage_subscriptions: at start-up, after a
+ * reload, and a minute after a failed one) is a state machine stepped once
+ * per turn of the loop (subscriptions_turn): it makes one platform call at
+ * a time through the same platform client, and the loop never waits for
+ * it, so queued commands keep going out while a sync is slow.  Its calls
+ * count neither against max_in_flight nor against the rate limit, as
+ * before.
  *
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
@@ -31,6 +42,7 @@
  */
 #include "ocb/cmd_worker.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -44,13 +56,14 @@
 #include "ocb/util.h"
 #include "ocb/metrics.h"
 #include "ocb/platform_client.h"
+#include "ocb/rate_limit.h"
+#include "ocb/requesters.h"
 #include "ocb/subscriptions.h"
 
 #define MOD "command"
 
 #define TOPIC_MAX            1024
 #define PATH_MAX_LEN         1024
-#define RATE_WINDOW_MAX      4096
 #define RETRY_BASE_MS        500
 #define RETRY_MAX_MS         10000
 #define OUTBOX_MAX_AGE_MS    300000
@@ -58,9 +71,6 @@
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
 #define LAST_TRY_MARGIN_MS   200
-#define EARLY_MAX            64
-#define EARLY_BODY_MAX       4096
-#define EARLY_KEEP_MS        10000
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -80,6 +90,29 @@ struct inmsg {
 
 struct wapp;
 
+/*
+ * A job's lifecycle.  The journal that is to persist jobs records exactly
+ * these states; SENDING means the request was handed to the platform
+ * client (libcurl), so after a restart it may or may not have reached the
+ * platform.
+ *
+ *   NEW -> QUEUED -> SENDING -> ANSWERED
+ *                      |  ^
+ *                      v  |
+ *                    BACKOFF -> ANSWERED
+ *
+ * QUEUED and BACKOFF jobs also go to ANSWERED when their deadline passes,
+ * a submit fails or the bridge stops.  A job waiting for the rate limit,
+ * the app's throttle pause or a free in-flight slot stays QUEUED/BACKOFF.
+ */
+enum job_state {
+    JOB_NEW,      /* validated, not yet in its app's FIFO */
+    JOB_QUEUED,   /* in the FIFO, never sent */
+    JOB_SENDING,  /* a call is in flight (at most one per job) */
+    JOB_BACKOFF,  /* sent before, waiting for next_try_ms */
+    JOB_ANSWERED, /* the answer is out (or in the outbox); freed next */
+};
+
 struct job {
     struct job *next;
     struct ocb_cmd_worker *w;
@@ -97,7 +130,7 @@ struct job {
     int64_t deadline_ms;
     int64_t next_try_ms;
     unsigned attempts;
-    bool in_flight;
+    enum job_state state;
     /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
     long last_status;
     enum ocb_platform_class last_cls;
@@ -111,9 +144,7 @@ struct wapp {
     const struct ocb_app *cfg;
     bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
-    int64_t *done; /* FIFO ring of completion times within the window */
-    unsigned window_calls, n_done, done_head, n_pending;
-    int64_t window_ms;
+    struct ocb_rate_limit rate;
     int64_t throttled_until_ms;
     unsigned throttle_backoff_ms;
 };
@@ -128,25 +159,6 @@ struct outmsg {
     int64_t born_ms;
 };
 
-struct requester {
-    struct requester *prev, *next;
-    char app_id[OCB_COMMAND_ID_MAX + 1]; /* statuses count only when pushed for this app */
-    char command_id[OCB_COMMAND_ID_MAX + 1];
-    char *response_topic;
-    void *corr;
-    size_t corr_len;
-    int64_t expires_ms;
-};
-
-/* A status that came before its requester was known (see early_add). */
-struct early {
-    char app_id[OCB_COMMAND_ID_MAX + 1];
-    char command_id[OCB_COMMAND_ID_MAX + 1];
-    char *body;
-    size_t len;
-    int64_t expires_ms;
-};
-
 struct ocb_cmd_worker {
     const struct ocb_config *cfg;
     struct ocb_mqtt_link *link;
@@ -158,12 +170,8 @@ struct ocb_cmd_worker {
     unsigned held; /* commands in the inbox or in jobs, <= platform.max_queue */
     bool stopping;
 
-    /* shared with libmicrohttpd's threads */
-    pthread_mutex_t req_lock;
-    struct requester *req_head, *req_tail; /* oldest first */
-    unsigned n_requesters;
-    struct early early[64]; /* EARLY_MAX statuses that beat their create reply */
-    unsigned early_pos;
+    /* shared with libmicrohttpd's threads; thread-safe on its own */
+    struct ocb_requesters *requesters;
 
     /* A configuration handed over by cmd_worker_reload(), under lock. */
     const struct ocb_config *pending_cfg;
@@ -178,8 +186,9 @@ struct ocb_cmd_worker {
     struct outmsg *out_head, *out_tail;
     unsigned n_out;
     unsigned rand_state;
-    int64_t subs_next_ms; /* 0 = no subscription sync due */
-    uint64_t seen[2048];  /* dispatch's per-pass device set (SEEN_SLOTS) */
+    int64_t subs_next_ms;       /* 0 = no subscription sync due */
+    struct ocb_subs_sync *subs; /* the sync under way, or NULL */
+    uint64_t seen[2048];        /* dispatch's per-pass device set (SEEN_SLOTS) */
 };
 
 static void count_outcome(const char *outcome)
@@ -446,141 +455,56 @@ static void release_slot(struct ocb_cmd_worker *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* ---- the requester map (any thread) */
+/* ---- MQTT 5 requesters (the map is requesters.c; these run on any thread) */
 
-static void requester_unlink(struct ocb_cmd_worker *w, struct requester *r)
+/* An ocb_requester_emit: forward one status; runs under the map's lock and only queues. */
+static void publish_status(void *ctx, const struct ocb_requester *r, const char *body, size_t len)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        w->req_head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        w->req_tail = r->prev;
-    w->n_requesters--;
-    free(r->response_topic);
-    free(r->corr);
-    free(r);
-}
-
-/* Caller holds req_lock. */
-static void requesters_expire(struct ocb_cmd_worker *w, int64_t now)
-{
-    struct requester *r = w->req_head;
-    while (r) {
-        struct requester *next = r->next;
-        if (now >= r->expires_ms)
-            requester_unlink(w, r);
-        r = next;
-    }
-}
-
-static void publish_status(struct ocb_cmd_worker *w, const struct requester *r,
-                           const char *command_id, const char *body, size_t len)
-{
+    struct ocb_cmd_worker *w = ctx;
     struct ocb_mqtt_pub pub = {
         .topic = r->response_topic,
         .payload = body,
         .len = len,
         .notify_type = "commandStatus",
         .content_type = "application/json",
-        .correlation = r->corr,
+        .correlation = r->corr_len ? r->corr : NULL,
         .correlation_len = r->corr_len,
     };
     enum ocb_err rc = mqtt_link_publish(w->link, &pub, NULL, NULL);
     if (rc != OCB_OK) {
         metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
-        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", command_id, r->response_topic,
-                 ocb_strerror(rc));
+        log_warn(MOD, NULL, "status of %s not forwarded to %s: %s", r->command_id,
+                 r->response_topic, ocb_strerror(rc));
     }
 }
 
 /*
- * The platform sends SENT as soon as it has created the command, so a status
- * can overtake the create reply.  Statuses of unknown commands are kept a
- * few seconds (EARLY_MAX of them, EARLY_BODY_MAX bytes each) in case their
- * requester shows up.  Caller holds req_lock.
- */
-static void early_add(struct ocb_cmd_worker *w, const char *app_id, const char *command_id,
-                      const char *body, size_t len, int64_t now)
-{
-    if (len > EARLY_BODY_MAX)
-        return;
-    struct early *e = &w->early[w->early_pos];
-    w->early_pos = (w->early_pos + 1) % EARLY_MAX;
-    free(e->body);
-    e->body = ocb_memdup(body, len);
-    e->len = e->body ? len : 0;
-    snprintf(e->app_id, sizeof(e->app_id), "%s", app_id);
-    snprintf(e->command_id, sizeof(e->command_id), "%s", command_id);
-    e->expires_ms = now + EARLY_KEEP_MS;
-}
-
-/* Forward, in arrival order, the early statuses of r's command.  Caller holds req_lock. */
-static void early_replay(struct ocb_cmd_worker *w, const struct requester *r, int64_t now)
-{
-    for (unsigned i = 0; i < EARLY_MAX; i++) {
-        struct early *e = &w->early[(w->early_pos + i) % EARLY_MAX];
-        if (!e->body || now > e->expires_ms || strcmp(e->command_id, r->command_id) != 0 ||
-            strcmp(e->app_id, r->app_id) != 0)
-            continue;
-        publish_status(w, r, r->command_id, e->body, e->len);
-        free(e->body);
-        e->body = NULL;
-    }
-}
-
-/*
- * Worker thread: publish a create's answer and remember its requester, as
- * one step under req_lock, so that no status of this command can reach the
- * response topic before the answer, or slip between the two.
+ * Worker thread: publish a create's answer, then remember its requester.
+ * In that order no status of this command can reach the response topic
+ * before the answer: until the insert, its statuses are only kept, and the
+ * insert replays them.
  */
 static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
                                 const char *command_id, const char *payload, size_t len)
 {
-    struct requester *r = calloc(1, sizeof(*r));
-    if (r) {
-        snprintf(r->app_id, sizeof(r->app_id), "%s", job->target.app_id);
-        snprintf(r->command_id, sizeof(r->command_id), "%s", command_id);
-        r->response_topic = ocb_strdup_or_null(job->response_topic);
-        r->corr = ocb_memdup(job->corr, job->corr_len);
-        r->corr_len = r->corr ? job->corr_len : 0;
-        if (!r->response_topic || (job->corr && job->corr_len && !r->corr)) {
-            free(r->response_topic);
-            free(r->corr);
-            free(r);
-            r = NULL;
-        }
-    }
-    if (!r)
-        log_error(MOD, NULL, "out of memory remembering the requester of %s", command_id);
     int64_t now = ocb_now_ms();
-    pthread_mutex_lock(&w->req_lock);
     answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
                    payload, len);
-    if (r) {
-        /* The entry lives as long as statuses can come: the command's cache
-         * time (platform default 48 h) plus the device retransmission window. */
-        int64_t life_ms = (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL +
-                          DEVICE_RETRANSMIT_MS;
-        r->expires_ms = now + life_ms;
-        requesters_expire(w, now);
-        if (w->n_requesters >= OCB_CMD_REQUESTERS_MAX) {
-            /* Full: forget the oldest; its statuses still reach commandStatus. */
-            metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
-            requester_unlink(w, w->req_head);
-        }
-        r->prev = w->req_tail;
-        if (w->req_tail)
-            w->req_tail->next = r;
-        else
-            w->req_head = r;
-        w->req_tail = r;
-        w->n_requesters++;
-        early_replay(w, r, now);
-    }
-    pthread_mutex_unlock(&w->req_lock);
+    /* The entry lives as long as statuses can come: the command's cache
+     * time (platform default 48 h) plus the device retransmission window. */
+    int64_t life_ms =
+        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
+    struct ocb_requester e;
+    enum ocb_err rc = requesters_entry_fill(&e, job->target.app_id, command_id, job->response_topic,
+                                            job->corr, job->corr_len, now + life_ms);
+    bool evicted = false;
+    if (rc == OCB_OK)
+        rc = requesters_insert(w->requesters, &e, now, publish_status, w, &evicted);
+    if (evicted)
+        metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
+    if (rc != OCB_OK)
+        log_warn(MOD, NULL, "%s: statuses of %s will not reach %s: %s", job->answer_topic,
+                 command_id, job->response_topic, ocb_strerror(rc));
 }
 
 void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
@@ -597,23 +521,9 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
         OCB_OK)
         result[0] = '\0';
-    int64_t now = ocb_now_ms();
-    struct requester *found = NULL;
-    /* Publishing under the lock keeps statuses behind the answer (see
-     * answer_and_remember); mqtt_link_publish only queues, it does not wait. */
-    pthread_mutex_lock(&w->req_lock);
-    requesters_expire(w, now);
-    for (struct requester *r = w->req_tail; r && !found; r = r->prev)
-        if (strcmp(r->command_id, command_id) == 0 && strcmp(r->app_id, app_id) == 0)
-            found = r;
-    if (found) {
-        publish_status(w, found, command_id, body, len);
-        if (command_status_is_final(result) && found->expires_ms > now + FINAL_GRACE_MS)
-            found->expires_ms = now + FINAL_GRACE_MS;
-    } else {
-        early_add(w, app_id, command_id, body, len, now);
-    }
-    pthread_mutex_unlock(&w->req_lock);
+    requesters_on_status(w->requesters, app_id, command_id, body, len,
+                         command_status_is_final(result), FINAL_GRACE_MS, ocb_now_ms(),
+                         publish_status, w);
 }
 
 /* ---- jobs (worker thread) */
@@ -632,6 +542,21 @@ static struct wapp *find_wapp(struct ocb_cmd_worker *w, const char *app_id)
 {
     struct wapp *app = find_wapp_any(w, app_id);
     return app && app->active ? app : NULL;
+}
+
+/* Move job to state `to`; any other transition than the diagram's is a bug. */
+static void job_to(struct job *job, enum job_state to)
+{
+    static const unsigned allowed[] = {
+        [JOB_NEW] = 1u << JOB_QUEUED,
+        [JOB_QUEUED] = 1u << JOB_SENDING | 1u << JOB_ANSWERED,
+        [JOB_SENDING] = 1u << JOB_BACKOFF | 1u << JOB_ANSWERED,
+        [JOB_BACKOFF] = 1u << JOB_SENDING | 1u << JOB_ANSWERED,
+        [JOB_ANSWERED] = 0,
+    };
+    assert(job->state <= JOB_ANSWERED && (allowed[job->state] & (1u << to)));
+    (void)allowed; /* without assertions (NDEBUG) */
+    job->state = to;
 }
 
 static void job_free(struct job *job)
@@ -657,9 +582,10 @@ static struct answer job_answer(const struct job *job)
     return a;
 }
 
-/* Unlink job from its app's FIFO, free it and give its queue slot back. */
+/* The job was answered: unlink it from its app's FIFO, free it and give its queue slot back. */
 static void job_finish(struct ocb_cmd_worker *w, struct job *job)
 {
+    job_to(job, JOB_ANSWERED);
     struct wapp *app = job->app;
     struct job **pp = &app->head;
     struct job *prev = NULL;
@@ -793,6 +719,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     m->corr = NULL;
     job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
     job->next_try_ms = 0;
+    job_to(job, JOB_QUEUED);
     if (job->app->tail)
         job->app->tail->next = job;
     else
@@ -849,49 +776,6 @@ static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
     answer_bridge(w, true, &a, OCB_CMD_PLATFORM_UNREACHABLE, job->last_status, desc, true);
 }
 
-/*
- * Sliding-window rate limit: may app make a call now?  If not, when.
- *
- * The platform counts a call when it arrives, some time between our send
- * and our reading of the answer.  Counting every call from its completion
- * (and calls in flight as "now, and for a whole window") is therefore never
- * less than the platform's count, whatever the network delay: a call is
- * allowed when fewer than rate_limit.calls calls are in flight or completed
- * within the last window.  Completions come in time order, so the completed
- * times form a FIFO whose front leaves the window first.
- */
-static bool rate_allows(struct wapp *app, int64_t now, int64_t *when)
-{
-    if (app->window_calls == 0)
-        return true; /* rate_limit.calls = 0: unlimited */
-    while (app->n_done > 0 && now - app->done[app->done_head] >= app->window_ms) {
-        app->done_head = (app->done_head + 1) % app->window_calls;
-        app->n_done--;
-    }
-    if (app->n_pending + app->n_done < app->window_calls)
-        return true;
-    /* Full: the front leaves the window first; with everything still in
-     * flight, a completion wakes the worker anyway. */
-    *when = app->n_done > 0 ? app->done[app->done_head] + app->window_ms : now + 1000;
-    return false;
-}
-
-static void rate_sent(struct wapp *app)
-{
-    if (app->window_calls)
-        app->n_pending++;
-}
-
-static void rate_completed(struct wapp *app, int64_t now)
-{
-    if (app->window_calls == 0 || app->n_pending == 0)
-        return;
-    app->n_pending--;
-    /* n_pending + n_done <= window_calls held when the call was sent. */
-    app->done[(app->done_head + app->n_done) % app->window_calls] = now;
-    app->n_done++;
-}
-
 static void remember_failure(struct job *job, const struct ocb_platform_reply *r)
 {
     job->last_status = r->status;
@@ -910,9 +794,9 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     int64_t now = ocb_now_ms();
     struct answer a = job_answer(job);
 
-    job->in_flight = false;
+    assert(job->state == JOB_SENDING);
     w->in_flight--;
-    rate_completed(app, now);
+    rate_limit_completed(&app->rate, now);
 
     if (r->transport == OCB_ERR_STOPPED) {
         answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
@@ -969,6 +853,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     }
 
     /* Retryable: throttled, 5xx, network, timeout, or a token that keeps failing. */
+    job_to(job, JOB_BACKOFF);
     remember_failure(job, r);
     unsigned delay;
     if (r->cls == OCB_PLATFORM_THROTTLED) {
@@ -1056,7 +941,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
         while (job) {
             struct job *after = job->next;
             bool device_busy = seen_add(w->seen, device_hash(job->target.device_id));
-            if (job->in_flight) {
+            if (job->state == JOB_SENDING) {
                 job = after;
                 continue;
             }
@@ -1088,7 +973,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 blocked = true;
                 if (app->throttled_until_ms < next)
                     next = app->throttled_until_ms;
-            } else if (!rate_allows(app, now, &when)) {
+            } else if (!rate_limit_allows(&app->rate, now, &when)) {
                 blocked = true;
                 if (when < next)
                     next = when;
@@ -1106,9 +991,9 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
                     job_finish(w, job);
                 } else {
-                    rate_sent(app);
+                    rate_limit_sent(&app->rate);
                     job->attempts++;
-                    job->in_flight = true;
+                    job_to(job, JOB_SENDING);
                     w->in_flight++;
                 }
             }
@@ -1132,26 +1017,35 @@ static void take_inbox(struct ocb_cmd_worker *w)
     }
 }
 
-static void sync_subscriptions(struct ocb_cmd_worker *w)
+/*
+ * Start a due subscription sync, or step the one under way.  The sync makes
+ * one platform call at a time and only acts on replies, so commands keep
+ * flowing while it runs.  A sync asked for while one is under way (a
+ * reload) starts when that one is over, with the newest configuration.
+ */
+static void subscriptions_turn(struct ocb_cmd_worker *w, int64_t now)
 {
-    if (subscriptions_sync(w->pc, w->apps_cfg, NULL) == OCB_OK) {
+    if (!w->subs && w->subs_next_ms && now >= w->subs_next_ms) {
         w->subs_next_ms = 0;
-    } else {
-        w->subs_next_ms = ocb_now_ms() + SUBS_RETRY_MS;
-        log_warn(MOD, NULL, "platform subscriptions not in sync; retrying in %d s",
-                 SUBS_RETRY_MS / 1000);
+        if (subscriptions_sync_new(w->pc, w->apps_cfg, NULL, &w->subs) != OCB_OK) {
+            w->subs = NULL;
+            w->subs_next_ms = now + SUBS_RETRY_MS;
+            log_error(MOD, NULL, "out of memory starting the subscription sync");
+            return;
+        }
+        log_info(MOD, NULL, "platform subscriptions: sync started");
     }
-}
-
-/* The per-app rate window for cfg; a huge calls value is scaled down to the
- * same average rate over a proportionally shorter window, keeping the ring bounded. */
-static void rate_window(const struct ocb_config *cfg, unsigned *calls, int64_t *window_ms)
-{
-    *calls = cfg->platform.rate_calls;
-    *window_ms = (int64_t)cfg->platform.rate_per_seconds * 1000;
-    if (*calls > RATE_WINDOW_MAX) {
-        *window_ms = *window_ms * RATE_WINDOW_MAX / *calls;
-        *calls = RATE_WINDOW_MAX;
+    if (!w->subs || !subscriptions_sync_step(w->subs))
+        return;
+    enum ocb_err rc = subscriptions_sync_result(w->subs);
+    subscriptions_sync_free(w->subs);
+    w->subs = NULL;
+    if (rc == OCB_OK) {
+        log_info(MOD, NULL, "platform subscriptions: in sync");
+    } else if (w->subs_next_ms == 0) {
+        w->subs_next_ms = ocb_now_ms() + SUBS_RETRY_MS;
+        log_warn(MOD, NULL, "platform subscriptions not in sync (%s); retrying in %d s",
+                 ocb_strerror(rc), SUBS_RETRY_MS / 1000);
     }
 }
 
@@ -1162,16 +1056,16 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
     int64_t window_ms;
     if (w->n_apps == OCB_MAX_APPS)
         return OCB_ERR_FULL;
-    rate_window(w->cfg, &calls, &window_ms);
+    rate_limit_scale(w->cfg->platform.rate_calls, w->cfg->platform.rate_per_seconds, &calls,
+                     &window_ms);
     struct wapp *app = &w->apps[w->n_apps];
     memset(app, 0, sizeof(*app));
     app->cfg = a;
     app->active = true;
-    app->window_calls = calls;
     /* A 10 ms margin for the platform's clock granularity. */
-    app->window_ms = window_ms + 10;
-    if (calls && !(app->done = calloc(calls, sizeof(*app->done))))
-        return OCB_ERR_NOMEM;
+    enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
+    if (rc != OCB_OK)
+        return rc;
     w->n_apps++;
     return OCB_OK;
 }
@@ -1231,8 +1125,9 @@ static void *worker_main(void *arg)
         int64_t next = dispatch(w);
         outbox_flush(w);
         int64_t now = ocb_now_ms();
-        if (w->subs_next_ms && now >= w->subs_next_ms)
-            sync_subscriptions(w); /* blocks the loop for at most a few platform timeouts */
+        subscriptions_turn(w, now);
+        if (w->subs_next_ms && !w->subs && w->subs_next_ms < next)
+            next = w->subs_next_ms;
         if (w->out_head && next > now + 200)
             next = now + 200; /* the broker gives no signal when it is back */
         int wait = next > now ? (int)(next - now) : 0;
@@ -1252,7 +1147,7 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
         struct job *job = w->apps[i].head;
         while (job) {
             struct job *after = job->next;
-            if (!job->in_flight) {
+            if (job->state != JOB_SENDING) {
                 struct answer a = job_answer(job);
                 answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
                               "the bridge stopped before the command was sent", true);
@@ -1261,9 +1156,14 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
             job = after;
         }
     }
-    /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN. */
+    /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN;
+     * a sync's call completes into the sync, which is over then. */
     platform_client_free(w->pc);
     w->pc = NULL;
+    if (w->subs)
+        log_info(MOD, NULL, "subscription sync interrupted: the bridge is stopping");
+    subscriptions_sync_free(w->subs);
+    w->subs = NULL;
     outbox_flush(w);
     if (w->n_out)
         log_warn(MOD, NULL, "%u answer(s) not published at shutdown", w->n_out);
@@ -1280,8 +1180,10 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     w->link = link;
     w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
-    pthread_mutex_init(&w->req_lock, NULL);
-    enum ocb_err rc = platform_client_new(cfg, &w->pc);
+    enum ocb_err rc = requesters_new(OCB_CMD_REQUESTERS_MAX, &w->requesters);
+    if (rc != OCB_OK)
+        goto fail;
+    rc = platform_client_new(cfg, &w->pc);
     if (rc != OCB_OK)
         goto fail;
     w->apps_cfg = cfg;
@@ -1383,8 +1285,9 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
         return;
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
+    subscriptions_sync_free(w->subs);
     for (size_t i = 0; i < w->n_apps; i++)
-        free(w->apps[i].done);
+        rate_limit_cleanup(&w->apps[i].rate);
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;
@@ -1399,11 +1302,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
         free(o->corr);
         free(o);
     }
-    while (w->req_head)
-        requester_unlink(w, w->req_head);
-    for (unsigned i = 0; i < EARLY_MAX; i++)
-        free(w->early[i].body);
+    requesters_free(w->requesters);
     pthread_mutex_destroy(&w->lock);
-    pthread_mutex_destroy(&w->req_lock);
     free(w);
 }

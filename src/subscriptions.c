@@ -24,9 +24,21 @@
  * (the simulator does; UNCONFIRMED on the real platform, so lenient) they
  * are moved like the others and not subscribed again once in place;
  * otherwise they are simply (re)subscribed every time, which is harmless.
+ *
+ * The sync is a state machine (struct ocb_subs_sync, enum phase) so that
+ * the command worker can run it beside the commands: each step acts on the
+ * reply that came and submits the next call, one at a time, in the same
+ * order the plan above needs (list pages; the move's deletions; per wanted
+ * type a create, after a 409 the deletions of its holders and the create
+ * once more; the removals).  A step never waits: the reply arrives through
+ * platform_client_run(), which the owner's loop calls anyway.  The machine
+ * only borrows the platform client, so it must not be freed while a call
+ * is in flight; freeing the client first completes that call (STOPPED),
+ * which ends the sync.
  */
 #include "ocb/subscriptions.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +77,6 @@ struct sub {
 };
 
 struct app_sync {
-    struct ocb_platform_client *pc;
-    const struct ocb_config *cfg;
     const struct ocb_app *app;
     FILE *report;
     char url[URL_MAX];  /* our callbackUrl */
@@ -76,9 +86,59 @@ struct app_sync {
     enum ocb_err rc;
 };
 
-static void on_result(void *ctx, const struct ocb_platform_reply *r)
+/*
+ * Where the sync stands.  A P_* state does local work and either submits
+ * one call, moving to the matching W_* state, or moves on; a W_* state
+ * waits for that call's reply.
+ */
+enum phase {
+    P_APP,       /* pick the next app with a secret, or finish */
+    W_LIST,      /* a page of the list */
+    P_MOVE,      /* the next subscription at another IP:port to delete */
+    W_MOVE,      /* ...its deletion */
+    P_ENSURE,    /* the next wanted type */
+    W_CREATE,    /* POST v1.2.0 subscription */
+    W_UPGRADE,   /* POST iodm subscribe */
+    P_FREE_TYPE, /* after a 409: the next listed holder of the type to delete */
+    W_FREE,      /* ...its deletion */
+    W_BATCH,     /* the batch delete by type (no listed holder) */
+    P_RECREATE,  /* the create once more, the type being free */
+    P_REMOVE,    /* the next subscription of ours no longer wanted */
+    W_REMOVE,    /* ...its deletion */
+    P_DONE,
+};
+
+struct ocb_subs_sync {
+    struct ocb_platform_client *pc;
+    const struct ocb_config *cfg;
+    FILE *report;
+    enum phase phase;
+    size_t app_i;                 /* the current app in cfg->apps, or the next one to look at */
+    struct app_sync s;            /* the current app */
+    int page;                     /* W_LIST: the page asked for */
+    size_t listed;                /* entries read so far, against totalCount */
+    int pass;                     /* P_MOVE: 0 = types not wanted, 1 = wanted types */
+    size_t idx;                   /* P_MOVE, P_FREE_TYPE, P_REMOVE: the subscription at hand */
+    size_t type_i;                /* P_ENSURE and after: the entry of app->subscribe at hand */
+    bool moved;                   /* nothing at another IP:port blocks our creates */
+    bool replaced;                /* W_CREATE: this is the create after a 409 */
+    bool free_listed;             /* P_FREE_TYPE: a listed holder was found */
+    char *create_body;            /* the current type's subscription body (cJSON_free) */
+    char what[2 * URL_MAX + 160]; /* what to say once the deletion in flight succeeds */
+    enum ocb_log_level what_level;
+    char path[URL_MAX];
+    bool in_flight;  /* a call was submitted and its reply has not come */
+    bool have_reply; /* `reply` holds a reply not yet acted upon */
+    struct result reply;
+    enum ocb_err rc; /* the first failure */
+};
+
+/* The platform client's callback: keep a copy; the next step acts on it. */
+static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 {
-    struct result *res = ctx;
+    struct ocb_subs_sync *y = ctx;
+    struct result *res = &y->reply;
+    memset(res, 0, sizeof(*res));
     res->cls = r->cls;
     res->transport = r->transport;
     res->status = r->status;
@@ -89,27 +149,50 @@ static void on_result(void *ctx, const struct ocb_platform_reply *r)
         memcpy(res->body, r->body, r->len);
         res->body[r->len] = '\0';
         res->len = r->len;
+    } else if (res->transport == OCB_OK) {
+        res->cls = OCB_PLATFORM_FAILED;
+        res->transport = OCB_ERR_NOMEM;
+        snprintf(res->desc, sizeof(res->desc), "out of memory for the reply");
     }
+    y->in_flight = false;
+    y->have_reply = true;
 }
 
-/* One blocking call; res->body is freed by the caller. */
-static enum ocb_err call(struct app_sync *s, const char *op, const char *method, const char *path,
-                         const char *body, struct result *res)
+/* OCB_OK for a success, else why not. */
+static enum ocb_err result_rc(const struct result *res)
 {
-    memset(res, 0, sizeof(*res));
+    if (res->cls == OCB_PLATFORM_OK && res->transport == OCB_OK)
+        return OCB_OK;
+    return res->transport != OCB_OK ? res->transport : OCB_ERR_PROTOCOL;
+}
+
+/*
+ * Submit one call for the current app and wait for it in state `wait`.
+ * When the submit itself fails, that failure is the reply, at once.
+ * path and body must stay valid until the call is submitted (they are
+ * copied then).
+ */
+static void call(struct ocb_subs_sync *y, enum phase wait, const char *op, const char *method,
+                 const char *path, const char *body)
+{
     struct ocb_platform_call c = {
-        .app_id = s->app->app_id,
+        .app_id = y->s.app->app_id,
         .op = op,
         .method = method,
         .path = path,
         .body = body,
     };
-    enum ocb_err rc = platform_client_call_sync(s->pc, &c, on_result, res);
-    if (rc != OCB_OK)
-        return rc;
-    if (res->cls == OCB_PLATFORM_OK)
-        return OCB_OK;
-    return res->transport != OCB_OK ? res->transport : OCB_ERR_PROTOCOL;
+    y->phase = wait;
+    enum ocb_err rc = platform_client_submit(y->pc, &c, on_reply, y);
+    if (rc == OCB_OK) {
+        y->in_flight = true;
+        return;
+    }
+    memset(&y->reply, 0, sizeof(y->reply));
+    y->reply.cls = OCB_PLATFORM_FAILED;
+    y->reply.transport = rc;
+    snprintf(y->reply.desc, sizeof(y->reply.desc), "%s", ocb_strerror(rc));
+    y->have_reply = true;
 }
 
 /* One line for the log at level and the same line in the report. */
@@ -217,27 +300,6 @@ static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, 
 out:
     cJSON_Delete(root);
     return rc;
-}
-
-static enum ocb_err list_subs(struct app_sync *s)
-{
-    bool more = true;
-    size_t listed = 0;
-    for (int page = 0; more && page < MAX_PAGES; page++) {
-        char path[256];
-        snprintf(path, sizeof(path), "%s?pageNo=%d&pageSize=%d", PATH_SUBS, page, PAGE_SIZE);
-        struct result res;
-        enum ocb_err rc = call(s, "listSubscriptions", "GET", path, NULL, &res);
-        if (rc == OCB_OK)
-            rc = take_page(s, res.body, res.len, &more, &listed);
-        if (rc != OCB_OK) {
-            fail(s, "subscriptions", "list", &res);
-            free(res.body);
-            return rc;
-        }
-        free(res.body);
-    }
-    return OCB_OK;
 }
 
 struct endpoint {
@@ -349,188 +411,399 @@ static char *sub_body(const char *type, const char *url)
     return text;
 }
 
-/* Delete one listed subscription; on success say what at level.  404 means already gone. */
-static bool delete_sub(struct app_sync *s, struct sub *sub, enum ocb_log_level level,
-                       const char *what)
+/*
+ * Delete subscription y->idx of the current app, waiting in `wait`; on
+ * success y->what is said at level.  false when its id cannot be put in a
+ * path: nothing was submitted.
+ */
+static bool delete_listed(struct ocb_subs_sync *y, enum phase wait, enum ocb_log_level level)
 {
-    char esc[512], path[768];
-    if (command_url_escape(sub->id, esc, sizeof(esc)) != OCB_OK)
+    char esc[512];
+    if (command_url_escape(y->s.subs[y->idx].id, esc, sizeof(esc)) != OCB_OK)
         return false;
-    snprintf(path, sizeof(path), "%s/%s", PATH_SUBS, esc);
-    struct result res;
-    enum ocb_err rc = call(s, "deleteSubscription", "DELETE", path, NULL, &res);
-    free(res.body);
-    if (rc != OCB_OK && res.status != 404) {
+    snprintf(y->path, sizeof(y->path), "%s/%s", PATH_SUBS, esc);
+    y->what_level = level;
+    call(y, wait, "deleteSubscription", "DELETE", y->path, NULL);
+    return true;
+}
+
+/* The reply to delete_listed(): true when the subscription is gone (404: already was). */
+static bool deleted(struct ocb_subs_sync *y, const struct result *res)
+{
+    struct sub *sub = &y->s.subs[y->idx];
+    if (result_rc(res) != OCB_OK && res->status != 404) {
         char why[URL_MAX + 32];
         snprintf(why, sizeof(why), "delete of %s", sub->url);
-        fail(s, sub->type, why, &res);
+        fail(&y->s, sub->type, why, res);
         return false;
     }
     sub->gone = true;
     count_change("deleted");
-    say_at(s, level, sub->type, what);
+    say_at(&y->s, y->what_level, sub->type, y->what);
     return true;
 }
 
-/* Delete everything holding type, so that ours can take its place. */
-static void free_type(struct app_sync *s, const char *type)
+static void list_page(struct ocb_subs_sync *y)
 {
-    bool listed = false;
-    for (size_t i = 0; i < s->n_subs; i++) {
-        struct sub *sub = &s->subs[i];
-        if (!sub->gone && strcmp(sub->type, type) == 0) {
-            char what[URL_MAX + 32];
-            snprintf(what, sizeof(what), "replaced (%s)", sub->url);
-            listed = true;
-            delete_sub(s, sub, OCB_LOG_INFO, what);
+    snprintf(y->path, sizeof(y->path), "%s?pageNo=%d&pageSize=%d", PATH_SUBS, y->page, PAGE_SIZE);
+    call(y, W_LIST, "listSubscriptions", "GET", y->path, NULL);
+}
+
+/* P_APP: start on the next app with a secret (its first list page), or finish. */
+static void app_begin(struct ocb_subs_sync *y)
+{
+    const struct ocb_config *cfg = y->cfg;
+    for (; y->app_i < cfg->n_apps; y->app_i++) {
+        const struct ocb_app *app = &cfg->apps[y->app_i];
+        if (!app->secret || !*app->secret)
+            continue;
+        memset(&y->s, 0, sizeof(y->s));
+        y->s.app = app;
+        y->s.report = y->report;
+        y->s.rc = OCB_OK;
+        if (command_callback_url(cfg->http.public_url, app->app_id, app->push_token, y->s.url,
+                                 sizeof(y->s.url)) != OCB_OK ||
+            command_callback_url(cfg->http.public_url, app->app_id, NULL, y->s.base,
+                                 sizeof(y->s.base)) != OCB_OK) {
+            log_error(MOD, NULL, "app %s: callback URL too long", app->app_id);
+            if (y->rc == OCB_OK)
+                y->rc = OCB_ERR_TOO_BIG;
+            continue;
         }
+        y->page = 0;
+        y->listed = 0;
+        list_page(y);
+        return;
     }
-    if (listed)
-        return;
-    /* The conflict is not in our list (another channel or owner): batch delete by type. */
-    char esc[256], path[512];
-    if (command_url_escape(type, esc, sizeof(esc)) != OCB_OK)
-        return;
-    snprintf(path, sizeof(path), "%s?notifyType=%s", PATH_SUBS, esc);
-    struct result res;
-    if (call(s, "deleteSubscriptions", "DELETE", path, NULL, &res) != OCB_OK)
-        fail(s, type, "batch delete", &res);
-    free(res.body);
+    y->phase = P_DONE;
+}
+
+/* The current app is done, in sync or not: on to the next. */
+static void app_end(struct ocb_subs_sync *y)
+{
+    if (y->s.rc != OCB_OK && y->rc == OCB_OK)
+        y->rc = y->s.rc;
+    free_subs(&y->s);
+    cJSON_free(y->create_body);
+    y->create_body = NULL;
+    y->app_i++;
+    y->phase = P_APP;
+}
+
+static void ensure_from(struct ocb_subs_sync *y, bool moved)
+{
+    y->moved = moved;
+    y->type_i = 0;
+    y->phase = P_ENSURE;
+}
+
+/* The current type is done: on to the next. */
+static void ensure_next(struct ocb_subs_sync *y)
+{
+    cJSON_free(y->create_body);
+    y->create_body = NULL;
+    y->type_i++;
+    y->phase = P_ENSURE;
 }
 
 /*
- * Make room at our IP:port: delete every listed subscription pointing at
- * another one.  Types not wanted go first: they must go in any case, and a
- * failure after them still leaves the wanted types delivering to the old
- * address.  false when one could not be deleted: the rest still block us,
- * so the caller creates nothing (it would only fail).
+ * P_MOVE: make room at our IP:port by deleting every listed subscription
+ * pointing at another one.  Types not wanted go first: they must go in any
+ * case, and a failure after them still leaves the wanted types delivering
+ * to the old address.  A deletion that fails stops the move (moved =
+ * false): the rest still block us, so nothing is created (it would only
+ * fail).
  */
-static bool move_here(struct app_sync *s)
+static void move_next(struct ocb_subs_sync *y)
 {
-    char what[2 * URL_MAX + 160];
-    for (int pass = 0; pass < 2; pass++) {
-        bool wanted_pass = pass == 1;
-        for (size_t i = 0; i < s->n_subs; i++) {
-            struct sub *sub = &s->subs[i];
+    struct app_sync *s = &y->s;
+    for (; y->pass < 2; y->pass++, y->idx = 0) {
+        bool wanted_pass = y->pass == 1;
+        for (; y->idx < s->n_subs; y->idx++) {
+            struct sub *sub = &s->subs[y->idx];
             if (!elsewhere(s, sub) || wanted(s->app, sub->type) != wanted_pass)
                 continue;
             if (wanted_pass)
-                snprintf(what, sizeof(what), "deleted at its old address %s (moving to %s)",
+                snprintf(y->what, sizeof(y->what), "deleted at its old address %s (moving to %s)",
                          sub->url, s->url);
             else
-                snprintf(what, sizeof(what),
+                snprintf(y->what, sizeof(y->what),
                          "DELETED at another address %s: not in apps[].subscribe, and all of an "
                          "app's callbacks must share the IP:port of %s",
                          sub->url, s->url);
-            if (!delete_sub(s, sub, OCB_LOG_WARN, what))
-                return false;
+            if (!delete_listed(y, W_MOVE, OCB_LOG_WARN))
+                ensure_from(y, false);
+            return;
         }
     }
-    return true;
+    ensure_from(y, true);
 }
 
-static void ensure(struct app_sync *s, const char *type)
+/* P_ENSURE: the next wanted type: already there, blocked, or one create. */
+static void ensure_step(struct ocb_subs_sync *y)
 {
-    char *body = sub_body(type, s->url);
-    if (!body) {
-        s->rc = OCB_ERR_NOMEM;
+    struct app_sync *s = &y->s;
+    if (y->type_i >= s->app->n_subscribe) {
+        y->idx = 0;
+        y->phase = P_REMOVE;
         return;
     }
-    struct result res;
-    enum ocb_err rc = call(s, "subscribe", "POST", PATH_SUBS, body, &res);
-    bool replaced = false;
-    if (rc != OCB_OK && res.status == 409) {
-        free(res.body);
-        free_type(s, type);
-        replaced = true;
-        rc = call(s, "subscribe", "POST", PATH_SUBS, body, &res);
-    }
-    if (rc == OCB_OK) {
-        count_change(replaced ? "replaced" : "created");
-        say(s, type, replaced ? "subscribed (replacing a conflicting subscription)" : "subscribed");
-    } else
-        fail(s, type, "subscribe", &res);
-    free(res.body);
-    cJSON_free(body);
-}
-
-static void ensure_upgrade(struct app_sync *s, const char *type)
-{
-    char *body = sub_body(type, s->url);
-    if (!body) {
-        s->rc = OCB_ERR_NOMEM;
+    const char *type = s->app->subscribe[y->type_i];
+    if (listed_here(s, type)) {
+        say(s, type, "already subscribed");
+        ensure_next(y);
         return;
     }
-    struct result res;
-    if (call(s, "subscribeManagement", "POST", PATH_IODM_SUB, body, &res) == OCB_OK) {
-        count_change("created");
-        say(s, type, "subscribed (device management)");
-    } else
-        fail(s, type, "subscribe (device management)", &res);
-    free(res.body);
-    cJSON_free(body);
+    if (!y->moved) {
+        say_at(s, OCB_LOG_ERROR, type,
+               "NOT subscribed: a subscription at another IP:port could not be deleted");
+        ensure_next(y);
+        return;
+    }
+    y->create_body = sub_body(type, s->url);
+    if (!y->create_body) {
+        s->rc = OCB_ERR_NOMEM;
+        ensure_next(y);
+        return;
+    }
+    y->replaced = false;
+    if (notify_type_api(type) == OCB_NOTIFY_MANAGEMENT)
+        call(y, W_UPGRADE, "subscribeManagement", "POST", PATH_IODM_SUB, y->create_body);
+    else
+        call(y, W_CREATE, "subscribe", "POST", PATH_SUBS, y->create_body);
 }
 
-/* List, plan, move if needed, create, remove what is ours and unwanted. */
-static enum ocb_err sync_app(struct ocb_platform_client *pc, const struct ocb_config *cfg,
-                             const struct ocb_app *app, FILE *report)
+/*
+ * P_FREE_TYPE: after a 409, delete everything holding the type so that ours
+ * can take its place; when the holder is not in our list (another channel
+ * or owner), delete by type in one batch.  Then the create once more.
+ */
+static void free_type_next(struct ocb_subs_sync *y)
 {
-    struct app_sync s = {.pc = pc, .cfg = cfg, .app = app, .report = report, .rc = OCB_OK};
-    if (command_callback_url(cfg->http.public_url, app->app_id, app->push_token, s.url,
-                             sizeof(s.url)) != OCB_OK ||
-        command_callback_url(cfg->http.public_url, app->app_id, NULL, s.base, sizeof(s.base)) !=
-            OCB_OK) {
-        log_error(MOD, NULL, "app %s: callback URL too long", app->app_id);
-        return OCB_ERR_TOO_BIG;
-    }
-    enum ocb_err rc = list_subs(&s);
-    if (rc != OCB_OK) {
-        free_subs(&s);
-        return rc;
-    }
-    /* Only a create needs the address to ourselves: with nothing to create,
-     * subscriptions elsewhere are not ours to delete. */
-    bool need_create = false;
-    for (size_t i = 0; i < app->n_subscribe; i++)
-        need_create = need_create || !listed_here(&s, app->subscribe[i]);
-    bool moved = !need_create || move_here(&s);
-    for (size_t i = 0; i < app->n_subscribe; i++) {
-        const char *type = app->subscribe[i];
-        if (listed_here(&s, type))
-            say(&s, type, "already subscribed");
-        else if (!moved)
-            say_at(&s, OCB_LOG_ERROR, type,
-                   "NOT subscribed: a subscription at another IP:port could not be deleted");
-        else if (notify_type_api(type) == OCB_NOTIFY_MANAGEMENT)
-            ensure_upgrade(&s, type);
-        else
-            ensure(&s, type);
-    }
-    for (size_t i = 0; i < s.n_subs; i++) {
-        struct sub *sub = &s.subs[i];
-        if (sub->gone || !points_here(&s, sub->url) || wanted(app, sub->type))
+    struct app_sync *s = &y->s;
+    const char *type = s->app->subscribe[y->type_i];
+    for (; y->idx < s->n_subs; y->idx++) {
+        struct sub *sub = &s->subs[y->idx];
+        if (sub->gone || strcmp(sub->type, type) != 0)
             continue;
-        char what[URL_MAX + 64];
-        snprintf(what, sizeof(what), "removed (no longer wanted) (%s)", sub->url);
-        delete_sub(&s, sub, OCB_LOG_INFO, what);
+        y->free_listed = true;
+        snprintf(y->what, sizeof(y->what), "replaced (%s)", sub->url);
+        if (delete_listed(y, W_FREE, OCB_LOG_INFO))
+            return;
     }
-    free_subs(&s);
-    return s.rc;
+    char esc[256];
+    if (y->free_listed || command_url_escape(type, esc, sizeof(esc)) != OCB_OK) {
+        y->phase = P_RECREATE;
+        return;
+    }
+    snprintf(y->path, sizeof(y->path), "%s?notifyType=%s", PATH_SUBS, esc);
+    call(y, W_BATCH, "deleteSubscriptions", "DELETE", y->path, NULL);
 }
 
-enum ocb_err subscriptions_sync(struct ocb_platform_client *pc, const struct ocb_config *cfg,
-                                FILE *report)
+/* P_REMOVE: the next subscription pointing here for a type no longer wanted. */
+static void remove_next(struct ocb_subs_sync *y)
 {
-    enum ocb_err first = OCB_OK;
-    for (size_t i = 0; i < cfg->n_apps; i++) {
-        const struct ocb_app *app = &cfg->apps[i];
-        if (!app->secret || !*app->secret)
+    struct app_sync *s = &y->s;
+    for (; y->idx < s->n_subs; y->idx++) {
+        struct sub *sub = &s->subs[y->idx];
+        if (sub->gone || !points_here(s, sub->url) || wanted(s->app, sub->type))
             continue;
-        enum ocb_err rc = sync_app(pc, cfg, app, report);
-        if (rc != OCB_OK && first == OCB_OK)
-            first = rc;
+        snprintf(y->what, sizeof(y->what), "removed (no longer wanted) (%s)", sub->url);
+        if (delete_listed(y, W_REMOVE, OCB_LOG_INFO))
+            return;
     }
-    return first;
+    app_end(y);
+}
+
+/* Local work of a P_* state: moves on, or submits a call. */
+static void advance(struct ocb_subs_sync *y)
+{
+    switch (y->phase) {
+    case P_APP:
+        app_begin(y);
+        break;
+    case P_MOVE:
+        move_next(y);
+        break;
+    case P_ENSURE:
+        ensure_step(y);
+        break;
+    case P_FREE_TYPE:
+        free_type_next(y);
+        break;
+    case P_RECREATE:
+        call(y, W_CREATE, "subscribe", "POST", PATH_SUBS, y->create_body);
+        break;
+    case P_REMOVE:
+        remove_next(y);
+        break;
+    default:
+        assert(!"advance() in a waiting or final state");
+        y->phase = P_DONE;
+        break;
+    }
+}
+
+/* The reply of the call made in state y->phase (a W_* state). */
+static void on_result(struct ocb_subs_sync *y, const struct result *res)
+{
+    struct app_sync *s = &y->s;
+    const char *type = y->type_i < s->app->n_subscribe ? s->app->subscribe[y->type_i] : "";
+    if (res->transport == OCB_ERR_STOPPED) {
+        /* The platform client is going away: no further call can be made. */
+        log_info(MOD, NULL, "app %s: subscription sync interrupted: the bridge is stopping",
+                 s->app->app_id);
+        if (y->rc == OCB_OK)
+            y->rc = OCB_ERR_STOPPED;
+        free_subs(s);
+        cJSON_free(y->create_body);
+        y->create_body = NULL;
+        y->phase = P_DONE;
+        return;
+    }
+    switch (y->phase) {
+    case W_LIST: {
+        bool more = false;
+        enum ocb_err rc = result_rc(res);
+        if (rc == OCB_OK)
+            rc = take_page(s, res->body, res->len, &more, &y->listed);
+        if (rc != OCB_OK) {
+            fail(s, "subscriptions", "list", res);
+            s->rc = rc;
+            app_end(y);
+            return;
+        }
+        if (more && ++y->page < MAX_PAGES) {
+            list_page(y);
+            return;
+        }
+        /* Only a create needs the address to ourselves: with nothing to
+         * create, subscriptions elsewhere are not ours to delete. */
+        bool need_create = false;
+        for (size_t i = 0; i < s->app->n_subscribe; i++)
+            need_create = need_create || !listed_here(s, s->app->subscribe[i]);
+        if (need_create) {
+            y->pass = 0;
+            y->idx = 0;
+            y->phase = P_MOVE;
+        } else {
+            ensure_from(y, true);
+        }
+        return;
+    }
+    case W_MOVE:
+        if (deleted(y, res)) {
+            y->idx++;
+            y->phase = P_MOVE;
+        } else {
+            ensure_from(y, false);
+        }
+        return;
+    case W_CREATE:
+        if (result_rc(res) != OCB_OK && res->status == 409 && !y->replaced) {
+            y->replaced = true;
+            y->free_listed = false;
+            y->idx = 0;
+            y->phase = P_FREE_TYPE;
+            return;
+        }
+        if (result_rc(res) == OCB_OK) {
+            count_change(y->replaced ? "replaced" : "created");
+            say(s, type,
+                y->replaced ? "subscribed (replacing a conflicting subscription)" : "subscribed");
+        } else {
+            fail(s, type, "subscribe", res);
+        }
+        ensure_next(y);
+        return;
+    case W_UPGRADE:
+        if (result_rc(res) == OCB_OK) {
+            count_change("created");
+            say(s, type, "subscribed (device management)");
+        } else {
+            fail(s, type, "subscribe (device management)", res);
+        }
+        ensure_next(y);
+        return;
+    case W_FREE:
+        deleted(y, res);
+        y->idx++;
+        y->phase = P_FREE_TYPE;
+        return;
+    case W_BATCH:
+        if (result_rc(res) != OCB_OK)
+            fail(s, type, "batch delete", res);
+        y->phase = P_RECREATE;
+        return;
+    case W_REMOVE:
+        deleted(y, res);
+        y->idx++;
+        y->phase = P_REMOVE;
+        return;
+    default:
+        assert(!"a reply in a state that made no call");
+        y->phase = P_DONE;
+        return;
+    }
+}
+
+enum ocb_err subscriptions_sync_new(struct ocb_platform_client *pc, const struct ocb_config *cfg,
+                                    FILE *report, struct ocb_subs_sync **out)
+{
+    *out = NULL;
+    struct ocb_subs_sync *y = calloc(1, sizeof(*y));
+    if (!y)
+        return OCB_ERR_NOMEM;
+    y->pc = pc;
+    y->cfg = cfg;
+    y->report = report;
+    y->phase = P_APP;
+    y->rc = OCB_OK;
+    *out = y;
+    return OCB_OK;
+}
+
+bool subscriptions_sync_step(struct ocb_subs_sync *y)
+{
+    /* Bounded: every pass either submits a call (and returns until its
+     * reply), or moves a cursor (app, page, subscription, type) forward. */
+    for (;;) {
+        if (y->phase == P_DONE)
+            return true;
+        if (y->in_flight)
+            return false;
+        if (y->have_reply) {
+            struct result res = y->reply;
+            memset(&y->reply, 0, sizeof(y->reply));
+            y->have_reply = false;
+            on_result(y, &res);
+            free(res.body);
+            continue;
+        }
+        advance(y);
+    }
+}
+
+bool subscriptions_sync_busy(const struct ocb_subs_sync *y)
+{
+    return y && y->in_flight;
+}
+
+enum ocb_err subscriptions_sync_result(const struct ocb_subs_sync *y)
+{
+    return y->phase == P_DONE ? y->rc : OCB_ERR_INVALID;
+}
+
+void subscriptions_sync_free(struct ocb_subs_sync *y)
+{
+    if (!y)
+        return;
+    /* The platform client still holds y as the context of that call. */
+    assert(!y->in_flight);
+    free_subs(&y->s);
+    free(y->reply.body);
+    cJSON_free(y->create_body);
+    free(y);
 }
 
 int subscriptions_main(const struct ocb_config *cfg)
@@ -540,13 +813,28 @@ int subscriptions_main(const struct ocb_config *cfg)
         return 1;
     }
     struct ocb_platform_client *pc = NULL;
+    struct ocb_subs_sync *y = NULL;
     enum ocb_err rc = platform_client_new(cfg, &pc);
+    if (rc == OCB_OK)
+        rc = subscriptions_sync_new(pc, cfg, stdout, &y);
     if (rc != OCB_OK) {
         fprintf(stderr, "ocbridge subscribe: %s\n", ocb_strerror(rc));
+        platform_client_free(pc);
         return 1;
     }
-    rc = subscriptions_sync(pc, cfg, stdout);
+    /* The simple driver: the same state machine the command worker steps,
+     * with nothing else to do between replies.  Bounded by the platform
+     * timeouts of each call. */
+    while (!subscriptions_sync_step(y)) {
+        rc = platform_client_run(pc, 200);
+        if (rc != OCB_OK)
+            break;
+    }
+    if (rc == OCB_OK)
+        rc = subscriptions_sync_result(y);
+    /* First the client: a call still in flight completes into y, stopped. */
     platform_client_free(pc);
+    subscriptions_sync_free(y);
     if (rc != OCB_OK) {
         fprintf(stderr, "ocbridge subscribe: not every subscription is in place (%s)\n",
                 ocb_strerror(rc));

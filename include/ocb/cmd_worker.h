@@ -8,12 +8,15 @@
  * deadline (platform.command_deadline_s), and the commandResponse answer on
  * <prefix>/<appId>/<deviceId>/commandResponse (and on the requester's MQTT 5
  * response topic, with its correlation data).  It also remembers, for a
- * bounded time, which requester asked for which commandId, so that later
- * status callbacks reach that requester's response topic too.
+ * bounded time, which requester asked for which commandId (requesters.h),
+ * so that later status callbacks reach that requester's response topic too.
+ * With platform.manage_subscriptions the same thread keeps the platform's
+ * subscriptions in sync (subscriptions.h), without holding up commands.
  *
  * Threads: cmd_worker_on_message() runs on paho's callback thread and never
  * blocks; cmd_worker_on_status() and cmd_worker_ready() may be called from
- * any thread (libmicrohttpd's); the rest from the main thread.
+ * any thread (libmicrohttpd's); the rest from the main thread.  Thread-safe
+ * only in that sense.
  *
  * Shutdown order (main.c): http_rx_stop, cmd_worker_stop (answers still go
  * out), mqtt_link_stop, then cmd_worker_free and mqtt_link_free.  Messages
@@ -48,7 +51,10 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
  */
 enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w);
 
-/* Start the thread: logins, platform.manage_subscriptions, then commands. */
+/*
+ * Start the thread: logins, then commands, with a subscription sync beside
+ * them when platform.manage_subscriptions is on.
+ */
 enum ocb_err cmd_worker_start(struct ocb_cmd_worker *w);
 
 /*

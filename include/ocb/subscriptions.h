@@ -12,8 +12,14 @@
  * app at another IP:port is deleted first (the platform wants one IP:port
  * per app), each deletion logged at warn level and reported.
  *
- * Threads: runs on the thread that owns pc (blocking, bounded by the
- * platform timeouts of each call).
+ * The sync is a state machine driven by replies: it makes one platform
+ * call at a time through platform_client_submit(), the path the commands
+ * use, and never waits itself, so the command worker keeps executing
+ * commands while a sync is slow.  `ocbridge subscribe` drives the same
+ * machine with a plain loop.
+ *
+ * Threads: not thread-safe; everything runs on the thread that owns pc (the
+ * command worker, or main for `ocbridge subscribe`).
  */
 #ifndef OCB_SUBSCRIPTIONS_H
 #define OCB_SUBSCRIPTIONS_H
@@ -25,13 +31,40 @@
 #include "ocb/err.h"
 #include "ocb/platform_client.h"
 
+struct ocb_subs_sync;
+
 /*
- * Sync every app with a secret.  report (may be NULL) gets one line per
- * action for humans; everything is logged too.  OCB_OK when every app is in
- * sync, else the first error (the other apps are still tried).
+ * A sync of every app with a secret in cfg, not started yet: the first
+ * subscriptions_sync_step() makes the first call.  pc and cfg are borrowed
+ * and must outlive the sync; report (may be NULL) gets one line per action
+ * for humans; everything is logged too.
  */
-enum ocb_err subscriptions_sync(struct ocb_platform_client *pc, const struct ocb_config *cfg,
-                                FILE *report);
+enum ocb_err subscriptions_sync_new(struct ocb_platform_client *pc, const struct ocb_config *cfg,
+                                    FILE *report, struct ocb_subs_sync **out);
+
+/*
+ * Act on the reply that came (if any) and submit the next call.  Never
+ * waits: returns false while a call is in flight (its completion, from
+ * platform_client_run(), makes the next step worthwhile), true once the
+ * sync is over.  Call it after every platform_client_run().
+ */
+bool subscriptions_sync_step(struct ocb_subs_sync *y);
+
+/* A call of y is in flight: y must not be freed before it completes. */
+bool subscriptions_sync_busy(const struct ocb_subs_sync *y);
+
+/*
+ * Once step returned true: OCB_OK when every app is in sync, else the first
+ * error (the other apps were still tried); OCB_ERR_STOPPED when the
+ * platform client was freed under it.
+ */
+enum ocb_err subscriptions_sync_result(const struct ocb_subs_sync *y);
+
+/*
+ * NULL is a no-op.  Only when not busy; platform_client_free() completes a
+ * call in flight, so freeing the client first is always safe.
+ */
+void subscriptions_sync_free(struct ocb_subs_sync *y);
 
 /*
  * Whether two http(s) callback URLs share the IP:port the platform compares:

@@ -8,7 +8,11 @@
  * IP:port, the subscriptions at the old one are deleted (also those of
  * types not wanted, which would block us) and ours created, both by the
  * command and at start-up; a failed deletion changes nothing else.
+ * And the sync runs beside the commands: with the simulator's subscription
+ * paths slowed down, commands are answered while it is under way, and
+ * stopping the bridge in the middle of it is clean.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,6 +355,100 @@ START_TEST(manage_subscriptions_at_start_up_moves_the_app)
 }
 END_TEST
 
+/* Replace the first occurrence of from in the running bridge's config file. */
+static void edit_bridge_config(const char *from, const char *to)
+{
+    size_t len;
+    char *text = th_read_file(fx_bridge.config, &len);
+    ck_assert_ptr_nonnull(text);
+    char *at = strstr(text, from);
+    ck_assert_ptr_nonnull(at);
+    char out[8192];
+    int n = snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    ck_assert(n > 0 && (size_t)n < sizeof(out));
+    ck_assert(th_write_file(fx_bridge.config, out, (size_t)n));
+    free(text);
+}
+
+#define SLOW_MS 3000 /* injected latency of every v1.2.0 subscription call */
+
+static void slow_subscription_calls(void)
+{
+    char rule[256];
+    snprintf(rule, sizeof(rule), "{\"path_prefix\":\"%s\",\"latency_ms\":%d}", SUB_POST,
+             SLOW_MS * th_time_scale());
+    fx_sim_post("/faults", rule);
+}
+
+/*
+ * The sync runs beside the commands, not in front of them: with every
+ * subscription call slowed down, a SIGHUP that adds a type starts a sync
+ * (a list, then a create: two slow calls), and a command published
+ * meanwhile is answered before the sync is over, within one injected
+ * latency.  The sync still completes.
+ */
+START_TEST(commands_are_answered_while_a_slow_sync_runs)
+{
+    char url[512], topic[256], answer_topic[256];
+    fx_start_platform(NULL, "iot/#");
+    fx_app_extra = ",\"subscribe\":[\"deviceDataChanged\"]";
+    /* Platform calls may take the injected latency and more. */
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL,
+                    ",\"manage_subscriptions\":true,\"timeout_ms\":20000", true);
+    ck_assert(th_log_wait(&fx_bridge.proc, "platform subscriptions: in sync", WAIT_MS));
+    ck_assert(subscription("deviceDataChanged", url, sizeof(url), NULL));
+
+    slow_subscription_calls();
+    edit_bridge_config("\"subscribe\":[\"deviceDataChanged\"]",
+                       "\"subscribe\":[\"deviceDataChanged\",\"deviceAdded\"]");
+    th_signal(&fx_bridge.proc, SIGHUP);
+    /* The worker starts the sync in the same turn as it applies the reload. */
+    ck_assert(th_log_wait(&fx_bridge.proc, "commands: configuration reloaded", WAIT_MS));
+
+    fx_topic(topic, sizeof(topic), APP, 0, "command");
+    fx_topic(answer_topic, sizeof(answer_topic), APP, 0, "commandResponse");
+    long long sent = th_now_ms();
+    fx_publish(topic,
+               "{\"serviceId\":\"S\",\"method\":\"M\",\"paras\":{},\"correlationId\":\"during\"}");
+    cJSON *a = fx_answer(answer_topic, 0);
+    long long took = th_now_ms() - sent;
+    /* Answered before the sync could have created deviceAdded... */
+    ck_assert_msg(!subscription("deviceAdded", url, sizeof(url), NULL),
+                  "the sync finished before the command was answered (%lld ms)", took);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(a, "ok")));
+    ck_assert_str_eq(fx_str(a, "correlationId"), "during");
+    cJSON_Delete(a);
+    /* ...and sooner than even one of its slow calls takes. */
+    ck_assert_msg(took < SLOW_MS * th_time_scale(), "answered after %lld ms", took);
+
+    /* The sync completes all the same. */
+    long long end = th_now_ms() + 4LL * SLOW_MS * th_time_scale() + WAIT_MS;
+    while (!subscription("deviceAdded", url, sizeof(url), NULL) && th_now_ms() < end)
+        th_sleep_ms(100);
+    ck_assert(subscription("deviceAdded", url, sizeof(url), NULL));
+    char want[256];
+    snprintf(want, sizeof(want), "http://127.0.0.1:%d/push/" APP, fx_bridge.port);
+    ck_assert_str_eq(url, want);
+    ck_assert(th_log_wait(&fx_bridge.proc, "app " APP ": deviceAdded subscribed", WAIT_MS));
+    ck_assert(!th_log_contains(&fx_bridge.proc, "not in sync"));
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+}
+END_TEST
+
+/* Stopping while a slow sync call is in flight: a clean, prompt exit (the call is abandoned). */
+START_TEST(stop_during_a_slow_sync_is_clean)
+{
+    fx_start_platform(NULL, "iot/#");
+    slow_subscription_calls();
+    fx_app_extra = ",\"subscribe\":[\"deviceDataChanged\"]";
+    fx_bridge_start(&fx_bridge, "bridge-1", NULL,
+                    ",\"manage_subscriptions\":true,\"timeout_ms\":20000", true);
+    ck_assert(th_log_wait(&fx_bridge.proc, "platform subscriptions: sync started", WAIT_MS));
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+    ck_assert(th_log_contains(&fx_bridge.proc, "subscription sync interrupted"));
+}
+END_TEST
+
 static Suite *subscribe_suite(void)
 {
     Suite *s = suite_create("commands_subscribe");
@@ -362,6 +460,8 @@ static Suite *subscribe_suite(void)
     tcase_add_test(tc, subscribe_command_moves_an_app_to_a_new_public_url);
     tcase_add_test(tc, failed_deletion_stops_the_move_and_a_rerun_converges);
     tcase_add_test(tc, manage_subscriptions_at_start_up_moves_the_app);
+    tcase_add_test(tc, commands_are_answered_while_a_slow_sync_runs);
+    tcase_add_test(tc, stop_during_a_slow_sync_is_clean);
     suite_add_tcase(s, tc);
     return s;
 }
