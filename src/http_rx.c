@@ -46,6 +46,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/route.h"
@@ -466,7 +467,7 @@ static bool client_allowed(struct req *r)
     if (ci == NULL || ci->client_addr == NULL)
         return false;
     for (size_t i = 0; i < cfg->http.n_allow_from; i++) {
-        if (config_cidr_match(&cfg->http.allow_from[i], ci->client_addr))
+        if (grammar_cidr_match(&cfg->http.allow_from[i], ci->client_addr))
             return true;
     }
     return false;
@@ -835,37 +836,18 @@ out:
     return rc;
 }
 
-/* "host:port", "[v6]:port" or ":port" -> a socket address. */
+/* http.listen (grammar_endpoint_parse()'s "host:port" or "[v6]:port") -> a socket address. */
 static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-    char host[128];
-    const char *colon, *hs = s, *he;
-    char *end = NULL;
-    unsigned long port;
+    struct ocb_endpoint ep;
+    char host[OCB_GRAMMAR_HOST_MAX + 1];
+    uint16_t port;
 
     memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        he = strchr(s, ']');
-        if (he == NULL || he[1] != ':')
-            return false;
-        hs = s + 1;
-        colon = he + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL)
-            return false;
-        he = colon;
-    }
-    if ((size_t)(he - hs) >= sizeof(host))
+    if (grammar_endpoint_parse(s, false, &ep) != OCB_OK)
         return false;
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    errno = 0;
-    port = strtoul(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || *end != '\0' || port > 65535)
-        return false;
-    if (host[0] == '\0' || strcmp(host, "*") == 0)
-        snprintf(host, sizeof(host), "0.0.0.0");
+    port = ep.port;
+    snprintf(host, sizeof(host), "%s", strcmp(ep.host, "*") == 0 ? "0.0.0.0" : ep.host);
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
     {
