@@ -182,11 +182,11 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
 
 static void count_push(const struct req *r, const char *outcome)
 {
-    char nt[96], labels[192];
+    char labels[OCB_METRICS_LABELS_MAX];
 
-    metrics_label_escape(r->route.notify_type != NULL ? r->route.notify_type : "unknown", nt,
-                         sizeof(nt));
-    snprintf(labels, sizeof(labels), "notify_type=\"%s\",outcome=\"%s\"", nt, outcome);
+    metrics_labels(labels, sizeof(labels), "notify_type",
+                   r->route.notify_type != NULL ? r->route.notify_type : "unknown", "outcome",
+                   outcome, NULL);
     metrics_counter_add("ocb_pushes_total", labels, 1);
 }
 
@@ -251,13 +251,13 @@ static enum MHD_Result reject(struct req *r, unsigned status, const char *metric
 static enum MHD_Result reject(struct req *r, unsigned status, const char *metric_reason,
                               const char *allow, const char *fmt, ...)
 {
-    char reason[REASON_MAX], labels[64], body[REASON_MAX + 2];
+    char reason[REASON_MAX], labels[OCB_METRICS_LABELS_MAX], body[REASON_MAX + 2];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    snprintf(labels, sizeof(labels), "reason=\"%s\"", metric_reason);
+    metrics_labels(labels, sizeof(labels), "reason", metric_reason, NULL);
     metrics_counter_add("ocb_push_rejections_total", labels, 1);
     if (r->is_push)
         count_push(r, "rejected");

@@ -129,9 +129,9 @@ static void say(struct app_sync *s, const char *type, const char *what)
 /* Every change the sync makes on the platform, and every failed one, is counted. */
 static void count_change(const char *action)
 {
-    char labels[48];
+    char labels[OCB_METRICS_LABELS_MAX];
 
-    snprintf(labels, sizeof(labels), "action=\"%s\"", action);
+    metrics_labels(labels, sizeof(labels), "action", action, NULL);
     metrics_counter_add("ocb_subscription_changes_total", labels, 1);
 }
 
