@@ -337,7 +337,7 @@ bool metrics_label_escape(const char *s, char *out, size_t cap)
             piece = esc;
             n = 2;
             used = 1;
-        } else if (n == 0 || strnlen(s, n) < n || !grammar_utf8_valid(s, n)) {
+        } else if (n == 0 || (n > 1 && (strnlen(s, n) < n || !grammar_utf8_valid(s, n)))) {
             piece = "\xEF\xBF\xBD"; /* U+FFFD for a byte that is no UTF-8 */
             n = 3;
             used = 1;
