@@ -193,8 +193,8 @@ struct ocb_cmd_worker {
 
 static void count_outcome(const char *outcome)
 {
-    char labels[96];
-    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    char labels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(labels, sizeof(labels), "outcome", outcome, NULL);
     metrics_counter_add("ocb_commands_total", labels, 1);
 }
 

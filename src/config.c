@@ -15,17 +15,15 @@
  * reading the file, checking that referenced files are readable, and getenv.
  */
 #include "ocb/config.h"
+#include "ocb/grammar.h"
 #include "ocb/notify.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -229,7 +227,7 @@ static enum ocb_err set_cidrs(struct loader *ld, const char *path, const char *c
     if (n > OCB_MAX_ALLOW_FROM)
         return fail(ld, path, "at most %d entries", OCB_MAX_ALLOW_FROM);
     for (size_t i = 0; i < n; i++)
-        if (!config_cidr_parse(items[i], &cfg->http.allow_from[i]))
+        if (grammar_cidr_parse(items[i], &cfg->http.allow_from[i]) != OCB_OK)
             return fail(ld, path, "\"%s\" is not an address or CIDR", items[i]);
     cfg->http.n_allow_from = n;
     return OCB_OK;
@@ -362,17 +360,6 @@ static enum ocb_err check_duplicates(struct loader *ld, const char *path, const 
             if (strcmp(a->string, b->string) == 0)
                 return fail(ld, path[0] ? path : "(top level)", "duplicate key \"%s\"", a->string);
     return OCB_OK;
-}
-
-static bool valid_level(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max)
-        return false;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '+' || *p == '#')
-            return false;
-    return true;
 }
 
 static bool valid_token(const char *s)
@@ -675,44 +662,6 @@ static enum ocb_err apply_env(struct loader *ld)
     return check_app_env(ld);
 }
 
-/* "host:port" or "[v6]:port" with a port in 1..65535. */
-static bool listen_valid(const char *s)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return false;
-    char *end = NULL;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    return !errno && end != colon + 1 && !*end && port > 0 && port <= 65535;
-}
-
-/* scheme://host:port... with scheme in the given list; port must be explicit if required. */
-static bool url_valid(const char *url, const char *const *schemes, bool need_port)
-{
-    const char *sep = strstr(url, "://");
-    if (!sep)
-        return false;
-    bool scheme_ok = false;
-    for (; *schemes; schemes++)
-        scheme_ok = scheme_ok || ((size_t)(sep - url) == strlen(*schemes) &&
-                                  strncmp(url, *schemes, strlen(*schemes)) == 0);
-    const char *host = sep + 3;
-    size_t hostlen = strcspn(host, "/?#");
-    if (!scheme_ok || hostlen == 0)
-        return false;
-    if (!need_port)
-        return true;
-    char hp[256];
-    if (hostlen >= sizeof(hp))
-        return false;
-    memcpy(hp, host, hostlen);
-    hp[hostlen] = '\0';
-    const char *bracket = strrchr(hp, ']');
-    const char *colon = strrchr(bracket ? bracket : hp, ':');
-    return colon && listen_valid(hp);
-}
-
 static enum ocb_err check_file(struct loader *ld, const char *path, const char *file)
 {
     if (file && file[0] && access(file, R_OK) != 0) {
@@ -737,25 +686,27 @@ static enum ocb_err check(struct loader *ld)
 {
     struct ocb_config *cfg = ld->cfg;
     enum ocb_err rc;
-    static const char *const http_schemes[] = {"http", "https", NULL};
-    static const char *const mqtt_schemes[] = {"tcp", "mqtt", "ssl", "mqtts", "ws", "wss", NULL};
+    struct ocb_endpoint listen;
+    struct ocb_url url;
+    const char *why;
 
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].kind == K_FILE &&
             (rc = check_file(ld, keys[i].path, *(char **)field(cfg, &keys[i]))) != OCB_OK)
             return rc;
-    if (!listen_valid(cfg->http.listen))
+    if (grammar_endpoint_parse(cfg->http.listen, false, &listen) != OCB_OK)
         return fail(ld, "http.listen", "expected HOST:PORT with a port in 1..65535");
     if ((rc = check_pair(ld, "http.tls_cert", cfg->http.tls_cert, "http.tls_key",
                          cfg->http.tls_key)) != OCB_OK)
         return rc;
     if (cfg->http.tls_client_ca[0] && !cfg->http.tls_cert[0])
         return fail(ld, "http.tls_client_ca", "needs http.tls_cert and http.tls_key");
-    if (cfg->http.public_url[0] && !url_valid(cfg->http.public_url, http_schemes, true))
+    if (cfg->http.public_url[0] &&
+        grammar_url_parse(cfg->http.public_url, OCB_URL_SCHEMES_HTTP, false, &url) != OCB_OK)
         return fail(ld, "http.public_url",
                     "expected http(s)://HOST:PORT[/path] with an explicit port "
                     "(the platform rejects callback URLs without one)");
-    if (!url_valid(cfg->mqtt.url, mqtt_schemes, true))
+    if (grammar_url_parse(cfg->mqtt.url, OCB_URL_SCHEMES_MQTT, false, &url) != OCB_OK)
         return fail(ld, "mqtt.url", "expected tcp://, ssl://, ws:// or wss:// HOST:PORT");
     if (!cfg->mqtt.client_id[0] || strlen(cfg->mqtt.client_id) > 64)
         return fail(ld, "mqtt.client_id", "must be 1..64 characters");
@@ -763,19 +714,15 @@ static enum ocb_err check(struct loader *ld)
                          cfg->mqtt.key_file)) != OCB_OK)
         return rc;
     /* The prefix may span levels ("site/iot") but each level must be valid. */
-    const char *p = cfg->mqtt.topic_prefix;
-    if (!p[0] || p[0] == '$' || p[0] == '/' || p[strlen(p) - 1] == '/' || strstr(p, "//") ||
-        strpbrk(p, "+#") || strlen(p) > 128)
-        return fail(ld, "mqtt.topic_prefix",
-                    "must be non-empty topic levels without + # or a leading $ or /");
-    for (const unsigned char *c = (const unsigned char *)p; *c; c++)
-        if (*c < 0x20 || *c == 0x7f)
-            return fail(ld, "mqtt.topic_prefix", "must not contain control characters");
-    if (cfg->mqtt.shared_group[0] && !valid_level(cfg->mqtt.shared_group, 64))
-        return fail(ld, "mqtt.shared_group", "must be one topic level without / + #");
+    if ((why = grammar_topic_prefix_problem(cfg->mqtt.topic_prefix, 128)) != NULL)
+        return fail(ld, "mqtt.topic_prefix", "must be 1..128 bytes of topic levels: %s", why);
+    if (cfg->mqtt.shared_group[0] &&
+        ((why = grammar_level_problem(cfg->mqtt.shared_group, strlen(cfg->mqtt.shared_group))) ||
+         (why = strlen(cfg->mqtt.shared_group) > 64 ? "is over 64 bytes" : NULL)))
+        return fail(ld, "mqtt.shared_group", "must be one topic level: %s", why);
     if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
         return fail(ld, "mqtt.reconnect_min_ms", "must not exceed mqtt.reconnect_max_ms");
-    if (!url_valid(cfg->platform.url, http_schemes, false))
+    if (grammar_url_parse(cfg->platform.url, OCB_URL_SCHEMES_HTTP, true, &url) != OCB_OK)
         return fail(ld, "platform.url", "expected https://HOST:PORT");
     if ((rc = check_pair(ld, "platform.cert_file", cfg->platform.cert_file, "platform.key_file",
                          cfg->platform.key_file)) != OCB_OK)
@@ -792,9 +739,11 @@ static enum ocb_err check(struct loader *ld)
                 return rc;
         if (!app->app_id[0])
             return fail(ld, path, "is required");
-        if (!valid_level(app->app_id, ID_MAX_LEN) || !strcmp(app->app_id, "_"))
-            return fail(ld, path, "must be 1..%d characters without / + # or control characters",
-                        ID_MAX_LEN);
+        /* The app id is a topic level of every push: the rule routing applies. */
+        if ((why = grammar_level_problem(app->app_id, strlen(app->app_id))) != NULL ||
+            (why = strlen(app->app_id) > ID_MAX_LEN ? "is too long" : NULL) != NULL ||
+            (why = !strcmp(app->app_id, "_") ? "is \"_\", the placeholder for no device" : NULL))
+            return fail(ld, path, "must be a topic level of 1..%d bytes: %s", ID_MAX_LEN, why);
         for (size_t j = 0; j < i; j++)
             if (!strcmp(cfg->apps[j].app_id, app->app_id))
                 return fail(ld, path, "\"%s\" appears twice", app->app_id);
@@ -816,16 +765,13 @@ static enum ocb_err check(struct loader *ld)
     /* The public URL defaults to the listen address, so callbacks work on one machine; a
      * wildcard listener (0.0.0.0, *, [::]) is reached at 127.0.0.1. */
     if (!cfg->http.public_url[0]) {
-        char url[300];
-        const char *listen = cfg->http.listen;
-        const char *colon = strrchr(listen, ':');
-        size_t hl = colon != NULL ? (size_t)(colon - listen) : 0;
-        bool any = colon != NULL &&
-                   ((hl == 7 && !strncmp(listen, "0.0.0.0", 7)) || (hl == 1 && listen[0] == '*') ||
-                    (hl == 4 && !strncmp(listen, "[::]", 4)));
-        snprintf(url, sizeof(url), "%s://%s%s", cfg->http.tls_cert[0] ? "https" : "http",
-                 any ? "127.0.0.1" : listen, any ? colon : "");
-        if ((rc = set_string(ld, &cfg->http.public_url, url)) != OCB_OK)
+        char buf[300];
+        const char *scheme = cfg->http.tls_cert[0] ? "https" : "http";
+        if (grammar_endpoint_is_wildcard(&listen))
+            snprintf(buf, sizeof(buf), "%s://127.0.0.1:%u", scheme, (unsigned)listen.port);
+        else
+            snprintf(buf, sizeof(buf), "%s://%s", scheme, cfg->http.listen);
+        if ((rc = set_string(ld, &cfg->http.public_url, buf)) != OCB_OK)
             return rc;
     }
     size_t n = strlen(cfg->http.public_url);
@@ -959,69 +905,6 @@ bool config_commands_enabled(const struct ocb_config *cfg)
     for (size_t i = 0; i < cfg->n_apps; i++)
         if (cfg->apps[i].secret && cfg->apps[i].secret[0])
             return true;
-    return false;
-}
-
-bool config_cidr_parse(const char *s, struct ocb_cidr *out)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    if (n == 0 || n >= sizeof(addr))
-        return false;
-    memcpy(addr, s, n);
-    addr[n] = '\0';
-    memset(out, 0, sizeof(*out));
-    unsigned max;
-    if (inet_pton(AF_INET, addr, out->addr) == 1) {
-        out->family = AF_INET;
-        max = 32;
-    } else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
-        out->family = AF_INET6;
-        max = 128;
-    } else {
-        return false;
-    }
-    out->prefix = max;
-    if (slash) {
-        char *end = NULL;
-        errno = 0;
-        long p = strtol(slash + 1, &end, 10);
-        if (errno || end == slash + 1 || *end || p < 0 || p > (long)max)
-            return false;
-        out->prefix = (unsigned)p;
-    }
-    return true;
-}
-
-static bool prefix_equal(const unsigned char *a, const unsigned char *b, unsigned bits)
-{
-    unsigned bytes = bits / 8, rest = bits % 8;
-    if (memcmp(a, b, bytes) != 0)
-        return false;
-    if (!rest)
-        return true;
-    unsigned char mask = (unsigned char)(0xff << (8 - rest));
-    return (a[bytes] & mask) == (b[bytes] & mask);
-}
-
-bool config_cidr_match(const struct ocb_cidr *cidr, const void *sockaddr)
-{
-    const struct sockaddr *sa = sockaddr;
-    if (sa->sa_family == AF_INET && cidr->family == AF_INET) {
-        const struct sockaddr_in *in = sockaddr;
-        return prefix_equal((const unsigned char *)&in->sin_addr, cidr->addr, cidr->prefix);
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = sockaddr;
-        const unsigned char *a = (const unsigned char *)&in6->sin6_addr;
-        if (cidr->family == AF_INET6)
-            return prefix_equal(a, cidr->addr, cidr->prefix);
-        /* An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
-        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        if (memcmp(a, mapped, sizeof(mapped)) == 0)
-            return prefix_equal(a + 12, cidr->addr, cidr->prefix);
-    }
     return false;
 }
 
@@ -1166,10 +1049,9 @@ enum ocb_err config_format_key(const struct ocb_config *cfg, const char *path, c
         size_t o = 0;
         out[0] = '\0';
         for (size_t i = 0; i < cfg->http.n_allow_from && o < cap; i++) {
-            const struct ocb_cidr *c = &cfg->http.allow_from[i];
-            char addr[INET6_ADDRSTRLEN] = "";
-            inet_ntop(c->family, c->addr, addr, sizeof(addr));
-            n = snprintf(out + o, cap - o, "%s%s/%u", i ? "," : "", addr, c->prefix);
+            char cidr[64] = "";
+            (void)grammar_cidr_format(&cfg->http.allow_from[i], cidr, sizeof(cidr));
+            n = snprintf(out + o, cap - o, "%s%s", i ? "," : "", cidr);
             if (n < 0 || (size_t)n >= cap - o)
                 return OCB_ERR_TOO_BIG;
             o += (size_t)n;

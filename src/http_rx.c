@@ -46,6 +46,7 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/route.h"
@@ -181,11 +182,11 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
 
 static void count_push(const struct req *r, const char *outcome)
 {
-    char nt[96], labels[192];
+    char labels[OCB_METRICS_LABELS_MAX];
 
-    metrics_label_escape(r->route.notify_type != NULL ? r->route.notify_type : "unknown", nt,
-                         sizeof(nt));
-    snprintf(labels, sizeof(labels), "notify_type=\"%s\",outcome=\"%s\"", nt, outcome);
+    metrics_labels(labels, sizeof(labels), "notify_type",
+                   r->route.notify_type != NULL ? r->route.notify_type : "unknown", "outcome",
+                   outcome, NULL);
     metrics_counter_add("ocb_pushes_total", labels, 1);
 }
 
@@ -250,13 +251,13 @@ static enum MHD_Result reject(struct req *r, unsigned status, const char *metric
 static enum MHD_Result reject(struct req *r, unsigned status, const char *metric_reason,
                               const char *allow, const char *fmt, ...)
 {
-    char reason[REASON_MAX], labels[64], body[REASON_MAX + 2];
+    char reason[REASON_MAX], labels[OCB_METRICS_LABELS_MAX], body[REASON_MAX + 2];
     va_list ap;
 
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    snprintf(labels, sizeof(labels), "reason=\"%s\"", metric_reason);
+    metrics_labels(labels, sizeof(labels), "reason", metric_reason, NULL);
     metrics_counter_add("ocb_push_rejections_total", labels, 1);
     if (r->is_push)
         count_push(r, "rejected");
@@ -466,7 +467,7 @@ static bool client_allowed(struct req *r)
     if (ci == NULL || ci->client_addr == NULL)
         return false;
     for (size_t i = 0; i < cfg->http.n_allow_from; i++) {
-        if (config_cidr_match(&cfg->http.allow_from[i], ci->client_addr))
+        if (grammar_cidr_match(&cfg->http.allow_from[i], ci->client_addr))
             return true;
     }
     return false;
@@ -835,37 +836,18 @@ out:
     return rc;
 }
 
-/* "host:port", "[v6]:port" or ":port" -> a socket address. */
+/* http.listen (grammar_endpoint_parse()'s "host:port" or "[v6]:port") -> a socket address. */
 static bool parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-    char host[128];
-    const char *colon, *hs = s, *he;
-    char *end = NULL;
-    unsigned long port;
+    struct ocb_endpoint ep;
+    char host[OCB_GRAMMAR_HOST_MAX + 1];
+    uint16_t port;
 
     memset(ss, 0, sizeof(*ss));
-    if (s[0] == '[') {
-        he = strchr(s, ']');
-        if (he == NULL || he[1] != ':')
-            return false;
-        hs = s + 1;
-        colon = he + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL)
-            return false;
-        he = colon;
-    }
-    if ((size_t)(he - hs) >= sizeof(host))
+    if (grammar_endpoint_parse(s, false, &ep) != OCB_OK)
         return false;
-    memcpy(host, hs, (size_t)(he - hs));
-    host[he - hs] = '\0';
-    errno = 0;
-    port = strtoul(colon + 1, &end, 10);
-    if (errno != 0 || end == colon + 1 || *end != '\0' || port > 65535)
-        return false;
-    if (host[0] == '\0' || strcmp(host, "*") == 0)
-        snprintf(host, sizeof(host), "0.0.0.0");
+    port = ep.port;
+    snprintf(host, sizeof(host), "%s", strcmp(ep.host, "*") == 0 ? "0.0.0.0" : ep.host);
     if (strcmp(host, "localhost") == 0)
         snprintf(host, sizeof(host), "127.0.0.1");
     {

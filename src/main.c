@@ -115,9 +115,9 @@ struct running {
 
 static void count_reload(const char *outcome)
 {
-    char labels[64];
+    char labels[OCB_METRICS_LABELS_MAX];
 
-    snprintf(labels, sizeof(labels), "outcome=\"%s\"", outcome);
+    metrics_labels(labels, sizeof(labels), "outcome", outcome, NULL);
     metrics_counter_add("ocb_config_reloads_total", labels, 1);
 }
 

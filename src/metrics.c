@@ -11,6 +11,11 @@
  * push updates five series from three threads, and a mutex here cost the
  * push path 5-20 % of its CPU in bench/push (contention wakes threads).  The
  * mutex still guards creation, the descriptions and rendering.
+ *
+ * Label sets arrive rendered, and every caller renders them with
+ * metrics_labels(): values such as app ids and notifyTypes come from
+ * configuration and from pushes, and one unescaped '"' or '\\' would make
+ * the whole /metrics page unparseable for Prometheus.
  */
 #include "ocb/metrics.h"
 
@@ -22,8 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocb/grammar.h"
+
 #define NAME_MAX_LEN     64
-#define LABELS_MAX_LEN   192
+#define LABELS_MAX_LEN   OCB_METRICS_LABELS_MAX
 #define OVERFLOW_RESERVE 64
 #define TABLE_SIZE       1024 /* power of two, > MAX_SERIES + OVERFLOW_RESERVE */
 #define MAX_DESCRIBED    64
@@ -299,22 +306,92 @@ enum ocb_err metrics_render(char **out, size_t *len)
     return OCB_OK;
 }
 
-void metrics_label_escape(const char *s, char *out, size_t cap)
+/* Length of the UTF-8 sequence a lead byte announces (0: not a lead byte). */
+static size_t utf8_len(unsigned char c)
+{
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        return 2;
+    if ((c & 0xF0) == 0xE0)
+        return 3;
+    if ((c & 0xF8) == 0xF0)
+        return 4;
+    return 0;
+}
+
+bool metrics_label_escape(const char *s, char *out, size_t cap)
 {
     size_t o = 0;
-    for (; *s && o + 2 < cap; s++) {
-        if (*s == '\\' || *s == '"') {
-            out[o++] = '\\';
-            out[o++] = *s;
-        } else if (*s == '\n') {
-            out[o++] = '\\';
-            out[o++] = 'n';
+
+    if (cap == 0)
+        return *s == '\0';
+    while (*s) {
+        char esc[4];
+        const char *piece = s;
+        size_t n = utf8_len((unsigned char)*s), used;
+
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            esc[0] = '\\';
+            esc[1] = *s == '\n' ? 'n' : *s;
+            piece = esc;
+            n = 2;
+            used = 1;
+        } else if (n == 0 || (n > 1 && (strnlen(s, n) < n || !grammar_utf8_valid(s, n)))) {
+            piece = "\xEF\xBF\xBD"; /* U+FFFD for a byte that is no UTF-8 */
+            n = 3;
+            used = 1;
         } else {
-            out[o++] = *s;
+            used = n;
         }
+        if (o + n >= cap) {
+            out[o] = '\0';
+            return false;
+        }
+        memcpy(out + o, piece, n);
+        o += n;
+        s += used;
     }
-    if (cap)
-        out[o < cap ? o : cap - 1] = '\0';
+    out[o] = '\0';
+    return true;
+}
+
+enum ocb_err metrics_labels(char *out, size_t cap, ...)
+{
+    static const char overflow[] = "overflow=\"true\"";
+    enum ocb_err rc = OCB_OK;
+    size_t o = 0;
+    const char *name;
+    va_list ap;
+
+    if (cap == 0)
+        return OCB_ERR_TOO_BIG;
+    out[0] = '\0';
+    va_start(ap, cap);
+    while (rc == OCB_OK && (name = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+        int n = snprintf(out + o, cap - o, "%s%s=\"", o ? "," : "", name);
+        if (n < 0 || (size_t)n >= cap - o) {
+            rc = OCB_ERR_TOO_BIG;
+            break;
+        }
+        o += (size_t)n;
+        if (!metrics_label_escape(value != NULL ? value : "", out + o, cap - o)) {
+            rc = OCB_ERR_TOO_BIG;
+            break;
+        }
+        o += strlen(out + o);
+        if (o + 1 >= cap) {
+            rc = OCB_ERR_TOO_BIG;
+            break;
+        }
+        out[o++] = '"';
+        out[o] = '\0';
+    }
+    va_end(ap);
+    if (rc != OCB_OK)
+        snprintf(out, cap, "%s", cap >= sizeof(overflow) ? overflow : "");
+    return rc;
 }
 
 void metrics_reset(void)

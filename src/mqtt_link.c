@@ -37,6 +37,7 @@
 
 #include <MQTTAsync.h>
 
+#include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 
@@ -445,8 +446,8 @@ out:
  * options (CA, client certificate), or paho refuses to connect at all. */
 static bool url_uses_tls(const char *url)
 {
-    return strncmp(url, "ssl://", 6) == 0 || strncmp(url, "mqtts://", 8) == 0 ||
-           strncmp(url, "wss://", 6) == 0;
+    struct ocb_url u;
+    return grammar_url_parse(url, OCB_URL_SCHEMES_MQTT, false, &u) == OCB_OK && u.tls;
 }
 
 static int start_connect(struct ocb_mqtt_link *link)

@@ -507,8 +507,9 @@ static void start_auth(struct ocb_platform_client *pc, struct app *app, bool ref
         cJSON_free(body);
     else
         free(body);
-    metrics_counter_add("ocb_token_refreshes_total",
-                        refresh ? "kind=\"refresh\"" : "kind=\"login\"", 1);
+    char labels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(labels, sizeof(labels), "kind", refresh ? "refresh" : "login", NULL);
+    metrics_counter_add("ocb_token_refreshes_total", labels, 1);
     if (!req || start_transfer(pc, req) != OCB_OK) {
         request_free(req);
         log_error(MOD, NULL, "app %s: cannot start %s", app->cfg->app_id,
@@ -651,8 +652,8 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
         if (app->have_token && now < app->expires_at_ms) {
             /* Rejected before its time: revoked, or superseded by another client's login
              * with this appId (the platform keeps only an app's newest token). */
-            char labels[160];
-            snprintf(labels, sizeof(labels), "app=\"%.128s\"", app->cfg->app_id);
+            char labels[OCB_METRICS_LABELS_MAX];
+            metrics_labels(labels, sizeof(labels), "app", app->cfg->app_id, NULL);
             metrics_counter_add("ocb_platform_tokens_superseded_total", labels, 1);
             if (now - app->superseded_warned_ms >= SUPERSEDED_WARN_MS ||
                 app->superseded_warned_ms == 0) {
@@ -694,8 +695,8 @@ static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode c
     r.body = req->buf;
     r.len = req->len;
     double secs = (double)(ocb_now_ms() - req->started_ms) / 1000.0;
-    char labels[96];
-    snprintf(labels, sizeof(labels), "op=\"%s\"", req->op);
+    char labels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(labels, sizeof(labels), "op", req->op, NULL);
     metrics_histogram_observe("ocb_platform_request_seconds", labels, secs);
 
     if (cc != CURLE_OK) {
@@ -714,9 +715,9 @@ static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode c
         log_debug(MOD, NULL, "%s %s (%s): %ld %s", req->method, req->path, req->op, status,
                   platform_client_class_name(r.cls));
     }
-    char rlabels[128];
-    snprintf(rlabels, sizeof(rlabels), "op=\"%s\",result=\"%s\"", req->op,
-             platform_client_class_name(r.cls));
+    char rlabels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(rlabels, sizeof(rlabels), "op", req->op, "result",
+                   platform_client_class_name(r.cls), NULL);
     metrics_counter_add("ocb_platform_requests_total", rlabels, 1);
 
     if (req->kind == REQ_API) {

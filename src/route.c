@@ -7,7 +7,8 @@
  * commandId/result -- and leaves the rest of the body alone: the caller
  * publishes the bytes it received.
  *
- * Everything that becomes a topic level is validated here, because a level
+ * Everything that becomes a topic level is validated here, by the one rule in
+ * grammar.h that `ocbridge -t` also applies to app ids, because a level
  * containing '/', '+' or '#' would publish somewhere else (or be refused by
  * the broker, which then drops the whole connection), and a NUL would cut the
  * id short silently.  cJSON decodes "\u0000" to a NUL byte inside the string,
@@ -17,13 +18,13 @@
  */
 #include "ocb/route.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
 
+#include "ocb/grammar.h"
 #include "ocb/util.h"
 
 /* Last topic levels the bridge itself uses for other purposes.  A push naming
@@ -36,87 +37,6 @@ static const char *const reserved_types[] = {
     OCB_ROUTE_STATUS_LEVEL,
 };
 
-/*
- * Decode one UTF-8 sequence at s[0..len).  Returns its length and stores the
- * code point, or returns 0 for anything RFC 3629 forbids: stray continuation
- * bytes, truncation, overlong forms, surrogates, values past U+10FFFF.
- */
-static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
-{
-    size_t n;
-    uint32_t c = s[0];
-    uint32_t min;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    } else if ((c & 0xE0) == 0xC0) {
-        n = 2;
-        c &= 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        c &= 0x0F;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3F);
-    }
-    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return n;
-}
-
-bool route_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
-bool route_level_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-
-    if (s == NULL || len == 0)
-        return false;
-    while (i < len) {
-        uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
-        if (n == 0)
-            return false;
-        if (cp == '/' || cp == '+' || cp == '#')
-            return false;
-        if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-            return false;
-        /* Noncharacters: Mosquitto treats them as malformed UTF-8. */
-        if ((cp >= 0xFDD0 && cp <= 0xFDEF) || (cp & 0xFFFE) == 0xFFFE)
-            return false;
-        i += n;
-    }
-    return true;
-}
-
 /* A string fit for an MQTT user property or a log line: UTF-8, no controls, capped. */
 static bool id_usable(const char *s)
 {
@@ -128,7 +48,7 @@ static bool id_usable(const char *s)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
             return false;
     }
-    return route_utf8_valid(s, len);
+    return grammar_utf8_valid(s, len);
 }
 
 /* How many members of obj have this exact key (cJSON keeps duplicates). */
@@ -211,7 +131,7 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
     if (reasonlen > 0)
         reason[0] = '\0';
 
-    if (!route_level_valid(app_id, strlen(app_id)))
+    if (!grammar_level_valid(app_id, strlen(app_id)))
         return reject(why, OCB_ROUTE_BAD_TOPIC, reason, reasonlen,
                       "appId is not a valid topic level");
 
@@ -248,7 +168,7 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
     }
     if (notify_type != NULL) {
         out->kind = OCB_ROUTE_NOTIFY;
-        if (!route_level_valid(notify_type, strlen(notify_type))) {
+        if (!grammar_level_valid(notify_type, strlen(notify_type))) {
             rc = reject(why, OCB_ROUTE_BAD_TOPIC, reason, reasonlen,
                         "notifyType is not a valid topic level");
             goto out;
@@ -298,7 +218,7 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
                         "deviceId \"_\" is reserved for pushes without a device");
             goto out;
         }
-        if (!route_level_valid(device_id, strlen(device_id))) {
+        if (!grammar_level_valid(device_id, strlen(device_id))) {
             rc = reject(why, OCB_ROUTE_BAD_TOPIC, reason, reasonlen,
                         "deviceId is not a valid topic level");
             goto out;
@@ -336,7 +256,7 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
     n = snprintf(out->topic, topic_len + 1, "%s/%s/%s/%s", prefix, app_id, device_id, notify_type);
     if (n < 0 || (size_t)n != topic_len)
         goto out;
-    out->payload_utf8 = route_utf8_valid(body, len);
+    out->payload_utf8 = grammar_utf8_valid(body, len);
     rc = OCB_OK;
 
 out:

@@ -47,6 +47,7 @@
 #include <cjson/cJSON.h>
 
 #include "ocb/command.h"
+#include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/notify.h"
@@ -211,9 +212,9 @@ static void say(struct app_sync *s, const char *type, const char *what)
 /* Every change the sync makes on the platform, and every failed one, is counted. */
 static void count_change(const char *action)
 {
-    char labels[48];
+    char labels[OCB_METRICS_LABELS_MAX];
 
-    snprintf(labels, sizeof(labels), "action=\"%s\"", action);
+    metrics_labels(labels, sizeof(labels), "action", action, NULL);
     metrics_counter_add("ocb_subscription_changes_total", labels, 1);
 }
 
@@ -302,63 +303,24 @@ out:
     return rc;
 }
 
-struct endpoint {
-    char host[256];
-    long port;
-};
-
-/* http(s)://HOST[:PORT]...; the port defaults by scheme.  false when url is not that. */
-static bool endpoint_parse(const char *url, struct endpoint *ep)
+/* http(s)://HOST[:PORT]... (grammar_url_parse(), scheme in any case); the port
+ * defaults by scheme.  false when url is not that. */
+static bool endpoint_parse(const char *url, struct ocb_url *u)
 {
-    const char *sep = url ? strstr(url, "://") : NULL;
-    if (!sep)
+    if (grammar_url_parse(url, OCB_URL_SCHEMES_HTTP | OCB_URL_ANY_CASE, true, u) != OCB_OK)
         return false;
-    size_t scheme = (size_t)(sep - url);
-    if (scheme == 4 && strncasecmp(url, "http", 4) == 0)
-        ep->port = 80;
-    else if (scheme == 5 && strncasecmp(url, "https", 5) == 0)
-        ep->port = 443;
-    else
-        return false;
-    const char *host = sep + 3;
-    const char *end = host + strcspn(host, "/?#");
-    const char *host_end = end;
-    if (*host == '[') { /* IPv6 literal: its colons are not the port's */
-        const char *rb = memchr(host, ']', (size_t)(end - host));
-        if (!rb)
-            return false;
-        host_end = rb + 1;
-    } else {
-        const char *colon = memchr(host, ':', (size_t)(end - host));
-        if (colon)
-            host_end = colon;
-    }
-    size_t hl = (size_t)(host_end - host);
-    if (hl == 0 || hl >= sizeof(ep->host))
-        return false;
-    memcpy(ep->host, host, hl);
-    ep->host[hl] = '\0';
-    if (host_end == end)
-        return true;
-    if (*host_end != ':' || end - host_end < 2 || end - host_end > 6)
-        return false;
-    long port = 0;
-    for (const char *c = host_end + 1; c < end; c++) {
-        if (*c < '0' || *c > '9')
-            return false;
-        port = port * 10 + (*c - '0');
-    }
-    if (port < 1 || port > 65535)
-        return false;
-    ep->port = port;
+    if (!u->authority.has_port)
+        u->authority.port = u->scheme == OCB_URL_HTTPS ? 443 : 80;
     return true;
 }
 
 bool subscriptions_same_endpoint(const char *a, const char *b)
 {
-    struct endpoint ea, eb;
-    return endpoint_parse(a, &ea) && endpoint_parse(b, &eb) && ea.port == eb.port &&
-           strcasecmp(ea.host, eb.host) == 0;
+    struct ocb_url ua, ub;
+    return endpoint_parse(a, &ua) && endpoint_parse(b, &ub) &&
+           ua.authority.port == ub.authority.port &&
+           ua.authority.bracketed == ub.authority.bracketed &&
+           strcasecmp(ua.authority.host, ub.authority.host) == 0;
 }
 
 /*
@@ -369,8 +331,8 @@ bool subscriptions_same_endpoint(const char *a, const char *b)
  */
 static bool elsewhere(const struct app_sync *s, const struct sub *sub)
 {
-    struct endpoint ep;
-    return !sub->gone && endpoint_parse(sub->url, &ep) &&
+    struct ocb_url u;
+    return !sub->gone && endpoint_parse(sub->url, &u) &&
            !subscriptions_same_endpoint(sub->url, s->url);
 }
 

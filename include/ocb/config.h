@@ -18,17 +18,12 @@
 #include <stdint.h>
 
 #include "ocb/err.h"
+#include "ocb/grammar.h"
 #include "ocb/log.h"
 
 #define OCB_MAX_APPS       64
 #define OCB_MAX_SUBSCRIBE  32
 #define OCB_MAX_ALLOW_FROM 32
-
-struct ocb_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    unsigned char addr[16];
-    unsigned prefix;
-};
 
 struct ocb_app {
     char *app_id;
@@ -136,10 +131,5 @@ const struct ocb_app *config_find_app(const struct ocb_config *cfg, const char *
 
 /* True when any app has a secret, i.e. the command half is on. */
 bool config_commands_enabled(const struct ocb_config *cfg);
-
-/* Parse "a.b.c.d/n" or "x::y/n" (a bare address means /32 or /128). */
-bool config_cidr_parse(const char *s, struct ocb_cidr *out);
-/* True when the sockaddr's address is inside cidr. */
-bool config_cidr_match(const struct ocb_cidr *cidr, const void *sockaddr);
 
 #endif

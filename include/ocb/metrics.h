@@ -5,8 +5,9 @@
  * (`notify_type="deviceAdded",outcome="ok"`, or "" for none).  The number of
  * series is capped (OCB_METRICS_MAX_SERIES); past it, new label sets are
  * folded into one series labelled `overflow="true"` so that hostile
- * notifyTypes cannot grow memory.  Label values are escaped by the caller
- * with metrics_label_escape().
+ * notifyTypes cannot grow memory.  Every label set is built with
+ * metrics_labels(), which escapes every value, so no app id or notifyType
+ * can break the exposition format.
  *
  * Thread-safe: yes.  Updating an existing series is lock-free (a hash lookup
  * and an atomic add); creating a series and rendering take a mutex.
@@ -14,12 +15,15 @@
 #ifndef OCB_METRICS_H
 #define OCB_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ocb/err.h"
 
 #define OCB_METRICS_MAX_SERIES 512
+/* Cap on a rendered label set, NUL included; longer sets count as overflow="true". */
+#define OCB_METRICS_LABELS_MAX 192
 
 enum ocb_metric_type {
     OCB_METRIC_COUNTER,
@@ -45,9 +49,25 @@ int64_t metrics_value(const char *name, const char *labels);
  */
 enum ocb_err metrics_render(char **out, size_t *len);
 
-/* Escape s for use inside a label value ("\\", "\"", "\n"); out is NUL-terminated,
- * truncated to cap. */
-void metrics_label_escape(const char *s, char *out, size_t cap);
+/*
+ * Escape s for use inside a label value of the Prometheus text format:
+ * '\\' -> "\\\\", '"' -> "\\\"", newline -> "\\n", and a byte that is not
+ * part of valid UTF-8 -> U+FFFD (the format is UTF-8).  out is always
+ * NUL-terminated; false when s was cut short to fit cap (never inside an
+ * escape or a UTF-8 sequence).
+ */
+bool metrics_label_escape(const char *s, char *out, size_t cap);
+
+/*
+ * Render a label set -- name="value" pairs joined by ',' -- into out, every
+ * value through metrics_label_escape().  The arguments after cap are
+ * (const char *name, const char *value) pairs ending with one NULL; names
+ * are the caller's literals ([a-zA-Z_][a-zA-Z0-9_]*).  OCB_OK, or
+ * OCB_ERR_TOO_BIG when the set does not fit in cap: out then holds
+ * `overflow="true"`, the series the registry folds oversized sets into, so a
+ * cut-short value never poses as another series.
+ */
+enum ocb_err metrics_labels(char *out, size_t cap, ...) __attribute__((sentinel));
 
 /* Forget every series (tests only: no update may run at the same time). */
 void metrics_reset(void);

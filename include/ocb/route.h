@@ -11,7 +11,7 @@
  *
  * deviceId comes from the body's "deviceId", else "header.deviceId", else
  * "_".  Every id that becomes a topic level must be a valid level (see
- * route_level_valid()); anything else is rejected with a one-line reason and
+ * grammar_level_valid()); anything else is rejected with a one-line reason and
  * is never published.
  *
  * Thread-safe: yes (no shared state).
@@ -71,16 +71,5 @@ enum ocb_err route_from_push(const char *prefix, const char *app_id, const char 
 
 /* Free what route_from_push() filled in and zero the struct.  NULL is a no-op. */
 void route_cleanup(struct ocb_route *r);
-
-/*
- * True when s[0..len) is a valid topic level: non-empty, valid UTF-8 (no
- * overlong forms, surrogates or code points past U+10FFFF), no '/', '+',
- * '#', NUL, C0/C1 control characters or DEL, and no Unicode noncharacters
- * (Mosquitto rejects those as malformed and would drop the connection).
- */
-bool route_level_valid(const char *s, size_t len);
-
-/* True when s[0..len) is valid UTF-8 (the strict RFC 3629 form). */
-bool route_utf8_valid(const char *s, size_t len);
 
 #endif

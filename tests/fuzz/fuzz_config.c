@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ocb/config.h"
+#include "ocb/grammar.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -32,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < cfg->n_apps; i++) {
         assert(cfg->apps[i].app_id[0] != '\0');
         assert(strpbrk(cfg->apps[i].app_id, "/+#") == NULL);
+        /* What -t accepts, routing accepts: one topic-level rule. */
+        assert(grammar_level_valid(cfg->apps[i].app_id, strlen(cfg->apps[i].app_id)));
         assert(cfg->apps[i].secret && cfg->apps[i].push_token);
     }
     config_free(cfg);

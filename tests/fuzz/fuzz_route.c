@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocb/grammar.h"
 #include "ocb/route.h"
 
 #define REQUIRE(c)                                                                                 \
@@ -53,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (;;) {
             slash = strchr(p, '/');
             size_t n = slash != NULL ? (size_t)(slash - p) : strlen(p);
-            REQUIRE(route_level_valid(p, n));
+            REQUIRE(grammar_level_valid(p, n));
             levels++;
             if (slash == NULL)
                 break;
@@ -68,8 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             REQUIRE(r.command_id == NULL && strcmp(r.notify_type, OCB_ROUTE_STATUS_LEVEL) != 0 &&
                     strcmp(r.notify_type, "command") != 0);
         if (r.request_id != NULL)
-            REQUIRE(route_utf8_valid(r.request_id, strlen(r.request_id)));
-        REQUIRE(r.payload_utf8 == route_utf8_valid((const char *)data + 1, size - 1));
+            REQUIRE(grammar_utf8_valid(r.request_id, strlen(r.request_id)));
+        REQUIRE(r.payload_utf8 == grammar_utf8_valid((const char *)data + 1, size - 1));
     }
     route_cleanup(&r);
     return 0;

@@ -79,6 +79,16 @@ START_TEST(config_check)
     ck_assert_int_eq(run(&out, "run-bad", (const char *[]){"-c", bad, NULL}), 1);
     ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
     free(out);
+
+    /* An app id with U+0085 (a C1 control) is no topic level: routing would answer every
+     * push to it with 400, so the check refuses it with the same rule (issue 9). */
+    write_config(bad, sizeof(bad), "c1.json", "{\"apps\":[{\"app_id\":\"a\\u0085b\"}]}");
+    ck_assert_int_eq(run(&out, "check-c1", (const char *[]){"-t", "-c", bad, NULL}), 1);
+    snprintf(want, sizeof(want), "%s: apps[0].app_id: ", bad);
+    ck_assert_msg(strncmp(out, want, strlen(want)) == 0, "got: %s", out);
+    ck_assert_msg(strstr(out, "control character") != NULL, "got: %s", out);
+    ck_assert_ptr_null(strstr(out, "configuration OK"));
+    free(out);
 }
 END_TEST
 

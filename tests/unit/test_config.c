@@ -257,6 +257,27 @@ static const struct {
     {"{\"apps\":{}}", "t.json: apps: expected an array"},
     {"{\"apps\":[{}]}", "t.json: apps[0].app_id: is required"},
     {"{\"apps\":[{\"app_id\":\"a/b\"}]}", "t.json: apps[0].app_id: must be"},
+    /* The topic-level rule routing applies (grammar.h), not a looser copy of it. */
+    {"{\"apps\":[{\"app_id\":\"a\\u0085b\"}]}",
+     "t.json: apps[0].app_id: must be a topic level of 1..128 bytes: contains a control character"},
+    {"{\"apps\":[{\"app_id\":\"a\xff\"}]}",
+     "t.json: apps[0].app_id: must be a topic level of 1..128 "
+     "bytes: is not valid UTF-8"},
+    {"{\"apps\":[{\"app_id\":\"\\ufdd0\"}]}", "apps[0].app_id: must be a topic level of 1..128 "
+                                              "bytes: contains a Unicode noncharacter"},
+    {"{\"apps\":[{\"app_id\":\"_\"}]}", "t.json: apps[0].app_id: must be a topic level"},
+    {"{\"mqtt\":{\"topic_prefix\":\"site/io\\u009bt\"}}",
+     "t.json: mqtt.topic_prefix: must be 1..128 bytes of topic levels: contains a control"},
+    {"{\"mqtt\":{\"topic_prefix\":\"$SYS/x\"}}", "t.json: mqtt.topic_prefix: must be"},
+    {"{\"mqtt\":{\"topic_prefix\":\"a//b\"}}", "t.json: mqtt.topic_prefix: must be"},
+    {"{\"mqtt\":{\"shared_group\":\"g\\u0085\"}}", "t.json: mqtt.shared_group: must be"},
+    {"{\"http\":{\"listen\":\":8080\"}}", "t.json: http.listen: expected HOST:PORT"},
+    {"{\"http\":{\"listen\":\"h:+80\"}}", "t.json: http.listen: expected HOST:PORT"},
+    {"{\"http\":{\"listen\":\"[::1]8080\"}}", "t.json: http.listen: expected HOST:PORT"},
+    {"{\"mqtt\":{\"url\":\"tcp://host\"}}", "t.json: mqtt.url: expected"},
+    {"{\"mqtt\":{\"url\":\"TCP://host:1883\"}}", "t.json: mqtt.url: expected"},
+    {"{\"platform\":{\"url\":\"https://h:99999\"}}", "t.json: platform.url: expected"},
+    {"{\"http\":{\"allow_from\":[\"10.0.0.0/+8\"]}}", "t.json: http.allow_from: \"10.0.0.0/+8\""},
     {"{\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"a\"}]}",
      "t.json: apps[1].app_id: \"a\" appears twice"},
     {"{\"apps\":[{\"app_id\":\"a\",\"secrt\":\"x\"}]}", "t.json: apps[0].secrt: unknown key"},
@@ -301,21 +322,21 @@ START_TEST(cidr_matching)
     struct ocb_cidr c;
     struct sockaddr_in in = {.sin_family = AF_INET};
     struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
-    ck_assert(config_cidr_parse("10.1.0.0/16", &c));
+    ck_assert(OCB_OK == grammar_cidr_parse("10.1.0.0/16", &c));
     inet_pton(AF_INET, "10.1.200.3", &in.sin_addr);
-    ck_assert(config_cidr_match(&c, &in));
+    ck_assert(grammar_cidr_match(&c, &in));
     inet_pton(AF_INET, "10.2.0.1", &in.sin_addr);
-    ck_assert(!config_cidr_match(&c, &in));
+    ck_assert(!grammar_cidr_match(&c, &in));
     inet_pton(AF_INET6, "::ffff:10.1.2.3", &in6.sin6_addr);
-    ck_assert(config_cidr_match(&c, &in6));
-    ck_assert(config_cidr_parse("2001:db8::/32", &c));
+    ck_assert(grammar_cidr_match(&c, &in6));
+    ck_assert(OCB_OK == grammar_cidr_parse("2001:db8::/32", &c));
     inet_pton(AF_INET6, "2001:db8:1::7", &in6.sin6_addr);
-    ck_assert(config_cidr_match(&c, &in6));
-    ck_assert(config_cidr_parse("127.0.0.1", &c));
+    ck_assert(grammar_cidr_match(&c, &in6));
+    ck_assert(OCB_OK == grammar_cidr_parse("127.0.0.1", &c));
     ck_assert_uint_eq(c.prefix, 32);
-    ck_assert(!config_cidr_parse("300.0.0.1", &c));
-    ck_assert(!config_cidr_parse("1.2.3.4/", &c));
-    ck_assert(!config_cidr_parse("", &c));
+    ck_assert(OCB_OK != grammar_cidr_parse("300.0.0.1", &c));
+    ck_assert(OCB_OK != grammar_cidr_parse("1.2.3.4/", &c));
+    ck_assert(OCB_OK != grammar_cidr_parse("", &c));
 }
 END_TEST
 

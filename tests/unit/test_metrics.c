@@ -108,10 +108,48 @@ END_TEST
 START_TEST(label_values_are_escaped)
 {
     char out[32];
-    metrics_label_escape("a\"b\\c\nd", out, sizeof(out));
+    ck_assert(metrics_label_escape("a\"b\\c\nd", out, sizeof(out)));
     ck_assert_str_eq(out, "a\\\"b\\\\c\\nd");
-    metrics_label_escape("abcdefgh", out, 4);
-    ck_assert_uint_le(strlen(out), 3);
+    ck_assert(!metrics_label_escape("abcdefgh", out, 4));
+    ck_assert_str_eq(out, "abc");
+    /* Cut short before an escape or a UTF-8 sequence, never inside one. */
+    ck_assert(!metrics_label_escape("ab\"", out, 4));
+    ck_assert_str_eq(out, "ab");
+    ck_assert(!metrics_label_escape("a\xe4\xb8\xad", out, 3));
+    ck_assert_str_eq(out, "a");
+    ck_assert(metrics_label_escape("\xe4\xb8\xad\xf0\x9f\x98\x80", out, sizeof(out)));
+    ck_assert_str_eq(out, "\xe4\xb8\xad\xf0\x9f\x98\x80");
+    /* Bytes that are no UTF-8 become U+FFFD: the exposition format is UTF-8. */
+    ck_assert(metrics_label_escape("a\xff\xe4\xb8", out, sizeof(out)));
+    ck_assert_str_eq(out, "a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+}
+END_TEST
+
+/* Every label set is built by metrics_labels(): each value escaped, an oversized set
+ * folded into overflow="true" rather than cut into a look-alike of another series. */
+START_TEST(label_sets_escape_every_value)
+{
+    char out[OCB_METRICS_LABELS_MAX], big[300];
+
+    ck_assert_int_eq(metrics_labels(out, sizeof(out), "app", "a\"b\\c", "outcome", "ok", NULL),
+                     OCB_OK);
+    ck_assert_str_eq(out, "app=\"a\\\"b\\\\c\",outcome=\"ok\"");
+    ck_assert_int_eq(metrics_labels(out, sizeof(out), NULL), OCB_OK);
+    ck_assert_str_eq(out, "");
+    memset(big, '"', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    ck_assert_int_eq(metrics_labels(out, sizeof(out), "app", big, NULL), OCB_ERR_TOO_BIG);
+    ck_assert_str_eq(out, "overflow=\"true\"");
+    ck_assert_int_eq(metrics_labels(out, 7, "app", "x", NULL), OCB_ERR_TOO_BIG);
+    ck_assert_str_eq(out, "");
+
+    /* The rendered line carries the escaped value: one series, one line. */
+    metrics_reset();
+    ck_assert_int_eq(metrics_labels(out, sizeof(out), "app", "q\"\\\n\xc3\xa9", NULL), OCB_OK);
+    metrics_counter_add("ocb_t_app", out, 2);
+    char *text = render();
+    ck_assert_ptr_nonnull(strstr(text, "ocb_t_app{app=\"q\\\"\\\\\\n\xc3\xa9\"} 2\n"));
+    free(text);
 }
 END_TEST
 
@@ -170,6 +208,7 @@ int main(void)
     tcase_add_test(tc, concurrent_updates_lose_nothing);
     tcase_add_test(tc, series_are_capped);
     tcase_add_test(tc, label_values_are_escaped);
+    tcase_add_test(tc, label_sets_escape_every_value);
     tcase_add_test(tc, every_error_has_a_description);
     tcase_add_test(tc, log_lines_text_and_json);
     suite_add_tcase(s, tc);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocb/grammar.h"
 #include "ocb/route.h"
 
 #define MAX_TOPIC 1024
@@ -342,15 +343,15 @@ END_TEST
 
 START_TEST(level_validation)
 {
-    ck_assert(route_level_valid("abc", 3));
-    ck_assert(route_level_valid("\xf0\x9f\x98\x80", 4)); /* U+1F600 */
-    ck_assert(!route_level_valid("", 0));
-    ck_assert(!route_level_valid("a b\x7f", 4));
-    ck_assert(!route_level_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
-    ck_assert(!route_level_valid("\xef\xbf\xbe", 3));     /* U+FFFE */
-    ck_assert(!route_level_valid("\xf0\x9f\xbf\xbf", 4)); /* U+1FFFF */
-    ck_assert(route_utf8_valid("\xe4\xb8\xad", 3));
-    ck_assert(!route_utf8_valid("\xe0\x80\xaf", 3)); /* overlong */
+    ck_assert(grammar_level_valid("abc", 3));
+    ck_assert(grammar_level_valid("\xf0\x9f\x98\x80", 4)); /* U+1F600 */
+    ck_assert(!grammar_level_valid("", 0));
+    ck_assert(!grammar_level_valid("a b\x7f", 4));
+    ck_assert(!grammar_level_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+    ck_assert(!grammar_level_valid("\xef\xbf\xbe", 3));     /* U+FFFE */
+    ck_assert(!grammar_level_valid("\xf0\x9f\xbf\xbf", 4)); /* U+1FFFF */
+    ck_assert(grammar_utf8_valid("\xe4\xb8\xad", 3));
+    ck_assert(!grammar_utf8_valid("\xe0\x80\xaf", 3)); /* overlong */
 }
 END_TEST
 
