@@ -430,15 +430,16 @@ static void on_subscribe_ok5(void *context, MQTTAsync_successData5 *response)
     size_t n = a->link->n_subs;
 
     for (size_t i = 0; i < n; i++) {
-        /* paho gives one code in reasonCode, several in the array. */
+        /* paho gives a single filter's code in reasonCode (the array is then
+         * not set, whatever reasonCodeCount says), several in the array. */
         if (response == NULL)
             codes[i] = 0;
-        else if (response->alt.sub.reasonCodeCount > 0)
-            codes[i] = (int)i < response->alt.sub.reasonCodeCount
-                           ? (int)response->alt.sub.reasonCodes[i]
-                           : 0x80;
-        else
+        else if (n == 1 || response->alt.sub.reasonCodes == NULL)
             codes[i] = (int)response->reasonCode;
+        else if ((int)i < response->alt.sub.reasonCodeCount)
+            codes[i] = (int)response->alt.sub.reasonCodes[i];
+        else
+            codes[i] = 0x80;
     }
     subs_result(a, codes, n);
 }

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "harness.h"
+#include <time.h>
 
 #define FB_MAX_PACKET   (256 * 1024)
 #define FB_MAX_SESSIONS 8
@@ -71,6 +71,23 @@ struct th_fb {
     unsigned char *rbuf;
     size_t rlen;
 };
+
+/* Self-contained (no harness.h) so that unit tests can link this file alone. */
+static long long fb_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void fb_sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
 
 void th_fb_script_init(struct th_fb_script *s)
 {
@@ -149,7 +166,7 @@ static void mark_closed_locked(struct th_fb *fb)
     fb->close_marked = true;
     fb->connected = false;
     if (fb->n_closes < FB_MAX_TIMES)
-        fb->close_ms[fb->n_closes++] = th_now_ms();
+        fb->close_ms[fb->n_closes++] = fb_now_ms();
 }
 
 static void shutdown_locked(struct th_fb *fb)
@@ -298,7 +315,7 @@ static void handle_connect(struct th_fb *fb, struct rd *r)
     fb->version = (int)level;
     snprintf(fb->client_id, sizeof(fb->client_id), "%s", id);
     if (fb->n_connects < FB_MAX_TIMES)
-        fb->connect_ms[fb->n_connects] = th_now_ms();
+        fb->connect_ms[fb->n_connects] = fb_now_ms();
     fb->n_connects++;
     event_locked(fb, "CONNECT v%u id=%s clean=%d keepalive=%u", level, id, clean ? 1 : 0,
                  keepalive);
@@ -786,13 +803,13 @@ long long th_fb_close_ms(struct th_fb *fb, size_t i)
 
 bool th_fb_wait_connects(struct th_fb *fb, size_t n, int timeout_ms)
 {
-    long long end = th_now_ms() + timeout_ms;
+    long long end = fb_now_ms() + timeout_ms;
 
     do {
         if (th_fb_connects(fb) >= n)
             return true;
-        th_sleep_ms(10);
-    } while (th_now_ms() < end);
+        fb_sleep_ms(10);
+    } while (fb_now_ms() < end);
     return th_fb_connects(fb) >= n;
 }
 
@@ -819,13 +836,13 @@ bool th_fb_saw(struct th_fb *fb, const char *line)
 
 bool th_fb_wait_saw(struct th_fb *fb, const char *line, int timeout_ms)
 {
-    long long end = th_now_ms() + timeout_ms;
+    long long end = fb_now_ms() + timeout_ms;
 
     do {
         if (th_fb_saw(fb, line))
             return true;
-        th_sleep_ms(10);
-    } while (th_now_ms() < end);
+        fb_sleep_ms(10);
+    } while (fb_now_ms() < end);
     return th_fb_saw(fb, line);
 }
 
