@@ -468,8 +468,10 @@ static void subscribe_failed(struct attempt *a, int reason, int code, const char
     int codes[LINK_MAX_SUBS];
 
     if (reason < 0x80) {
-        log_warn(MOD, NULL, "subscribing was interrupted (%d%s%s)", code,
-                 message != NULL ? ": " : "", message != NULL ? message : "");
+        /* The connection ended (or the link stopped) first: link_down() has
+         * the story, and the next connection subscribes again. */
+        log_debug(MOD, NULL, "subscribing was interrupted (%d%s%s)", code,
+                  message != NULL ? ": " : "", message != NULL ? message : "");
         return;
     }
     for (size_t i = 0; i < a->link->n_subs; i++)
@@ -562,14 +564,33 @@ static void add_stale(const struct ocb_mqtt_link *link, char **out, size_t *n, s
 static void on_unsubscribe_ok5(void *context, MQTTAsync_successData5 *response)
 {
     (void)context;
-    (void)response;
+    /* 0x11 "no subscription existed" is the common answer and fine; a
+     * refusal leaves a filter that may deliver commands twice. */
+    if (response == NULL)
+        return;
+    /* As with SUBACK: one code comes in reasonCode, the array only for several. */
+    for (int i = 0; i < response->alt.unsub.reasonCodeCount; i++) {
+        enum MQTTReasonCodes rc =
+            response->alt.unsub.reasonCodeCount > 1 && response->alt.unsub.reasonCodes != NULL
+                ? response->alt.unsub.reasonCodes[i]
+                : response->reasonCode;
+        if (rc >= 0x80)
+            log_warn(MOD, NULL, "the broker refused to unsubscribe a stale filter: %s (0x%02x)",
+                     MQTTReasonCode_toString(rc), (unsigned)rc);
+    }
 }
 
 static void on_unsubscribe_fail5(void *context, MQTTAsync_failureData5 *response)
 {
-    (void)context;
-    log_warn(MOD, NULL, "unsubscribing stale filters failed (%d)",
-             response != NULL ? response->code : -1);
+    struct attempt *a = context;
+
+    /* Quiet when the connection ended first: the next one unsubscribes again. */
+    if (response != NULL && response->reasonCode >= 0x80)
+        log_warn(MOD, NULL, "the broker refused to unsubscribe stale filters: %s (0x%02x)",
+                 MQTTReasonCode_toString(response->reasonCode), (unsigned)response->reasonCode);
+    else if (!is_stopping(a->link))
+        log_debug(MOD, NULL, "unsubscribing stale filters was interrupted (%d)",
+                  response != NULL ? response->code : -1);
 }
 
 static void on_unsubscribe_ok(void *context, MQTTAsync_successData *response)

@@ -221,6 +221,35 @@ START_TEST(test_previous_subscriptions_reconciled)
 }
 END_TEST
 
+/* One stale filter (paho reports a single UNSUBACK code differently from several). */
+START_TEST(test_single_stale_filter_unsubscribed)
+{
+    static const char *const old[] = {"old/+/+/command"};
+    struct th_fb *fb = th_fb_start(NULL);
+    struct ocb_config *cfg = make_config(th_fb_url(fb), NULL);
+    struct ocb_mqtt_link *link;
+    char set[512];
+
+    reset_counts();
+    th_fb_seed_session(fb, "unit-link", old, 1);
+    ck_assert_int_eq(mqtt_link_new(cfg, &link), OCB_OK);
+    ck_assert_int_eq(mqtt_link_add_subscription(link, "new/+/+/command"), OCB_OK);
+    ck_assert_int_eq(mqtt_link_set_previous_subscriptions(link, old, 1, on_subscribed, NULL),
+                     OCB_OK);
+    ck_assert_int_eq(mqtt_link_start(link), OCB_OK);
+    for (long long end = now_ms() + WAIT_MS; count(&n_reported) < 1;) {
+        ck_assert(now_ms() < end);
+        sleep_ms(10);
+    }
+    ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/command"));
+    th_fb_session(fb, "unit-link", set, sizeof(set));
+    ck_assert_str_eq(set, "new/+/+/command");
+    mqtt_link_free(link);
+    config_free(cfg);
+    th_fb_free(fb);
+}
+END_TEST
+
 /* A new session holds nothing: no UNSUBSCRIBE at all. */
 START_TEST(test_new_session_unsubscribes_nothing)
 {
@@ -263,6 +292,7 @@ int main(void)
     tcase_add_test(t, test_inflight_failed_once_on_loss);
     tcase_add_test(t, test_inflight_failed_once_on_both);
     tcase_add_test(t, test_previous_subscriptions_reconciled);
+    tcase_add_test(t, test_single_stale_filter_unsubscribed);
     tcase_add_test(t, test_new_session_unsubscribes_nothing);
     suite_add_tcase(s, t);
     sr = srunner_create(s);
