@@ -658,12 +658,13 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
         release_slot(w);
         return;
     }
-    /* An empty retained message is how a client clears a retained command
+    /* An empty message is how a client clears a retained command
      * (mosquitto_pub -r -n): the broker forwards it, and answering it would
-     * only add a second RETAINED_COMMAND_IGNORED for the same mistake. */
-    if (m->retained && m->len == 0) {
-        log_info(MOD, NULL, "empty retained message on %s: a retained command was cleared",
-                 m->topic);
+     * only add a second RETAINED_COMMAND_IGNORED for the same mistake.  It
+     * is never a command, and MQTT 3.1.1 brokers deliver it live with the
+     * retain flag cleared, so it is a clear whatever the flag says. */
+    if (m->len == 0) {
+        log_info(MOD, NULL, "empty message on %s: a retained command was cleared", m->topic);
         count_outcome("retained_cleared");
         job_free(job);
         release_slot(w);

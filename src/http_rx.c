@@ -405,8 +405,15 @@ static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
     why[0] = '\0';
     if (atomic_load(&rx->stopping))
         add_reason(why, cap, &n, "stopping");
-    if (!mqtt_link_connected(rx->link))
+    if (!mqtt_link_connected(rx->link)) {
         add_reason(why, cap, &n, "broker not connected");
+    } else {
+        char subs[256];
+
+        /* A refused command filter leaves the bridge unable to receive commands. */
+        if (!mqtt_link_subscriptions_ok(rx->link, subs, sizeof(subs)))
+            add_reason(why, cap, &n, subs);
+    }
     for (size_t i = 0; i < rx->n_hooks; i++) {
         if (!rx->hooks[i].fn(rx->hooks[i].ctx))
             add_reason(why, cap, &n, rx->hooks[i].name);
@@ -954,6 +961,7 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx)
     struct MHD_OptionItem opts[16];
     size_t n = 0;
     const union MHD_DaemonInfo *di;
+    uint16_t bind_port;
     enum ocb_err rc;
 
     if (!parse_listen(cfg->http.listen, &ss, &sslen)) {
@@ -991,10 +999,15 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx)
         return OCB_ERR_IO;
     rx->timer_started = true;
 
-    rx->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, rx, MHD_OPTION_ARRAY, opts,
-                                  MHD_OPTION_END);
+    /* MHD binds to SOCK_ADDR, but names the port argument in its own
+     * messages ("Failed to bind to port ..."): give it the configured one. */
+    bind_port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                         : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    rx->daemon = MHD_start_daemon(flags, bind_port, NULL, NULL, on_request, rx, MHD_OPTION_ARRAY,
+                                  opts, MHD_OPTION_END);
     if (rx->daemon == NULL) {
-        log_error(MOD, NULL, "cannot listen on %s", cfg->http.listen);
+        log_error(MOD, NULL, "cannot listen on %s (port %u)", cfg->http.listen,
+                  (unsigned)bind_port);
         return OCB_ERR_IO;
     }
     di = MHD_get_daemon_info(rx->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -237,6 +237,13 @@ static int run(struct running *st)
     } else {
         log_info(MOD, NULL, "no app has a secret: push only, command topics are not subscribed");
     }
+    if (cfg->mqtt.version != 5 && cfg->mqtt.shared_group[0] != '\0')
+        log_warn(MOD, NULL,
+                 "mqtt.shared_group \"%s\" with mqtt.version %d: shared subscriptions "
+                 "($share/...) are an MQTT 5 feature; a 3.1.1 broker must support them as an "
+                 "extension (Mosquitto, EMQX, HiveMQ, VerneMQ do; RabbitMQ 3.x and aedes take "
+                 "the filter as a literal topic and deliver no command)",
+                 cfg->mqtt.shared_group, cfg->mqtt.version);
     rc = mqtt_link_start(link);
     if (rc != OCB_OK)
         goto out;

@@ -6,11 +6,23 @@
  * connection loss) and the link's own connector thread.  One mutex guards
  * the link's state; no paho call and no user callback runs under it.
  *
+ * Every way a connection ends goes through one function, link_down(): a
+ * server-sent MQTT 5 DISCONNECT (paho runs only the disconnected callback
+ * then, not connection-lost: its issue 1619), a lost socket or keepalive
+ * timeout (connection-lost), a failed connect (the connect failure callback,
+ * which paho also runs for an established connection that ended).  It marks
+ * the link down, fails what is in flight and schedules the next attempt;
+ * each connect attempt has a serial, so a second report of the same ending,
+ * or a late one about an older attempt, changes nothing.  /readyz is green
+ * only while the link is up and the broker granted every command filter in
+ * its SUBACK; a resumed session is first rid of filters no longer wanted.
+ *
  * Reconnecting is ours, not paho's: paho's automaticReconnect only covers a
  * connection that once succeeded, counts in whole seconds and gives no hook
  * for the first connect failing.  The connector thread sleeps on a condition
  * variable and (re)connects with exponential backoff between
- * mqtt.reconnect_min_ms and mqtt.reconnect_max_ms, forever, until stop.
+ * mqtt.reconnect_min_ms and mqtt.reconnect_max_ms, plus up to a quarter of
+ * jitter, forever, until stop -- the first attempt after a loss included.
  *
  * The in-flight window: every publish gets a `pending` record on a list
  * before it is handed to paho; paho's success/failure callback carries the
@@ -34,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <MQTTAsync.h>
 
@@ -44,6 +57,8 @@
 #define MOD "mqtt"
 
 #define LINK_MAX_SUBS 16
+/* Filters remembered from an earlier run; plus their plain/shared variants. */
+#define LINK_MAX_PREV 32
 /* Inactive records are normally retired within a reconnect; past this many
  * (times max_inflight) new publishes are refused rather than growing memory. */
 #define LINK_ZOMBIE_FACTOR 4
@@ -59,6 +74,36 @@ struct pending {
     struct timespec started;
 };
 
+/* Where the connection is.  Every way a connection ends -- a server-sent
+ * DISCONNECT, a lost socket, a keepalive timeout, a failed connect -- goes
+ * through link_down(), which is the only place that leaves LINK_UP or
+ * LINK_CONNECTING. */
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_UP };
+
+/* What the broker made of the command filters on this connection. */
+enum subs_state { SUBS_NONE, SUBS_PENDING, SUBS_OK, SUBS_REFUSED };
+
+/* The context of every paho call that belongs to one connect attempt (the
+ * connect itself, its SUBSCRIBE and UNSUBSCRIBE).  paho reports on an attempt
+ * after a newer one began (its connect failure callback runs after a server
+ * DISCONNECT, a failed subscribe after the loss); the serial tells such
+ * stale reports from current ones.  A small ring is enough: stale reports
+ * arrive within one reconnect. */
+#define LINK_ATTEMPT_RING 4
+struct attempt {
+    struct ocb_mqtt_link *link;
+    uint64_t serial;
+};
+
+/* CONNACK facts worth one log line per process, not one per reconnect. */
+enum {
+    SAID_EXPIRY = 1u << 0,
+    SAID_NO_SHARED = 1u << 1,
+    SAID_NO_RETAIN = 1u << 2,
+    SAID_V5_REFUSED = 1u << 3,
+    SAID_V5_HINT = 1u << 4,
+};
+
 struct ocb_mqtt_link {
     const struct ocb_config *cfg;
     MQTTAsync client;
@@ -70,21 +115,33 @@ struct ocb_mqtt_link {
     bool connector_started;
 
     /* Guarded by mu. */
-    bool connecting;
+    enum link_state state;
+    uint64_t serial; /* of the current (or last) connect attempt */
+    struct attempt attempts[LINK_ATTEMPT_RING];
     bool stopping;
     bool disconnected; /* the stop-time disconnect finished */
     unsigned backoff_ms;
+    uint64_t rng;      /* jitter */
+    unsigned failures; /* consecutive failed connect attempts */
+    unsigned said;     /* SAID_* bits */
     struct timespec next_attempt;
     unsigned active;
     size_t n_pending;
     struct pending head; /* circular list sentinel */
     uint64_t connects;
+    enum subs_state subs_state;
+    char subs_why[256]; /* why subs_state is not SUBS_OK, for /readyz */
 
     atomic_bool connected;
     atomic_uint inflight_view; /* mirror of active for lock-free readers */
 
     char *subs[LINK_MAX_SUBS];
     size_t n_subs;
+    /* The filters subscribed last time (mqtt_link_set_previous_subscriptions). */
+    char *prev[LINK_MAX_PREV];
+    size_t n_prev;
+    ocb_mqtt_on_subscribed on_subscribed;
+    void *subscribed_ctx;
 
     ocb_mqtt_on_message on_message;
     ocb_mqtt_on_state on_state;
@@ -258,17 +315,194 @@ static void on_publish_fail(void *context, MQTTAsync_failureData *response)
     pending_finish(context, OCB_ERR_NOT_CONNECTED);
 }
 
-/* ---- connection state (paho's callback thread) */
+/* ---- connection state (paho's callback thread, and the connector thread) */
 
-static void subscribe_all(struct ocb_mqtt_link *link)
+/* The next wait (mu held): the current backoff plus up to a quarter of it
+ * again, so that bridges dropped together by one broker do not come back in
+ * step; the backoff then doubles up to mqtt.reconnect_max_ms. */
+static unsigned next_wait_locked(struct ocb_mqtt_link *link)
+{
+    unsigned base = link->backoff_ms, jitter = 0;
+
+    /* xorshift64: the jitter needs no quality, only no shared state. */
+    link->rng ^= link->rng << 13;
+    link->rng ^= link->rng >> 7;
+    link->rng ^= link->rng << 17;
+    if (base / 4 > 0)
+        jitter = (unsigned)(link->rng % (base / 4 + 1));
+    link->backoff_ms =
+        base > link->cfg->mqtt.reconnect_max_ms / 2 ? link->cfg->mqtt.reconnect_max_ms : base * 2;
+    return base + jitter;
+}
+
+/* The attempt a paho callback belongs to, if it is the current one and the
+ * link is in one of the states the caller expects (mu held). */
+static bool attempt_current_locked(struct ocb_mqtt_link *link, const struct attempt *a)
+{
+    return a->serial == link->serial && !link->stopping;
+}
+
+/*
+ * The one way down.  Marks the link down, fails every publish in flight
+ * (their done callbacks, once), drops the subscription state and schedules
+ * the next connect after the backoff it announces.  serial names the attempt
+ * the event belongs to (0: the current one); an event for an older attempt,
+ * or for a link that is already down, changes nothing, so paho may report
+ * one ending twice (DISCONNECT, then connect failure or connection lost).
+ */
+static void link_down(struct ocb_mqtt_link *link, uint64_t serial, const char *what,
+                      const char *detail)
+{
+    enum link_state was;
+    unsigned wait;
+
+    pthread_mutex_lock(&link->mu);
+    if (serial == 0)
+        serial = link->serial;
+    was = link->state;
+    if (serial != link->serial || was == LINK_DOWN) {
+        pthread_mutex_unlock(&link->mu);
+        log_debug(MOD, NULL, "%s%s%s: already handled", what, detail != NULL ? ": " : "",
+                  detail != NULL ? detail : "");
+        return;
+    }
+    link->state = LINK_DOWN;
+    link->subs_state = SUBS_NONE;
+    if (was == LINK_CONNECTING)
+        link->failures++;
+    wait = next_wait_locked(link);
+    now_mono(&link->next_attempt);
+    add_ms(&link->next_attempt, wait);
+    atomic_store(&link->connected, false);
+    metrics_gauge_set("ocb_mqtt_connected", "", 0);
+    fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
+    pthread_cond_broadcast(&link->cv);
+    pthread_mutex_unlock(&link->mu);
+
+    log_warn(MOD, NULL, "%s%s%s; %s in %u ms", what, detail != NULL ? ": " : "",
+             detail != NULL ? detail : "", was == LINK_UP ? "reconnecting" : "retrying", wait);
+    if (was == LINK_UP && link->on_state != NULL && !is_stopping(link))
+        link->on_state(link->handler_ctx, false);
+}
+
+/* The command filters: refused ones keep /readyz red (mqtt_link_subscriptions_ok). */
+static void subs_result(struct attempt *a, const int *codes, size_t n)
+{
+    struct ocb_mqtt_link *link = a->link;
+    size_t refused = 0;
+    char why[sizeof(link->subs_why)] = "";
+    size_t used = 0;
+
+    for (size_t i = 0; i < n && i < link->n_subs; i++) {
+        if (codes[i] < 0x80)
+            continue;
+        refused++;
+        metrics_counter_add("ocb_mqtt_subscriptions_refused_total", "", 1);
+        log_error(MOD, NULL,
+                  "broker refused the subscription to %s (%s, 0x%02x): commands on it are not "
+                  "delivered",
+                  link->subs[i], link->v5 ? MQTTReasonCode_toString(codes[i]) : "failure",
+                  (unsigned)codes[i]);
+        if (used < sizeof(why)) {
+            int w = snprintf(why + used, sizeof(why) - used, "%sbroker refused subscription %s",
+                             used > 0 ? ", " : "", link->subs[i]);
+            used = w < 0 ? sizeof(why) : used + (size_t)w;
+        }
+    }
+    pthread_mutex_lock(&link->mu);
+    if (!attempt_current_locked(link, a) || link->state != LINK_UP) {
+        pthread_mutex_unlock(&link->mu);
+        return;
+    }
+    link->subs_state = refused > 0 ? SUBS_REFUSED : SUBS_OK;
+    snprintf(link->subs_why, sizeof(link->subs_why), "%s", why);
+    pthread_mutex_unlock(&link->mu);
+    if (refused > 0)
+        return;
+    log_info(MOD, NULL, "subscribed %zu filter(s)", link->n_subs);
+    if (link->on_subscribed != NULL && !is_stopping(link))
+        link->on_subscribed(link->subscribed_ctx, (const char *const *)link->subs, link->n_subs);
+}
+
+static void on_subscribe_ok5(void *context, MQTTAsync_successData5 *response)
+{
+    struct attempt *a = context;
+    int codes[LINK_MAX_SUBS];
+    size_t n = a->link->n_subs;
+
+    for (size_t i = 0; i < n; i++) {
+        /* paho gives a single filter's code in reasonCode (the array is then
+         * not set, whatever reasonCodeCount says), several in the array. */
+        if (response == NULL)
+            codes[i] = 0;
+        else if (n == 1 || response->alt.sub.reasonCodes == NULL)
+            codes[i] = (int)response->reasonCode;
+        else if ((int)i < response->alt.sub.reasonCodeCount)
+            codes[i] = (int)response->alt.sub.reasonCodes[i];
+        else
+            codes[i] = 0x80;
+    }
+    subs_result(a, codes, n);
+}
+
+static void on_subscribe_ok(void *context, MQTTAsync_successData *response)
+{
+    struct attempt *a = context;
+    int codes[LINK_MAX_SUBS];
+    size_t n = a->link->n_subs;
+
+    for (size_t i = 0; i < n; i++) {
+        if (response == NULL)
+            codes[i] = 0;
+        else if (n == 1)
+            codes[i] = response->alt.qos;
+        else
+            codes[i] = response->alt.qosList != NULL ? response->alt.qosList[i] : 0;
+    }
+    subs_result(a, codes, n);
+}
+
+/* paho fails a SUBSCRIBE both when the broker refused it and when the
+ * connection dropped first; only the first is a refusal. */
+static void subscribe_failed(struct attempt *a, int reason, int code, const char *message)
+{
+    int codes[LINK_MAX_SUBS];
+
+    if (reason < 0x80) {
+        /* The connection ended (or the link stopped) first: link_down() has
+         * the story, and the next connection subscribes again. */
+        log_debug(MOD, NULL, "subscribing was interrupted (%d%s%s)", code,
+                  message != NULL ? ": " : "", message != NULL ? message : "");
+        return;
+    }
+    for (size_t i = 0; i < a->link->n_subs; i++)
+        codes[i] = reason;
+    subs_result(a, codes, a->link->n_subs);
+}
+
+static void on_subscribe_fail5(void *context, MQTTAsync_failureData5 *response)
+{
+    subscribe_failed(context, response != NULL ? (int)response->reasonCode : 0,
+                     response != NULL ? response->code : -1,
+                     response != NULL ? response->message : NULL);
+}
+
+static void on_subscribe_fail(void *context, MQTTAsync_failureData *response)
+{
+    /* 3.1.1: a single refused filter arrives as a failure with code 0x80. */
+    int code = response != NULL ? response->code : -1;
+
+    subscribe_failed(context, code == 0x80 ? 0x80 : 0, code,
+                     response != NULL ? response->message : NULL);
+}
+
+static void subscribe_all(struct ocb_mqtt_link *link, struct attempt *a)
 {
     MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
     MQTTSubscribe_options sub_opts[LINK_MAX_SUBS];
     int qos[LINK_MAX_SUBS];
     int rc;
 
-    if (link->n_subs == 0)
-        return;
     for (size_t i = 0; i < link->n_subs; i++) {
         MQTTSubscribe_options init = MQTTSubscribe_options_initializer;
 
@@ -279,108 +513,319 @@ static void subscribe_all(struct ocb_mqtt_link *link)
         init.retainAsPublished = 1;
         sub_opts[i] = init;
     }
+    opts.context = a;
     if (link->v5) {
         opts.subscribeOptionsCount = (int)link->n_subs;
         opts.subscribeOptionsList = sub_opts;
+        opts.onSuccess5 = on_subscribe_ok5;
+        opts.onFailure5 = on_subscribe_fail5;
+    } else {
+        opts.onSuccess = on_subscribe_ok;
+        opts.onFailure = on_subscribe_fail;
     }
     rc = MQTTAsync_subscribeMany(link->client, (int)link->n_subs, link->subs, qos, &opts);
     if (rc != MQTTASYNC_SUCCESS)
         log_error(MOD, NULL, "subscribing %zu filter(s) failed: %s", link->n_subs,
                   MQTTAsync_strerror(rc));
-    else
-        log_info(MOD, NULL, "subscribed %zu filter(s)", link->n_subs);
 }
 
-static void connected_now(struct ocb_mqtt_link *link, int session_present)
+static bool wanted(const struct ocb_mqtt_link *link, const char *filter)
 {
+    for (size_t i = 0; i < link->n_subs; i++) {
+        if (strcmp(link->subs[i], filter) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* "$share/<group>/<rest>" -> "<rest>"; NULL for a plain filter. */
+static const char *unshared(const char *filter)
+{
+    const char *slash;
+
+    if (strncmp(filter, "$share/", 7) != 0)
+        return NULL;
+    slash = strchr(filter + 7, '/');
+    return slash != NULL ? slash + 1 : NULL;
+}
+
+static void add_stale(const struct ocb_mqtt_link *link, char **out, size_t *n, size_t cap,
+                      const char *filter)
+{
+    if (filter == NULL || wanted(link, filter))
+        return;
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(out[i], filter) == 0)
+            return;
+    }
+    if (*n < cap)
+        out[(*n)++] = (char *)filter;
+}
+
+static void on_unsubscribe_ok5(void *context, MQTTAsync_successData5 *response)
+{
+    (void)context;
+    /* 0x11 "no subscription existed" is the common answer and fine; a
+     * refusal leaves a filter that may deliver commands twice. */
+    if (response == NULL)
+        return;
+    /* As with SUBACK: one code comes in reasonCode, the array only for several. */
+    for (int i = 0; i < response->alt.unsub.reasonCodeCount; i++) {
+        enum MQTTReasonCodes rc =
+            response->alt.unsub.reasonCodeCount > 1 && response->alt.unsub.reasonCodes != NULL
+                ? response->alt.unsub.reasonCodes[i]
+                : response->reasonCode;
+        if (rc >= 0x80)
+            log_warn(MOD, NULL, "the broker refused to unsubscribe a stale filter: %s (0x%02x)",
+                     MQTTReasonCode_toString(rc), (unsigned)rc);
+    }
+}
+
+static void on_unsubscribe_fail5(void *context, MQTTAsync_failureData5 *response)
+{
+    struct attempt *a = context;
+
+    /* Quiet when the connection ended first: the next one unsubscribes again. */
+    if (response != NULL && response->reasonCode >= 0x80)
+        log_warn(MOD, NULL, "the broker refused to unsubscribe stale filters: %s (0x%02x)",
+                 MQTTReasonCode_toString(response->reasonCode), (unsigned)response->reasonCode);
+    else if (!is_stopping(a->link))
+        log_debug(MOD, NULL, "unsubscribing stale filters was interrupted (%d)",
+                  response != NULL ? response->code : -1);
+}
+
+static void on_unsubscribe_ok(void *context, MQTTAsync_successData *response)
+{
+    (void)context;
+    (void)response;
+}
+
+static void on_unsubscribe_fail(void *context, MQTTAsync_failureData *response)
+{
+    on_unsubscribe_fail5(context, NULL);
+    (void)response;
+}
+
+/*
+ * A resumed session still holds what an earlier run subscribed.  A filter
+ * that is no longer wanted -- the plain one after mqtt.shared_group was set,
+ * the shared one after it was cleared or changed, an old topic_prefix --
+ * would deliver every command a second time, so it is unsubscribed before
+ * the wanted ones are (re)subscribed.  Without a memory of the last run
+ * (mqtt_link_set_previous_subscriptions), the plain variants of the wanted
+ * shared filters are the ones we can name; brokers ignore or acknowledge an
+ * unsubscribe for a filter they do not hold.
+ */
+static void unsubscribe_stale(struct ocb_mqtt_link *link, struct attempt *a)
+{
+    MQTTAsync_responseOptions opts = MQTTAsync_responseOptions_initializer;
+    char *stale[LINK_MAX_PREV + LINK_MAX_SUBS];
+    size_t n = 0, cap = sizeof(stale) / sizeof(stale[0]);
+    int rc;
+
+    for (size_t i = 0; i < link->n_prev; i++) {
+        add_stale(link, stale, &n, cap, link->prev[i]);
+        add_stale(link, stale, &n, cap, unshared(link->prev[i]));
+    }
+    for (size_t i = 0; i < link->n_subs; i++)
+        add_stale(link, stale, &n, cap, unshared(link->subs[i]));
+    if (n == 0)
+        return;
+    opts.context = a;
+    if (link->v5) {
+        opts.onSuccess5 = on_unsubscribe_ok5;
+        opts.onFailure5 = on_unsubscribe_fail5;
+    } else {
+        opts.onSuccess = on_unsubscribe_ok;
+        opts.onFailure = on_unsubscribe_fail;
+    }
+    for (size_t i = 0; i < n; i++)
+        log_info(MOD, NULL, "resumed session: unsubscribing %s, no longer wanted", stale[i]);
+    rc = MQTTAsync_unsubscribeMany(link->client, (int)n, stale, &opts);
+    if (rc != MQTTASYNC_SUCCESS)
+        log_error(MOD, NULL, "unsubscribing %zu stale filter(s) failed: %s", n,
+                  MQTTAsync_strerror(rc));
+}
+
+/* CONNACK properties that change what the bridge can promise; each said once. */
+static void check_connack(struct ocb_mqtt_link *link, MQTTProperties *props)
+{
+    const struct ocb_config *cfg = link->cfg;
+    MQTTProperty *p;
+    unsigned say = 0;
+
+    if (props == NULL)
+        return;
+    p = MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL);
+    if (p != NULL && (unsigned)p->value.integer4 < cfg->mqtt.session_expiry_s)
+        say |= SAID_EXPIRY;
+    p = MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_SHARED_SUBSCRIPTION_AVAILABLE);
+    if (p != NULL && p->value.byte == 0 && cfg->mqtt.shared_group[0] != '\0')
+        say |= SAID_NO_SHARED;
+    p = MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_RETAIN_AVAILABLE);
+    if (p != NULL && p->value.byte == 0)
+        say |= SAID_NO_RETAIN;
+    pthread_mutex_lock(&link->mu);
+    say &= ~link->said;
+    link->said |= say;
+    pthread_mutex_unlock(&link->mu);
+
+    if (say & SAID_EXPIRY) {
+        p = MQTTProperties_getProperty(props, MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL);
+        log_warn(MOD, NULL,
+                 "the broker cut the session expiry from %u s (mqtt.session_expiry_s) to %u s: "
+                 "commands published while the bridge is away are kept only that long",
+                 cfg->mqtt.session_expiry_s, (unsigned)p->value.integer4);
+    }
+    if (say & SAID_NO_SHARED)
+        log_error(MOD, NULL,
+                  "the broker does not offer shared subscriptions, but mqtt.shared_group is "
+                  "\"%s\": the command filters will be refused or taken literally",
+                  cfg->mqtt.shared_group);
+    if (say & SAID_NO_RETAIN)
+        log_warn(MOD, NULL, "the broker does not offer retained messages (Retain Available 0)");
+}
+
+static void connected_now(struct attempt *a, int session_present, MQTTProperties *props)
+{
+    struct ocb_mqtt_link *link = a->link;
     uint64_t n;
-    bool stopping;
 
     pthread_mutex_lock(&link->mu);
-    link->connecting = false;
-    link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
-    n = ++link->connects;
-    stopping = link->stopping;
-    pthread_mutex_unlock(&link->mu);
-    /* A connect that completes after stop began is left for MQTTAsync_destroy to close; the
-     * handlers' owners may already be gone. */
-    if (stopping)
+    if (!attempt_current_locked(link, a) || link->state != LINK_CONNECTING) {
+        /* A connect that completes after stop began (or after its attempt was
+         * given up) is left for MQTTAsync_destroy to close; the handlers'
+         * owners may already be gone. */
+        pthread_mutex_unlock(&link->mu);
         return;
+    }
+    link->state = LINK_UP;
+    link->failures = 0;
+    link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
+    link->subs_state = link->n_subs > 0 ? SUBS_PENDING : SUBS_OK;
+    snprintf(link->subs_why, sizeof(link->subs_why), "subscribing to the command topics");
+    n = ++link->connects;
+    pthread_mutex_unlock(&link->mu);
 
     if (n > 1)
         metrics_counter_add("ocb_mqtt_reconnects_total", "", 1);
     log_info(MOD, NULL, "connected to %s (MQTT %s, session %s)", link->cfg->mqtt.url,
              link->v5 ? "5" : "3.1.1", session_present ? "resumed" : "new");
-    /* Subscribe before announcing readiness so that commands published the
-     * moment readyz turns green are not missed. */
-    subscribe_all(link);
-    set_connected(link, true);
+    check_connack(link, props);
+    /* Subscribe before announcing the connection so that commands published
+     * the moment readyz turns green are not missed; readyz also waits for
+     * the SUBACK (mqtt_link_subscriptions_ok). */
+    if (link->n_subs > 0) {
+        if (session_present)
+            unsubscribe_stale(link, a);
+        subscribe_all(link, a);
+    }
+    atomic_store(&link->connected, true);
+    metrics_gauge_set("ocb_mqtt_connected", "", 1);
+    if (link->on_state != NULL && !is_stopping(link))
+        link->on_state(link->handler_ctx, true);
 }
 
 static void on_connect_ok5(void *context, MQTTAsync_successData5 *response)
 {
-    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0);
+    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0,
+                  response != NULL ? &response->properties : NULL);
 }
 
 static void on_connect_ok(void *context, MQTTAsync_successData *response)
 {
-    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0);
+    connected_now(context, response != NULL ? response->alt.connect.sessionPresent : 0, NULL);
 }
 
-static void connect_failed(struct ocb_mqtt_link *link, int code, const char *message)
+/*
+ * paho calls the connect failure callback for a failed attempt and also,
+ * with the same context, when an established connection ends (after a
+ * server DISCONNECT the connection-lost callback does not run at all:
+ * paho issue 1619).  Both are link_down(); the serial tells them apart from
+ * a newer attempt.
+ */
+static void connect_failed(struct attempt *a, int code, int reason, const char *message)
 {
-    unsigned wait;
+    struct ocb_mqtt_link *link = a->link;
+    char detail[384];
+    enum link_state was;
+    unsigned say = 0, failures;
+    uint64_t serial;
 
     pthread_mutex_lock(&link->mu);
-    link->connecting = false;
-    wait = link->backoff_ms;
-    now_mono(&link->next_attempt);
-    add_ms(&link->next_attempt, wait);
-    link->backoff_ms = link->backoff_ms > link->cfg->mqtt.reconnect_max_ms / 2
-                           ? link->cfg->mqtt.reconnect_max_ms
-                           : link->backoff_ms * 2;
-    pthread_cond_broadcast(&link->cv);
+    serial = a->serial;
+    was = serial == link->serial ? link->state : LINK_DOWN;
+    failures = link->failures + 1;
+    if (link->v5 && was == LINK_CONNECTING) {
+        /* 1: a 3.1.1 broker's "unacceptable protocol version"; 0x84: MQTT 5's. */
+        if (code == 1 || reason == MQTTREASONCODE_UNSUPPORTED_PROTOCOL_VERSION)
+            say = SAID_V5_REFUSED;
+        else if (failures >= 3)
+            say = SAID_V5_HINT;
+        say &= ~link->said;
+        link->said |= say;
+    }
     pthread_mutex_unlock(&link->mu);
-    log_warn(MOD, NULL, "connecting to %s failed (%d%s%s); retrying in %u ms", link->cfg->mqtt.url,
-             code, message != NULL ? ": " : "", message != NULL ? message : "", wait);
+
+    snprintf(detail, sizeof(detail), "%d%s%s", code, message != NULL ? ": " : "",
+             message != NULL ? message : "");
+    if (say & SAID_V5_REFUSED)
+        log_error(MOD, NULL,
+                  "the broker at %s refused MQTT 5: set mqtt.version 4 for a broker that speaks "
+                  "only MQTT 3.1.1",
+                  link->cfg->mqtt.url);
+    if (say & SAID_V5_HINT)
+        log_warn(MOD, NULL,
+                 "%u MQTT 5 connects to %s failed in a row; if the broker speaks only MQTT "
+                 "3.1.1 (RabbitMQ 3.x, aedes), set mqtt.version 4",
+                 failures, link->cfg->mqtt.url);
+    if (was == LINK_UP) {
+        char what[300];
+        snprintf(what, sizeof(what), "connection to %s ended", link->cfg->mqtt.url);
+        link_down(link, serial, what, detail);
+    } else {
+        char what[300];
+        snprintf(what, sizeof(what), "connecting to %s failed", link->cfg->mqtt.url);
+        link_down(link, serial, what, detail);
+    }
 }
 
 static void on_connect_fail5(void *context, MQTTAsync_failureData5 *response)
 {
     connect_failed(context, response != NULL ? response->code : -1,
+                   response != NULL ? (int)response->reasonCode : 0,
                    response != NULL ? response->message : NULL);
 }
 
 static void on_connect_fail(void *context, MQTTAsync_failureData *response)
 {
-    connect_failed(context, response != NULL ? response->code : -1,
+    connect_failed(context, response != NULL ? response->code : -1, 0,
                    response != NULL ? response->message : NULL);
 }
 
+/* The socket closed or the keepalive expired. */
 static void on_connection_lost(void *context, char *cause)
 {
     struct ocb_mqtt_link *link = context;
+    char what[300];
 
-    log_warn(MOD, NULL, "connection to %s lost%s%s", link->cfg->mqtt.url, cause != NULL ? ": " : "",
-             cause != NULL ? cause : "");
-    set_connected(link, false);
-    pthread_mutex_lock(&link->mu);
-    fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
-    /* Reconnect at once the first time; backoff applies to failures after. */
-    link->backoff_ms = link->cfg->mqtt.reconnect_min_ms;
-    now_mono(&link->next_attempt);
-    pthread_cond_broadcast(&link->cv);
-    pthread_mutex_unlock(&link->mu);
+    snprintf(what, sizeof(what), "connection to %s lost", link->cfg->mqtt.url);
+    link_down(link, 0, what, cause);
 }
 
-/* MQTT 5 server-initiated DISCONNECT; connection_lost follows. */
+/* MQTT 5 server-initiated DISCONNECT, any reason code.  paho does not run
+ * the connection-lost callback after it (issue 1619), so this is an ending
+ * of its own. */
 static void on_disconnected(void *context, MQTTProperties *props, enum MQTTReasonCodes reason)
 {
     struct ocb_mqtt_link *link = context;
+    char what[300], detail[64];
 
     (void)props;
-    log_warn(MOD, NULL, "broker %s sent DISCONNECT: %s", link->cfg->mqtt.url,
-             MQTTReasonCode_toString(reason));
+    snprintf(what, sizeof(what), "broker %s sent DISCONNECT", link->cfg->mqtt.url);
+    snprintf(detail, sizeof(detail), "%s (0x%02x)", MQTTReasonCode_toString(reason),
+             (unsigned)reason);
+    link_down(link, 0, what, detail);
 }
 
 static int on_message_arrived(void *context, char *topic_name, int topic_len, MQTTAsync_message *m)
@@ -450,7 +895,7 @@ static bool url_uses_tls(const char *url)
     return grammar_url_parse(url, OCB_URL_SCHEMES_MQTT, false, &u) == OCB_OK && u.tls;
 }
 
-static int start_connect(struct ocb_mqtt_link *link)
+static int start_connect(struct ocb_mqtt_link *link, struct attempt *a)
 {
     const struct ocb_config *cfg = link->cfg;
     MQTTAsync_connectOptions v3 = MQTTAsync_connectOptions_initializer;
@@ -465,7 +910,7 @@ static int start_connect(struct ocb_mqtt_link *link)
     opts->maxInflight = inflight > 65535u ? 65535 : (int)inflight;
     opts->connectTimeout = 10;
     opts->automaticReconnect = 0;
-    opts->context = link;
+    opts->context = a;
     if (cfg->mqtt.username[0] != '\0')
         opts->username = cfg->mqtt.username;
     if (cfg->mqtt.password[0] != '\0')
@@ -514,9 +959,11 @@ static void *connector_main(void *arg)
     pthread_mutex_lock(&link->mu);
     while (!link->stopping) {
         struct timespec now;
+        struct attempt *a;
+        uint64_t serial;
         int rc;
 
-        if (link->connecting || atomic_load(&link->connected)) {
+        if (link->state != LINK_DOWN) {
             pthread_cond_wait(&link->cv, &link->mu);
             continue;
         }
@@ -525,15 +972,20 @@ static void *connector_main(void *arg)
             pthread_cond_timedwait(&link->cv, &link->mu, &link->next_attempt);
             continue;
         }
-        link->connecting = true;
+        link->state = LINK_CONNECTING;
+        serial = ++link->serial;
+        a = &link->attempts[serial % LINK_ATTEMPT_RING];
+        a->link = link;
+        a->serial = serial;
         pthread_mutex_unlock(&link->mu);
-        rc = start_connect(link);
-        pthread_mutex_lock(&link->mu);
+        rc = start_connect(link, a);
         if (rc != MQTTASYNC_SUCCESS) {
-            pthread_mutex_unlock(&link->mu);
-            connect_failed(link, rc, MQTTAsync_strerror(rc));
-            pthread_mutex_lock(&link->mu);
+            char what[300];
+
+            snprintf(what, sizeof(what), "connecting to %s failed", link->cfg->mqtt.url);
+            link_down(link, serial, what, MQTTAsync_strerror(rc));
         }
+        pthread_mutex_lock(&link->mu);
     }
     pthread_mutex_unlock(&link->mu);
     return NULL;
@@ -556,6 +1008,14 @@ enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **
     link->v5 = cfg->mqtt.version == 5;
     link->head.next = link->head.prev = &link->head;
     link->backoff_ms = cfg->mqtt.reconnect_min_ms;
+    {
+        struct timespec t;
+
+        clock_gettime(CLOCK_REALTIME, &t);
+        link->rng = ((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ (uint64_t)getpid();
+        if (link->rng == 0)
+            link->rng = 0x9e3779b97f4a7c15ull;
+    }
     pthread_mutex_init(&link->mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -582,11 +1042,14 @@ enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **
                      "Successful reconnections to the broker after the first connect");
     metrics_describe("ocb_mqtt_inflight", OCB_METRIC_GAUGE,
                      "Publishes awaiting the broker's acknowledgement");
+    metrics_describe("ocb_mqtt_subscriptions_refused_total", OCB_METRIC_COUNTER,
+                     "Command filters the broker refused in a SUBACK");
     metrics_describe("ocb_publish_ack_seconds", OCB_METRIC_HISTOGRAM,
                      "Time from publish to the broker's PUBACK");
     metrics_gauge_set("ocb_mqtt_connected", "", 0);
     metrics_gauge_set("ocb_mqtt_inflight", "", 0);
     metrics_counter_add("ocb_mqtt_reconnects_total", "", 0);
+    metrics_counter_add("ocb_mqtt_subscriptions_refused_total", "", 0);
     *out = link;
     return OCB_OK;
 }
@@ -612,6 +1075,26 @@ enum ocb_err mqtt_link_add_subscription(struct ocb_mqtt_link *link, const char *
     return OCB_OK;
 }
 
+enum ocb_err mqtt_link_set_previous_subscriptions(struct ocb_mqtt_link *link,
+                                                  const char *const *filters, size_t n,
+                                                  ocb_mqtt_on_subscribed on_subscribed, void *ctx)
+{
+    for (size_t i = 0; i < link->n_prev; i++)
+        free(link->prev[i]);
+    link->n_prev = 0;
+    link->on_subscribed = on_subscribed;
+    link->subscribed_ctx = ctx;
+    if (n > LINK_MAX_PREV)
+        return OCB_ERR_FULL;
+    for (size_t i = 0; i < n; i++) {
+        link->prev[i] = strdup(filters[i]);
+        if (link->prev[i] == NULL)
+            return OCB_ERR_NOMEM;
+        link->n_prev++;
+    }
+    return OCB_OK;
+}
+
 enum ocb_err mqtt_link_start(struct ocb_mqtt_link *link)
 {
     int rc;
@@ -629,6 +1112,18 @@ enum ocb_err mqtt_link_start(struct ocb_mqtt_link *link)
 bool mqtt_link_connected(const struct ocb_mqtt_link *link)
 {
     return atomic_load(&link->connected);
+}
+
+bool mqtt_link_subscriptions_ok(struct ocb_mqtt_link *link, char *why, size_t cap)
+{
+    bool ok;
+
+    pthread_mutex_lock(&link->mu);
+    ok = link->state == LINK_UP && link->subs_state == SUBS_OK;
+    if (!ok && cap > 0)
+        snprintf(why, cap, "%s", link->state != LINK_UP ? "broker not connected" : link->subs_why);
+    pthread_mutex_unlock(&link->mu);
+    return ok;
 }
 
 unsigned mqtt_link_inflight(const struct ocb_mqtt_link *link)
@@ -861,6 +1356,7 @@ void mqtt_link_stop(struct ocb_mqtt_link *link, unsigned drain_ms)
     if (atomic_load(&link->connected))
         set_connected(link, false);
     pthread_mutex_lock(&link->mu);
+    link->state = LINK_DOWN;
     fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
     pthread_mutex_unlock(&link->mu);
 }
@@ -882,6 +1378,8 @@ void mqtt_link_free(struct ocb_mqtt_link *link)
     }
     for (size_t i = 0; i < link->n_subs; i++)
         free(link->subs[i]);
+    for (size_t i = 0; i < link->n_prev; i++)
+        free(link->prev[i]);
     pthread_cond_destroy(&link->cv);
     pthread_mutex_destroy(&link->mu);
     free(link);

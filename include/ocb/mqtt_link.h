@@ -57,6 +57,8 @@ struct ocb_mqtt_pub {
 typedef void (*ocb_mqtt_done)(void *ctx, enum ocb_err rc);
 typedef void (*ocb_mqtt_on_message)(void *ctx, const struct ocb_mqtt_msg *msg);
 typedef void (*ocb_mqtt_on_state)(void *ctx, bool connected);
+/* The broker granted every filter in filters (the wanted set, borrowed for the call). */
+typedef void (*ocb_mqtt_on_subscribed)(void *ctx, const char *const *filters, size_t n);
 
 /* cfg is borrowed and must outlive the link. */
 enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **out);
@@ -68,10 +70,36 @@ void mqtt_link_set_handlers(struct ocb_mqtt_link *link, ocb_mqtt_on_message on_m
 /* Before mqtt_link_start(): a filter subscribed at QoS 1 on every (re)connect. */
 enum ocb_err mqtt_link_add_subscription(struct ocb_mqtt_link *link, const char *filter);
 
-/* Connect in the background; returns at once.  Reconnects forever until stop. */
+/*
+ * Before mqtt_link_start(): the filters an earlier run subscribed (copied; NULL/0: not
+ * known), and who to tell the new set once the broker granted it (may be NULL; runs on
+ * paho's callback thread, after every successful (re)subscribe).  On a resumed session
+ * the link unsubscribes every remembered filter that is no longer wanted, and always the
+ * plain variant of a wanted "$share/<group>/..." filter, before subscribing, so that the
+ * broker's set equals the wanted one and no command arrives twice.
+ */
+enum ocb_err mqtt_link_set_previous_subscriptions(struct ocb_mqtt_link *link,
+                                                  const char *const *filters, size_t n,
+                                                  ocb_mqtt_on_subscribed on_subscribed, void *ctx);
+
+/*
+ * Connect in the background; returns at once.  Reconnects forever until stop.  Every
+ * way a connection ends (a server DISCONNECT with any reason code, a lost socket, a
+ * keepalive timeout, a failed connect) fails the publishes in flight with
+ * OCB_ERR_NOT_CONNECTED and schedules the next attempt after mqtt.reconnect_min_ms,
+ * doubling to mqtt.reconnect_max_ms, each plus up to a quarter of jitter.
+ */
 enum ocb_err mqtt_link_start(struct ocb_mqtt_link *link);
 
 bool mqtt_link_connected(const struct ocb_mqtt_link *link);
+/*
+ * true when connected and the broker granted every registered filter (or none is
+ * registered).  Otherwise why (cap bytes, may be 0) says what is missing: "subscribing
+ * to the command topics" until the SUBACK, "broker refused subscription <filter>" after
+ * a refusal (which also logs an error and counts ocb_mqtt_subscriptions_refused_total).
+ * Any thread.
+ */
+bool mqtt_link_subscriptions_ok(struct ocb_mqtt_link *link, char *why, size_t cap);
 unsigned mqtt_link_inflight(const struct ocb_mqtt_link *link);
 
 /*

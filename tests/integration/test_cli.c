@@ -114,6 +114,13 @@ START_TEST(listen_failure_exits_1)
         write_config(path, sizeof(path), "second.json", cfg);
         ck_assert_int_eq(run(&out, "second", (const char *[]){"-c", path, NULL}), 1);
         ck_assert_msg(strstr(out, "cannot listen") != NULL, "got: %s", out);
+        /* Every line that names a port names the configured one. */
+        {
+            char want[32];
+            snprintf(want, sizeof(want), "port %d", first.port);
+            ck_assert_msg(strstr(out, want) != NULL, "no '%s' in: %s", want, out);
+            ck_assert_msg(strstr(out, "port 0") == NULL, "names port 0: %s", out);
+        }
         free(out);
     }
 
