@@ -186,7 +186,9 @@ struct th_bridge {
 };
 
 /* Write config_json to a file and start `ocbridge -c FILE`; wait for the port.  Aborts
- * on failure (printing the bridge's log). */
+ * on failure (printing the bridge's log).  Unless config_json has a "state" section, the
+ * bridge's state.dir is th_tmpdir()/state-<port> (OCB_STATE_DIR), so a restart on the
+ * same port finds what the last run stored. */
 void th_bridge_start(struct th_bridge *b, const char *config_json, bool tls);
 /* SIGTERM and wait; returns the exit status. */
 int th_bridge_stop(struct th_bridge *b);
