@@ -192,7 +192,8 @@ struct th_bridge {
 void th_bridge_start(struct th_bridge *b, const char *config_json, bool tls);
 /* SIGTERM and wait; returns the exit status. */
 int th_bridge_stop(struct th_bridge *b);
-/* Poll GET base/readyz until 200 (opts for TLS may be NULL). */
+/* Poll GET base/readyz until 200 and the broker is connected (ocb_mqtt_connected 1; with
+ * the spool, /readyz is 200 without a broker); opts for TLS may be NULL. */
 bool th_bridge_wait_ready(struct th_bridge *b, const struct th_http_opts *opts, int timeout_ms);
 /* The value of one /metrics series, e.g. `ocb_pushes_total{notify_type="x",outcome="ok"}`;
  * -1 when absent. */

@@ -283,7 +283,9 @@ bool th_bridge_wait_ready(struct th_bridge *b, const struct th_http_opts *opts, 
         bool ok = th_http("GET", url, NULL, 0, opts, &r) && r.status == 200;
 
         th_http_resp_free(&r);
-        if (ok)
+        /* /readyz stays 200 while the spool takes pushes with the broker away;
+         * tests mean "connected" too. */
+        if (ok && th_metric(b, opts, "ocb_mqtt_connected") == 1)
             return true;
         th_sleep_ms(50);
     } while (th_now_ms() < end);
