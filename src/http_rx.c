@@ -20,7 +20,15 @@
  * always has the earliest deadline: insertion and removal are O(1) and the
  * timer thread sleeps exactly until the next deadline.
  *
- * Lock order: req->mu before rx->tmu.  The timer thread pops under tmu and
+ * With spool.mode outage or always, a push may instead (or also) be written
+ * to the spool (spool.h): the spool's append callback, on the state store's
+ * writer thread, is then a third party that resolves the request -- 200
+ * once the row is durable.  The section "the spool" below tells which path
+ * leads there and how a late PUBACK is matched to its spooled row.
+ *
+ * Lock order: req->mu before rx->tmu, and req->mu before the spool's and the
+ * store's mutexes (spool_append() is called under req->mu; the spool calls
+ * back with none of its locks held).  The timer thread pops under tmu and
  * resolves after releasing it; no MHD or paho call is made under tmu.
  */
 #include "ocb/http_rx.h"
