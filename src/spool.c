@@ -121,6 +121,8 @@ struct ocb_spool {
     bool del_inflight;
     unsigned inflight;    /* drainer publishes awaiting their ack */
     unsigned outstanding; /* store ops submitted and not done */
+    struct ocb_state_op probe;
+    bool probe_inflight;
     bool stop, started, stopped_submits;
     pthread_t thread;
 };
@@ -501,6 +503,47 @@ bool spool_accepting(struct ocb_spool *sp, char *why, size_t cap)
     return true;
 }
 
+/* ---- recovering from a failed write
+ *
+ * After a batch failed (disk full), the store reports "failing" until a
+ * commit succeeds, and /readyz says the spool cannot take pushes.  Pushes
+ * would clear it, but an orchestrator that acts on /readyz may have stopped
+ * sending any: so while the store is failing the drainer's tick writes a
+ * small probe row, and the first one that commits clears the condition. */
+
+static int probe_fn(sqlite3 *db, void *ctx)
+{
+    (void)ctx;
+    return sqlite3_exec(db,
+                        "INSERT INTO meta(key, value) VALUES('spool.write_probe', "
+                        "strftime('%s', 'now')) ON CONFLICT(key) DO UPDATE SET value = "
+                        "excluded.value",
+                        NULL, NULL, NULL);
+}
+
+static void probe_done(void *ctx, enum ocb_err rc)
+{
+    struct ocb_spool *sp = ctx;
+
+    (void)rc;
+    pthread_mutex_lock(&sp->mu);
+    sp->probe_inflight = false;
+    sp->outstanding--;
+    pthread_cond_broadcast(&sp->ocv);
+    pthread_mutex_unlock(&sp->mu);
+}
+
+static void probe_locked(struct ocb_spool *sp)
+{
+    if (sp->probe_inflight || sp->stopped_submits || !state_failing(sp->st))
+        return;
+    sp->probe = (struct ocb_state_op){.fn = probe_fn, .done = probe_done, .ctx = sp};
+    if (state_submit(sp->st, &sp->probe) == OCB_OK) {
+        sp->probe_inflight = true;
+        sp->outstanding++;
+    }
+}
+
 /* ---- the drainer */
 
 static void drain_done(void *ctx, enum ocb_err rc)
@@ -634,6 +677,7 @@ static void *drain_main(void *arg)
             last_tick = now;
             expire_locked(sp);
             kick_deletes_locked(sp);
+            probe_locked(sp);
             gauges_locked(sp);
         }
         pthread_mutex_unlock(&sp->mu);

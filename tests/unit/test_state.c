@@ -444,6 +444,50 @@ START_TEST(spool_origin_ack_deletes_and_old_messages_expire)
 }
 END_TEST
 
+/* Lift the limit (a connection setting, kept through a rollback) in a batch that fails:
+ * only a later commit can tell the store that writes work again. */
+static int limit_then_fail_fn(sqlite3 *db, void *ctx)
+{
+    limit_fn(db, ctx);
+    return SQLITE_IOERR;
+}
+
+START_TEST(spool_clears_a_failed_write_by_itself)
+{
+    struct ocb_config *cfg = spool_config("\"max_age_s\":60");
+    struct ocb_mqtt_link *link = NULL;
+    struct ocb_state *st = NULL;
+    struct ocb_spool *sp = NULL;
+    char why[96];
+    long long pages;
+
+    fresh_dir();
+    ck_assert_int_eq(mqtt_link_new(cfg, &link), OCB_OK);
+    ck_assert_int_eq(state_open(dir, 64, &st), OCB_OK);
+    ck_assert_int_eq(spool_new(st, link, cfg, &sp), OCB_OK);
+    pages = reader_int("PRAGMA page_count");
+    ck_assert_int_eq(state_run(st, limit_fn, (void *)(intptr_t)(pages + 1)), OCB_OK);
+    ck_assert_int_eq(state_run(st, big_fn, NULL), OCB_ERR_IO);
+    ck_assert(!spool_accepting(sp, why, sizeof(why)));
+    ck_assert_ptr_nonnull(strstr(why, "cannot write"));
+    /* Space returns; no push arrives (an orchestrator may have stopped sending on /readyz
+     * 503): the drainer's probe finds out by itself. */
+    ck_assert_int_eq(state_run(st, limit_then_fail_fn, (void *)(intptr_t)1073741823), OCB_ERR_IO);
+    ck_assert(state_failing(st));
+    ck_assert_int_eq(spool_start(sp), OCB_OK);
+    for (int i = 0; i < 100 && !spool_accepting(sp, why, sizeof(why)); i++) {
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_assert(spool_accepting(sp, why, sizeof(why)));
+    spool_free(sp);
+    state_close(st);
+    mqtt_link_free(link);
+    config_free(cfg);
+    rm_dir();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("state");
@@ -458,6 +502,7 @@ int main(void)
     tcase_add_test(tc, disk_full_fails_the_batch_and_recovers);
     tcase_add_test(tc, spool_appends_counts_refuses_when_full_and_reloads);
     tcase_add_test(tc, spool_origin_ack_deletes_and_old_messages_expire);
+    tcase_add_test(tc, spool_clears_a_failed_write_by_itself);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
