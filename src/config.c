@@ -113,6 +113,12 @@ static const struct key keys[] = {
     NUM("platform.command_deadline_s", K_UINT, platform.command_deadline_s, 120, 1, 172800),
     NUM("platform.max_command_bytes", K_SIZE, platform.max_command_bytes, 65536, 64, 16 << 20),
 
+    STR("spool.mode", spool.mode_name, "outage"),
+    NUM("spool.max_bytes", K_SIZE, spool.max_bytes, 1LL << 30, 4096, 1LL << 44),
+    NUM("spool.max_age_s", K_UINT, spool.max_age_s, 7 * 86400, 1, 10 * 365 * 86400LL),
+    STR("state.dir", state.dir, "/var/lib/ocbridge"),
+    NUM("push.dedup_window_s", K_UINT, push.dedup_window_s, 0, 0, 86400),
+
     NUM("log.level", K_LEVEL, log.level, OCB_LOG_INFO, 0, 0),
     NUM("log.format", K_FORMAT, log.format, OCB_LOG_TEXT, 0, 0),
 };
@@ -531,12 +537,14 @@ static enum ocb_err check_app_env(struct loader *ld)
     return OCB_OK;
 }
 
-/* OCB_HTTP_*, OCB_MQTT_*, OCB_PLATFORM_* and OCB_LOG_* name keys; one that
+/* OCB_HTTP_*, OCB_MQTT_*, OCB_PLATFORM_*, OCB_LOG_*, OCB_SPOOL_*, OCB_STATE_* and
+ * OCB_PUSH_* name keys; one that
  * names none is a typo (OCB_MQTT_URLL) and must not pass silently.  Other
  * OCB_* names stay free for ${VAR} expansion and the scripts' own settings. */
 static enum ocb_err check_section_env(struct loader *ld)
 {
-    static const char *const sections[] = {"OCB_HTTP_", "OCB_MQTT_", "OCB_PLATFORM_", "OCB_LOG_"};
+    static const char *const sections[] = {"OCB_HTTP_",  "OCB_MQTT_",  "OCB_PLATFORM_", "OCB_LOG_",
+                                           "OCB_SPOOL_", "OCB_STATE_", "OCB_PUSH_"};
 
     for (char **e = environ; *e != NULL; e++) {
         size_t n = strcspn(*e, "=");
@@ -555,7 +563,8 @@ static enum ocb_err check_section_env(struct loader *ld)
             env_entry_name(*e, name, sizeof(name));
             return fail(ld, "environment",
                         "%s names no configuration key (OCB_HTTP_*, OCB_MQTT_*, "
-                        "OCB_PLATFORM_* and OCB_LOG_* variables must be keys)",
+                        "OCB_PLATFORM_*, OCB_LOG_*, OCB_SPOOL_*, OCB_STATE_* and OCB_PUSH_* "
+                        "variables must be keys)",
                         name);
         }
     }
@@ -722,6 +731,16 @@ static enum ocb_err check(struct loader *ld)
         return fail(ld, "mqtt.shared_group", "must be one topic level: %s", why);
     if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
         return fail(ld, "mqtt.reconnect_min_ms", "must not exceed mqtt.reconnect_max_ms");
+    if (!strcmp(cfg->spool.mode_name, "outage"))
+        cfg->spool.mode = OCB_SPOOL_OUTAGE;
+    else if (!strcmp(cfg->spool.mode_name, "always"))
+        cfg->spool.mode = OCB_SPOOL_ALWAYS;
+    else if (!strcmp(cfg->spool.mode_name, "off"))
+        cfg->spool.mode = OCB_SPOOL_OFF;
+    else
+        return fail(ld, "spool.mode", "must be one of outage, always, off");
+    if (!cfg->state.dir[0])
+        return fail(ld, "state.dir", "must not be empty");
     if (grammar_url_parse(cfg->platform.url, OCB_URL_SCHEMES_HTTP, true, &url) != OCB_OK)
         return fail(ld, "platform.url", "expected https://HOST:PORT");
     if ((rc = check_pair(ld, "platform.cert_file", cfg->platform.cert_file, "platform.key_file",
@@ -975,6 +994,8 @@ enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_confi
             o = n < 0 ? o : (size_t)n >= cap - o ? cap - 1 : o + (size_t)n;
         }
     }
+    /* Parsed from spool.mode, which was just kept. */
+    next->spool.mode = running->spool.mode;
     return OCB_OK;
 }
 

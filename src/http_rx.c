@@ -20,7 +20,15 @@
  * always has the earliest deadline: insertion and removal are O(1) and the
  * timer thread sleeps exactly until the next deadline.
  *
- * Lock order: req->mu before rx->tmu.  The timer thread pops under tmu and
+ * With spool.mode outage or always, a push may instead (or also) be written
+ * to the spool (spool.h): the spool's append callback, on the state store's
+ * writer thread, is then a third party that resolves the request -- 200
+ * once the row is durable.  The section "the spool" below tells which path
+ * leads there and how a late PUBACK is matched to its spooled row.
+ *
+ * Lock order: req->mu before rx->tmu, and req->mu before the spool's and the
+ * store's mutexes (spool_append() is called under req->mu; the spool calls
+ * back with none of its locks held).  The timer thread pops under tmu and
  * resolves after releasing it; no MHD or paho call is made under tmu.
  */
 #include "ocb/http_rx.h"
@@ -46,10 +54,12 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include "ocb/dedup.h"
 #include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/route.h"
+#include "ocb/spool.h"
 
 #define MOD "http"
 
@@ -75,9 +85,18 @@ enum phase {
 enum outcome {
     OUT_NONE = 0,
     OUT_ACKED,
-    OUT_FAILED,  /* connection dropped / broker refused */
-    OUT_TIMEOUT, /* no ack within publish_timeout_ms */
-    OUT_STOPPED, /* shutting down */
+    OUT_FAILED,       /* connection dropped / broker refused */
+    OUT_TIMEOUT,      /* no ack within publish_timeout_ms */
+    OUT_STOPPED,      /* shutting down */
+    OUT_SPOOLED,      /* written to the spool, durable */
+    OUT_SPOOL_FAILED, /* could not be spooled (full, disk error) */
+};
+
+/* Where a request stands with the spool (guarded by req->mu). */
+enum spool_phase {
+    SP_NONE = 0,
+    SP_WRITING, /* spool_append() submitted, not yet durable */
+    SP_SPOOLED, /* durable as row spool_id */
 };
 
 struct ready_hook {
@@ -99,6 +118,8 @@ struct ocb_http_rx {
     size_t n_hooks;
     ocb_http_command_status_fn on_status;
     void *on_status_ctx;
+    struct ocb_spool *spool; /* NULL: spool.mode off */
+    struct ocb_dedup *dedup; /* NULL: push.dedup_window_s 0 */
 
     atomic_bool stopping;
     atomic_int active; /* requests between MHD's first call and completion */
@@ -138,6 +159,11 @@ struct req {
     bool suspended;
     enum outcome outcome;
     enum ocb_err publish_rc;
+    enum spool_phase sp_phase;
+    int64_t spool_id;
+    bool orig_done;       /* the direct publish reported back while SP_WRITING */
+    enum ocb_err orig_rc; /* ... with this */
+    int64_t received_ms;
 
     /* Guarded by rx->tmu. */
     struct req *tprev, *tnext;
@@ -323,10 +349,9 @@ static bool timer_unlink_locked(struct ocb_http_rx *rx, struct req *r)
     return true;
 }
 
-/* Record the outcome once and wake the suspended connection. */
-static void resolve(struct req *r, enum outcome o, enum ocb_err rc)
+/* Record the outcome once and wake the suspended connection (r->mu held). */
+static void resolve_locked(struct req *r, enum outcome o, enum ocb_err rc)
 {
-    pthread_mutex_lock(&r->mu);
     if (r->outcome == OUT_NONE) {
         r->outcome = o;
         r->publish_rc = rc;
@@ -334,6 +359,102 @@ static void resolve(struct req *r, enum outcome o, enum ocb_err rc)
             r->suspended = false;
             MHD_resume_connection(r->conn);
         }
+    }
+}
+
+static void resolve(struct req *r, enum outcome o, enum ocb_err rc)
+{
+    pthread_mutex_lock(&r->mu);
+    resolve_locked(r, o, rc);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- the spool (spool.mode outage and always)
+ *
+ * A request reaches the spool from one of four places: the MHD thread
+ * (spool.mode always; the spool already holds messages, so that this one
+ * does not overtake them; or the link refused the publish outright), the
+ * link's done callback (the publish failed), or the timer (no ack within
+ * mqtt.publish_timeout_ms, the publish still pending).  Whichever it is sets
+ * sp_phase under r->mu, so a request is spooled at most once; the spool's
+ * append callback (the store's writer thread) resolves it: 200 once durable,
+ * 503 when the write failed.
+ *
+ * In the timer's case the direct publish is still in flight ("origin
+ * pending"): its ack may arrive while the row is being written (orig_done
+ * records it and the append callback reports it) or after (the done
+ * callback reports it), and spool_origin_done() then deletes the row so the
+ * message is not published twice; a failure hands the row to the drainer.
+ * An ack that arrives before the write is durable answers 200 at once: the
+ * broker has the message.
+ */
+
+static bool spooling(const struct req *r)
+{
+    return r->rx->spool != NULL && r->cfg->spool.mode != OCB_SPOOL_OFF &&
+           !atomic_load(&r->rx->stopping);
+}
+
+static void on_spooled(void *ctx, enum ocb_err rc, int64_t id)
+{
+    struct req *r = ctx;
+    int64_t origin_id = 0;
+    enum ocb_err origin_rc = OCB_OK;
+
+    pthread_mutex_lock(&r->mu);
+    if (rc == OCB_OK) {
+        r->sp_phase = SP_SPOOLED;
+        r->spool_id = id;
+        if (r->orig_done) {
+            origin_id = id;
+            origin_rc = r->orig_rc;
+        }
+        resolve_locked(r, OUT_SPOOLED, OCB_OK);
+    } else {
+        r->sp_phase = SP_NONE;
+        resolve_locked(r, OUT_SPOOL_FAILED, rc);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (origin_id != 0)
+        spool_origin_done(r->rx->spool, origin_id, origin_rc);
+    req_unref(r); /* the append's */
+}
+
+/* Start writing r to the spool; r->mu held and r->sp_phase SP_NONE.  On OCB_OK
+ * on_spooled() will run; otherwise nothing changed. */
+static enum ocb_err spool_request_locked(struct req *r, unsigned flags)
+{
+    struct ocb_spool_msg m = {
+        .app = r->app->app_id,
+        .topic = r->route.topic,
+        .body = r->body != NULL ? r->body : "",
+        .len = r->len,
+        .notify_type = r->route.notify_type,
+        .request_id = r->route.request_id,
+        .ocb_request_id = r->id,
+        .content_type = "application/json",
+        .utf8 = r->route.payload_utf8,
+        .received_ms = r->received_ms,
+    };
+    enum ocb_err rc;
+
+    atomic_fetch_add(&r->refs, 1); /* the append's, released in on_spooled() */
+    r->sp_phase = SP_WRITING;
+    rc = spool_append(r->rx->spool, &m, flags, on_spooled, r);
+    if (rc != OCB_OK) {
+        r->sp_phase = SP_NONE;
+        atomic_fetch_sub(&r->refs, 1);
+    }
+    return rc;
+}
+
+/* The publish's deadline passed (timer thread). */
+static void on_deadline(struct req *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->outcome == OUT_NONE && r->sp_phase == SP_NONE) {
+        if (!spooling(r) || spool_request_locked(r, OCB_SPOOL_ORIGIN_PENDING) != OCB_OK)
+            resolve_locked(r, OUT_TIMEOUT, OCB_ERR_TIMEOUT);
     }
     pthread_mutex_unlock(&r->mu);
 }
@@ -361,7 +482,7 @@ static void *timer_main(void *arg)
         }
         timer_unlink_locked(rx, r);
         pthread_mutex_unlock(&rx->tmu);
-        resolve(r, OUT_TIMEOUT, OCB_ERR_TIMEOUT);
+        on_deadline(r);
         req_unref(r);
         pthread_mutex_lock(&rx->tmu);
     }
@@ -375,8 +496,31 @@ static void on_published(void *ctx, enum ocb_err rc)
     struct req *r = ctx;
     struct ocb_http_rx *rx = r->rx;
     bool had_timer_ref;
+    int64_t origin_id = 0;
 
-    resolve(r, rc == OCB_OK ? OUT_ACKED : OUT_FAILED, rc);
+    pthread_mutex_lock(&r->mu);
+    switch (r->sp_phase) {
+    case SP_NONE:
+        /* A failed publish is spooled (outage mode) unless the broker refused
+         * the message itself: sending it again would be refused again. */
+        if (rc != OCB_OK && rc != OCB_ERR_PROTOCOL && r->outcome == OUT_NONE && spooling(r) &&
+            spool_request_locked(r, OCB_SPOOL_MAYBE_SENT) == OCB_OK)
+            break;
+        resolve_locked(r, rc == OCB_OK ? OUT_ACKED : OUT_FAILED, rc);
+        break;
+    case SP_WRITING:
+        r->orig_done = true;
+        r->orig_rc = rc;
+        if (rc == OCB_OK)
+            resolve_locked(r, OUT_ACKED, rc);
+        break;
+    case SP_SPOOLED:
+        origin_id = r->spool_id;
+        break;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (origin_id != 0)
+        spool_origin_done(rx->spool, origin_id, rc);
     pthread_mutex_lock(&rx->tmu);
     had_timer_ref = timer_unlink_locked(rx, r);
     pthread_mutex_unlock(&rx->tmu);
@@ -406,7 +550,17 @@ static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
     if (atomic_load(&rx->stopping))
         add_reason(why, cap, &n, "stopping");
     if (!mqtt_link_connected(rx->link)) {
-        add_reason(why, cap, &n, "broker not connected");
+        const struct ocb_config *cfg = atomic_load(&rx->cfg);
+        char sw[96];
+
+        /* While the spool takes pushes, a broker outage is no reason to have
+         * the platform mark our URL as failing: that is the spool's point. */
+        if (rx->spool == NULL || cfg->spool.mode == OCB_SPOOL_OFF) {
+            add_reason(why, cap, &n, "broker not connected");
+        } else if (!spool_accepting(rx->spool, sw, sizeof(sw))) {
+            add_reason(why, cap, &n, "broker not connected");
+            add_reason(why, cap, &n, sw);
+        }
     } else {
         char subs[256];
 
@@ -505,8 +659,15 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
         if (!is_get(method))
             return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
                           "method %s not allowed on /readyz", method);
-        if (ready(rx, why, sizeof(why)))
+        if (ready(rx, why, sizeof(why))) {
+            size_t held = rx->spool != NULL ? spool_messages(rx->spool) : 0;
+
+            if (held > 0)
+                return answer_text(r, MHD_HTTP_OK, "ready (spooling: %zu messages)", held);
+            if (!mqtt_link_connected(rx->link))
+                return answer_text(r, MHD_HTTP_OK, "ready (broker not connected: spooling)");
             return answer(r, MHD_HTTP_OK, "ready\n", NULL, NULL);
+        }
         return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
     }
     if (strcmp(url, "/metrics") == 0) {
@@ -586,6 +747,41 @@ static enum MHD_Result collect(struct req *r, const char *data, size_t n)
 
 static enum MHD_Result finish(struct req *r);
 
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Straight to the spool (MHD thread): answer once the write is durable. */
+static enum MHD_Result spool_first(struct req *r)
+{
+    enum ocb_err rc;
+    bool resolved_early = false;
+
+    r->phase = PH_WAIT;
+    pthread_mutex_lock(&r->mu);
+    rc = spool_request_locked(r, 0);
+    if (rc == OCB_OK) {
+        resolved_early = r->outcome != OUT_NONE;
+        if (!resolved_early) {
+            MHD_suspend_connection(r->conn);
+            r->suspended = true;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (rc != OCB_OK) {
+        return unavailable(r, rc == OCB_ERR_FULL ? "spool_full" : "unavailable",
+                           rc == OCB_ERR_FULL      ? "spool full"
+                           : rc == OCB_ERR_STOPPED ? "shutting down"
+                                                   : "spool unavailable");
+    }
+    metrics_gauge_add("ocb_push_inflight", "", 1);
+    return resolved_early ? finish(r) : MHD_YES;
+}
+
 /* The whole body is in: route and publish. */
 static enum MHD_Result publish(struct req *r)
 {
@@ -609,6 +805,23 @@ static enum MHD_Result publish(struct req *r)
                       why == OCB_ROUTE_BAD_TOPIC ? "bad_topic" : "bad_json", NULL, "%s", reason);
     if (atomic_load(&rx->stopping))
         return unavailable(r, "unavailable", "shutting down");
+    if (rx->dedup != NULL && dedup_seen(rx->dedup, r->app->app_id, r->body, r->len)) {
+        char app[96], labels[128];
+
+        metrics_label_escape(r->app->app_id, app, sizeof(app));
+        snprintf(labels, sizeof(labels), "app=\"%s\"", app);
+        metrics_counter_add("ocb_push_duplicates_total", labels, 1);
+        count_push(r, "duplicate");
+        log_info(MOD, r->id,
+                 "200 duplicate of a push accepted within push.dedup_window_s; "
+                 "not published again app=%s",
+                 r->app->app_id);
+        return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
+    }
+    r->received_ms = wall_ms();
+    /* Through the spool: always, or while it holds messages (no overtaking). */
+    if (spooling(r) && (cfg->spool.mode == OCB_SPOOL_ALWAYS || spool_busy(rx->spool)))
+        return spool_first(r);
 
     memset(&pub, 0, sizeof(pub));
     pub.topic = r->route.topic;
@@ -625,6 +838,8 @@ static enum MHD_Result publish(struct req *r)
     rc = mqtt_link_publish(rx->link, &pub, on_published, r);
     if (rc != OCB_OK) {
         atomic_fetch_sub(&r->refs, 1);
+        if ((rc == OCB_ERR_FULL || rc == OCB_ERR_NOT_CONNECTED) && spooling(r))
+            return spool_first(r);
         switch (rc) {
         case OCB_ERR_FULL:
             return unavailable(r, "unavailable", "too many publishes awaiting the broker");
@@ -669,13 +884,21 @@ static enum MHD_Result finish(struct req *r)
 
     switch (o) {
     case OUT_ACKED:
+    case OUT_SPOOLED:
+        /* A spooled status callback is reported now, once durable: it will
+         * reach MQTT, and the requester's bookkeeping need not wait for the broker. */
         if (r->route.kind == OCB_ROUTE_COMMAND_STATUS && rx->on_status != NULL)
             rx->on_status(rx->on_status_ctx, r->app->app_id, r->route.device_id,
                           r->route.command_id, r->body != NULL ? r->body : "", r->len);
-        count_push(r, "ok");
-        log_debug(MOD, r->id, "200 app=%s topic=%s bytes=%zu", r->app->app_id, r->route.topic,
-                  r->len);
+        if (rx->dedup != NULL)
+            dedup_record(rx->dedup, r->app->app_id, r->body, r->len);
+        count_push(r, o == OUT_ACKED ? "ok" : "spooled");
+        log_debug(MOD, r->id, "200 %sapp=%s topic=%s bytes=%zu", o == OUT_ACKED ? "" : "spooled ",
+                  r->app->app_id, r->route.topic, r->len);
         return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
+    case OUT_SPOOL_FAILED:
+        return unavailable(r, rc == OCB_ERR_FULL ? "spool_full" : "unavailable",
+                           rc == OCB_ERR_FULL ? "spool full" : "spool write failed");
     case OUT_TIMEOUT:
         return unavailable(r, "timeout", "broker did not acknowledge in time");
     case OUT_STOPPED:
@@ -928,6 +1151,15 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
     metrics_describe("ocb_push_inflight", OCB_METRIC_GAUGE,
                      "Push requests waiting for the broker's acknowledgement");
     metrics_gauge_set("ocb_push_inflight", "", 0);
+    if (cfg->push.dedup_window_s > 0) {
+        metrics_describe("ocb_push_duplicates_total", OCB_METRIC_COUNTER,
+                         "Pushes answered 200 without publishing: byte-identical to one accepted "
+                         "within push.dedup_window_s");
+        if (dedup_new(cfg->push.dedup_window_s, &rx->dedup) != OCB_OK) {
+            http_rx_free(rx);
+            return OCB_ERR_NOMEM;
+        }
+    }
     *out = rx;
     return OCB_OK;
 }
@@ -942,6 +1174,11 @@ enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, oc
     rx->hooks[rx->n_hooks].ctx = ctx;
     rx->n_hooks++;
     return OCB_OK;
+}
+
+void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp)
+{
+    rx->spool = sp;
 }
 
 void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_status_fn fn,
@@ -1110,5 +1347,6 @@ void http_rx_free(struct ocb_http_rx *rx)
     free(rx->tls_cert);
     free(rx->tls_key);
     free(rx->tls_ca);
+    dedup_free(rx->dedup);
     free(rx);
 }

@@ -4,9 +4,12 @@
  *   ocbridge -c FILE              run
  *   ocbridge -t -c FILE           check FILE: "configuration OK" or "FILE: key.path: reason"
  *   ocbridge subscribe -c FILE    make the platform's subscriptions match apps[].subscribe
+ *   ocbridge state -c FILE        what the state store holds (read-only, safe while running)
  *   ocbridge --version | --help
  *
- * Start-up order: configuration, logging, the MQTT link, the command worker
+ * Start-up order: configuration, logging, the state store (state.dir; a
+ * directory that cannot be written stops here, a corrupt database is
+ * quarantined and replaced), the MQTT link, the spool and its drainer, the command worker
  * when an app has a secret (its subscriptions must be registered before the
  * link first connects; it logs in and runs platform.manage_subscriptions on
  * its own thread), the link's connection (in the background), then the HTTP
@@ -17,8 +20,10 @@
  * the signal handler only writes the signal number to a self-pipe.  The HTTP
  * listener stops accepting and lets every request in flight get its answer
  * (the ack, or the publish timeout); the command worker lets its platform
- * calls finish and answers what is left; then the link waits for whatever
- * it still has in flight, disconnects, and everything is freed.
+ * calls finish and answers what is left; the spool's drainer stops; then
+ * the link waits for whatever it still has in flight, disconnects; the spool
+ * waits for its last writes, and the state store commits what is queued and
+ * closes last.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +40,8 @@
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/mqtt_link.h"
+#include "ocb/spool.h"
+#include "ocb/state.h"
 #include "ocb/subscriptions.h"
 
 #define MOD "main"
@@ -45,6 +52,8 @@
 /* How long platform calls in flight may finish at shutdown before their
  * commands are answered SHUTTING_DOWN. */
 #define CMD_DRAIN_MS 3000
+/* Writes waiting for the state store's writer; past it a push gets 503. */
+#define STATE_QUEUE_MAX 8192
 
 static int signal_pipe[2] = {-1, -1};
 
@@ -65,6 +74,7 @@ static void usage(FILE *f)
                "       ocbridge -t -c FILE         check the configuration and exit\n"
                "       ocbridge subscribe -c FILE  make the platform's subscriptions match "
                "apps[].subscribe\n"
+               "       ocbridge state -c FILE      show what the state store holds (read-only)\n"
                "       ocbridge --print-key KEY -c FILE  print a key's effective value\n"
                "       ocbridge --version | --help\n"
                "Every configuration key can be overridden by an OCB_* environment variable\n"
@@ -203,6 +213,8 @@ static int run(struct running *st)
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
     struct ocb_cmd_worker *worker = NULL;
+    struct ocb_state *state = NULL;
+    struct ocb_spool *spool = NULL;
     enum ocb_err rc;
     int status = 1;
 
@@ -212,7 +224,18 @@ static int run(struct running *st)
     }
     metrics_describe("ocb_config_reloads_total", OCB_METRIC_COUNTER,
                      "SIGHUP reloads by outcome (ok, invalid, failed, refused)");
+    rc = state_open(cfg->state.dir, STATE_QUEUE_MAX, &state);
+    if (rc != OCB_OK) {
+        log_error(MOD, NULL, "state.dir %s cannot be used (see above)", cfg->state.dir);
+        goto out;
+    }
     rc = mqtt_link_new(cfg, &link);
+    if (rc != OCB_OK)
+        goto out;
+    /* Even with spool.mode off the spool exists: what an earlier run spooled is still delivered. */
+    rc = spool_new(state, link, cfg, &spool);
+    if (rc == OCB_OK)
+        rc = spool_start(spool);
     if (rc != OCB_OK)
         goto out;
     /* The command half exists only when some app has a secret: it must
@@ -250,6 +273,7 @@ static int run(struct running *st)
     rc = http_rx_new(cfg, link, &rx);
     if (rc != OCB_OK)
         goto out;
+    http_rx_set_spool(rx, spool);
     if (worker != NULL) {
         rc = http_rx_add_ready_hook(rx, "platform", cmd_worker_ready, worker);
         if (rc != OCB_OK)
@@ -277,11 +301,15 @@ out:
     /* Commands next, while the link can still carry their answers. */
     if (worker != NULL)
         cmd_worker_stop(worker, CMD_DRAIN_MS);
+    spool_stop(spool);
     if (link != NULL)
         mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
+    /* The spool's last writes may still resolve requests: before the receiver goes. */
+    spool_free(spool);
     http_rx_free(rx);
     cmd_worker_free(worker);
     mqtt_link_free(link);
+    state_close(state);
     for (size_t i = 0; i < st->n_retired; i++)
         config_free(st->retired[i]);
     st->n_retired = 0;
@@ -290,6 +318,33 @@ out:
     close(signal_pipe[0]);
     close(signal_pipe[1]);
     return status;
+}
+
+/* `ocbridge state`: a read-only summary of the state store, safe while the
+ * daemon runs (a read connection sees the last commit through WAL). */
+static int run_state(const struct ocb_config *cfg)
+{
+    sqlite3 *db = NULL;
+    enum ocb_err rc = state_reader_open(cfg->state.dir, &db);
+
+    if (rc == OCB_ERR_NOT_FOUND) {
+        printf("state database: %s/%s (not created yet)\n", cfg->state.dir, OCB_STATE_DB_NAME);
+        printf("spool: 0 message(s), 0 bytes\n");
+        return 0;
+    }
+    if (rc != OCB_OK) {
+        fprintf(stderr, "ocbridge state: cannot open %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);
+        return 1;
+    }
+    printf("state database: %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);
+    rc = spool_report(db, stdout);
+    /* The command journal adds its "unfinished commands" and "requesters" lines here. */
+    sqlite3_close(db);
+    if (rc != OCB_OK) {
+        fprintf(stderr, "ocbridge state: cannot read %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);
+        return 1;
+    }
+    return 0;
 }
 
 /* `ocbridge subscribe`: reconcile the platform's subscriptions (subscriptions.c). */
@@ -302,13 +357,16 @@ int main(int argc, char **argv)
 {
     const char *config_path = NULL;
     const char *print_key = NULL;
-    bool test_only = false, subscribe = false;
+    bool test_only = false, subscribe = false, state = false;
     struct ocb_config *cfg = NULL;
     char err[CONFIG_ERR_MAX];
     int i = 1, status;
 
     if (argc > 1 && strcmp(argv[1], "subscribe") == 0) {
         subscribe = true;
+        i = 2;
+    } else if (argc > 1 && strcmp(argv[1], "state") == 0) {
+        state = true;
         i = 2;
     }
     for (; i < argc; i++) {
@@ -358,7 +416,10 @@ int main(int argc, char **argv)
         return 0;
     }
     log_setup(cfg->log.level, cfg->log.format);
-    if (subscribe) {
+    if (state) {
+        status = run_state(cfg);
+        config_free(cfg);
+    } else if (subscribe) {
         status = run_subscribe(cfg);
         config_free(cfg);
     } else {

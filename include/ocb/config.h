@@ -33,6 +33,13 @@ struct ocb_app {
     size_t n_subscribe;
 };
 
+/* spool.mode: what happens to a push the broker cannot take right now (spool.h). */
+enum ocb_spool_mode {
+    OCB_SPOOL_OUTAGE = 0, /* publish directly; spool when the broker cannot ack in time */
+    OCB_SPOOL_ALWAYS,     /* every push is durable before its 200, then published */
+    OCB_SPOOL_OFF,        /* no spool: 503 when the broker cannot ack in time */
+};
+
 struct ocb_config {
     char *path; /* the file it came from, for messages */
 
@@ -87,6 +94,21 @@ struct ocb_config {
         unsigned command_deadline_s; /* retry budget per command */
         size_t max_command_bytes;    /* cap on an MQTT command payload */
     } platform;
+
+    struct {
+        char *mode_name;          /* "outage", "always" or "off" */
+        enum ocb_spool_mode mode; /* mode_name, parsed */
+        size_t max_bytes;
+        unsigned max_age_s;
+    } spool;
+
+    struct {
+        char *dir; /* holds ocbridge.db */
+    } state;
+
+    struct {
+        unsigned dedup_window_s; /* 0 = off */
+    } push;
 
     struct ocb_app apps[OCB_MAX_APPS];
     size_t n_apps;

@@ -2,10 +2,11 @@
  * http_rx.h: the push listener (docs/design.md section 3), on libmicrohttpd.
  *
  *   POST /push/<appId>[/<pushToken>]   route the body, publish it, answer 200 "ok" after the
- *                                      broker's PUBACK, 503 + Retry-After when it cannot
+ *                                      broker's PUBACK or once spooled durably (spool.mode),
+ *                                      503 + Retry-After when neither is possible
  *   GET  /healthz                      200 while the process runs
- *   GET  /readyz                       200 when the broker is connected and every ready hook
- *                                      says so
+ *   GET  /readyz                       200 when the broker is connected (or the spool takes
+ *                                      pushes) and every ready hook says so
  *   GET  /metrics                      Prometheus text (metrics_render())
  *
  * A push never blocks an MHD thread on the broker: the connection is
@@ -27,6 +28,7 @@
 #include "ocb/config.h"
 #include "ocb/err.h"
 #include "ocb/mqtt_link.h"
+#include "ocb/spool.h"
 
 #define OCB_HTTP_MAX_READY_HOOKS 4
 
@@ -52,6 +54,13 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
  * OCB_ERR_FULL past OCB_HTTP_MAX_READY_HOOKS.  name is borrowed (use a literal). */
 enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, ocb_http_ready_fn fn,
                                     void *ctx);
+
+/*
+ * Before http_rx_start(): the push spool (borrowed; must outlive the
+ * receiver).  Used as spool.mode says; without one, pushes behave as
+ * spool.mode off.
+ */
+void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp);
 
 /* Before http_rx_start(): where published command status callbacks are reported. */
 void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_status_fn fn,

@@ -110,8 +110,13 @@ START_TEST(listen_failure_exits_1)
 
     /* A second bridge on the same port cannot listen: it says so and exits 1. */
     {
-        char path[512];
-        write_config(path, sizeof(path), "second.json", cfg);
+        char path[512], dir[512], cfg2[1600];
+        th_path(dir, sizeof(dir), "second-state");
+        snprintf(cfg2, sizeof(cfg2),
+                 "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"mqtt\":{\"url\":\"%s\"},"
+                 "\"state\":{\"dir\":\"%s\"},\"apps\":[{\"app_id\":\"a\"}]}",
+                 first.port, b.url, dir);
+        write_config(path, sizeof(path), "second.json", cfg2);
         ck_assert_int_eq(run(&out, "second", (const char *[]){"-c", path, NULL}), 1);
         ck_assert_msg(strstr(out, "cannot listen") != NULL, "got: %s", out);
         /* Every line that names a port names the configured one. */
@@ -132,6 +137,39 @@ START_TEST(listen_failure_exits_1)
 }
 END_TEST
 
+START_TEST(unusable_state_dir_exits_1)
+{
+    char path[512], file[512], cfg[1200], *out;
+
+    /* state.dir names a regular file: it can be neither created nor written. */
+    th_path(file, sizeof(file), "not-a-dir");
+    ck_assert(th_write_file(file, "x", 1));
+    snprintf(cfg, sizeof(cfg),
+             "{\"http\":{\"listen\":\"127.0.0.1:%d\"},\"state\":{\"dir\":\"%s/sub\"},"
+             "\"apps\":[{\"app_id\":\"a\"}]}",
+             th_free_port(), file);
+    write_config(path, sizeof(path), "bad-state.json", cfg);
+    ck_assert_int_eq(run(&out, "bad-state", (const char *[]){"-c", path, NULL}), 1);
+    ck_assert_msg(strstr(out, "state.dir") != NULL && strstr(out, "cannot create") != NULL,
+                  "got: %s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(state_command_reads_an_empty_or_missing_store)
+{
+    char path[512], dir[512], cfg[1200], *out;
+
+    th_path(dir, sizeof(dir), "cli-state");
+    snprintf(cfg, sizeof(cfg), "{\"state\":{\"dir\":\"%s\"},\"apps\":[{\"app_id\":\"a\"}]}", dir);
+    write_config(path, sizeof(path), "state.json", cfg);
+    ck_assert_int_eq(run(&out, "state", (const char *[]){"state", "-c", path, NULL}), 0);
+    ck_assert_msg(strstr(out, "(not created yet)") != NULL, "got: %s", out);
+    ck_assert_msg(strstr(out, "spool: 0 message(s), 0 bytes") != NULL, "got: %s", out);
+    free(out);
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -141,6 +179,8 @@ static Suite *cli_suite(void)
     tcase_add_test(tc, version_and_help);
     tcase_add_test(tc, config_check);
     tcase_add_test(tc, listen_failure_exits_1);
+    tcase_add_test(tc, unusable_state_dir_exits_1);
+    tcase_add_test(tc, state_command_reads_an_empty_or_missing_store);
     suite_add_tcase(s, tc);
     return s;
 }

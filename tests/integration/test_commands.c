@@ -373,6 +373,26 @@ START_TEST(retained_command_is_never_executed)
 }
 END_TEST
 
+/* With spool.mode always, status callbacks reach MQTT through the spool; the requester's
+ * response topic still gets every status (http_rx reports a status once it is durable). */
+START_TEST(statuses_through_the_spool_reach_the_requester)
+{
+    char topic[256];
+
+    setenv("OCB_SPOOL_MODE", "always", 1); /* inherited by the bridge fx_start() spawns */
+    fx_start(NULL, NULL, NULL);
+    unsetenv("OCB_SPOOL_MODE");
+    fx_topic(topic, sizeof(topic), APP, 0, "command");
+    const char *payload = "{\"serviceId\":\"Light\",\"method\":\"SET\",\"paras\":{\"on\":1}}";
+    ck_assert(
+        th_mqtt_publish(fx_client, topic, payload, strlen(payload), 1, false, "reply/sp", "c", 1));
+    ck_assert_msg(fx_wait_on("reply/sp", 4, WAIT_MS), "expected the answer and 3 statuses");
+    fx_topic(topic, sizeof(topic), APP, 0, "commandStatus");
+    ck_assert(fx_wait_on(topic, 3, WAIT_MS));
+    ck_assert(th_metric(&fx_bridge, NULL, "ocb_spool_written_total") >= 3);
+}
+END_TEST
+
 static Suite *commands_suite(void)
 {
     Suite *s = suite_create("commands");
@@ -383,6 +403,7 @@ static Suite *commands_suite(void)
     tcase_add_test(tc, cancel_one_and_cancel_all);
     tcase_add_test(tc, invalid_payloads_unknown_apps_and_oversize);
     tcase_add_test(tc, retained_command_is_never_executed);
+    tcase_add_test(tc, statuses_through_the_spool_reach_the_requester);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,6 @@
 /*
- * test_push_failures.c: what the platform sees when the broker is not there.
+ * test_push_failures.c: what the platform sees when the broker is not there
+ * and the spool is off (spool.mode off; test_spool.c covers the spooling modes).
  *
  * The platform re-pushes on 503 (and on no answer in 15 s), so every broker
  * failure must turn into a prompt 503 with Retry-After -- never a hang, never
@@ -33,6 +34,7 @@ static void start_bridge(unsigned max_inflight, int version)
              "\"mqtt\":{\"url\":\"%s\",\"client_id\":\"ocb-it-fail\",\"version\":%d,"
              "\"publish_timeout_ms\":%d,\"max_inflight\":%u,"
              "\"reconnect_min_ms\":50,\"reconnect_max_ms\":300,\"keepalive_s\":60},"
+             "\"spool\":{\"mode\":\"off\"},"
              "\"apps\":[{\"app_id\":\"demoApp\"}],\"log\":{\"level\":\"debug\"}}",
              bridge.port, broker.url, version, TIMEOUT_MS, max_inflight);
     th_bridge_start(&bridge, cfg, false);

@@ -186,11 +186,14 @@ struct th_bridge {
 };
 
 /* Write config_json to a file and start `ocbridge -c FILE`; wait for the port.  Aborts
- * on failure (printing the bridge's log). */
+ * on failure (printing the bridge's log).  Unless config_json has a "state" section, the
+ * bridge's state.dir is th_tmpdir()/state-<port> (OCB_STATE_DIR), so a restart on the
+ * same port finds what the last run stored. */
 void th_bridge_start(struct th_bridge *b, const char *config_json, bool tls);
 /* SIGTERM and wait; returns the exit status. */
 int th_bridge_stop(struct th_bridge *b);
-/* Poll GET base/readyz until 200 (opts for TLS may be NULL). */
+/* Poll GET base/readyz until 200 and the broker is connected (ocb_mqtt_connected 1; with
+ * the spool, /readyz is 200 without a broker); opts for TLS may be NULL. */
 bool th_bridge_wait_ready(struct th_bridge *b, const struct th_http_opts *opts, int timeout_ms);
 /* The value of one /metrics series, e.g. `ocb_pushes_total{notify_type="x",outcome="ok"}`;
  * -1 when absent. */

@@ -59,10 +59,52 @@ START_TEST(minimal_push_only_config_has_every_default)
     ck_assert_str_eq(cfg->apps[0].push_token, "");
     ck_assert_int_eq(cfg->log.level, OCB_LOG_INFO);
     ck_assert_int_eq(cfg->log.format, OCB_LOG_TEXT);
+    ck_assert_str_eq(cfg->spool.mode_name, "outage");
+    ck_assert_int_eq(cfg->spool.mode, OCB_SPOOL_OUTAGE);
+    ck_assert_uint_eq(cfg->spool.max_bytes, 1u << 30);
+    ck_assert_uint_eq(cfg->spool.max_age_s, 7 * 86400);
+    ck_assert_str_eq(cfg->state.dir, "/var/lib/ocbridge");
+    ck_assert_uint_eq(cfg->push.dedup_window_s, 0);
     ck_assert(!config_commands_enabled(cfg));
     ck_assert_ptr_nonnull(config_find_app(cfg, "a"));
     ck_assert_ptr_null(config_find_app(cfg, "b"));
     config_free(cfg);
+}
+END_TEST
+
+START_TEST(spool_state_and_dedup_keys)
+{
+    struct ocb_config *cfg =
+        parse_ok("{\"spool\":{\"mode\":\"always\",\"max_bytes\":65536,\"max_age_s\":60},"
+                 "\"state\":{\"dir\":\"/tmp/s\"},\"push\":{\"dedup_window_s\":30}}");
+    char out[64];
+
+    ck_assert_int_eq(cfg->spool.mode, OCB_SPOOL_ALWAYS);
+    ck_assert_uint_eq(cfg->spool.max_bytes, 65536);
+    ck_assert_uint_eq(cfg->spool.max_age_s, 60);
+    ck_assert_str_eq(cfg->state.dir, "/tmp/s");
+    ck_assert_uint_eq(cfg->push.dedup_window_s, 30);
+    ck_assert_int_eq(config_format_key(cfg, "spool.mode", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "always");
+    config_free(cfg);
+
+    setenv("OCB_SPOOL_MODE", "off", 1);
+    setenv("OCB_STATE_DIR", "/tmp/other", 1);
+    setenv("OCB_PUSH_DEDUP_WINDOW_S", "5", 1);
+    cfg = parse_ok("{\"spool\":{\"mode\":\"always\"}}");
+    ck_assert_int_eq(cfg->spool.mode, OCB_SPOOL_OFF);
+    ck_assert_str_eq(cfg->state.dir, "/tmp/other");
+    ck_assert_uint_eq(cfg->push.dedup_window_s, 5);
+    config_free(cfg);
+    unsetenv("OCB_SPOOL_MODE");
+    unsetenv("OCB_STATE_DIR");
+    unsetenv("OCB_PUSH_DEDUP_WINDOW_S");
+
+    parse_fails("{\"spool\":{\"mode\":\"sometimes\"}}",
+                "t.json: spool.mode: must be one of outage, always, off");
+    parse_fails("{\"spool\":{\"max_bytes\":10}}", "t.json: spool.max_bytes: must be between");
+    parse_fails("{\"state\":{\"dir\":\"\"}}", "t.json: state.dir: must not be empty");
+    parse_fails("{\"push\":{\"dedup_window_s\":-1}}", "t.json: push.dedup_window_s:");
 }
 END_TEST
 
@@ -194,9 +236,12 @@ START_TEST(app_fields_from_environment)
     setenv("OCB_MQTT_URLL", "tcp://127.0.0.1:1883", 1);
     parse_fails("{}", "t.json: environment: OCB_MQTT_URLL names no configuration key");
     unsetenv("OCB_MQTT_URLL");
-    setenv("OCB_STATE_DIR", "/var/lib/ocbridge", 1);
+    setenv("OCB_RUN_DIR", "/tmp/run", 1);
     config_free(parse_ok("{}"));
-    unsetenv("OCB_STATE_DIR");
+    unsetenv("OCB_RUN_DIR");
+    setenv("OCB_SPOOL_MODEE", "off", 1);
+    parse_fails("{}", "t.json: environment: OCB_SPOOL_MODEE names no configuration key");
+    unsetenv("OCB_SPOOL_MODEE");
 
     setenv("OCB_APPS_0_SECRT", "typo", 1);
     parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
@@ -413,6 +458,7 @@ int main(void)
     TCase *tc = tcase_create("config");
     tcase_add_test(tc, minimal_push_only_config_has_every_default);
     tcase_add_test(tc, design_example_parses);
+    tcase_add_test(tc, spool_state_and_dedup_keys);
     tcase_add_test(tc, environment_overrides_file_values);
     tcase_add_test(tc, apps_from_environment_json);
     tcase_add_test(tc, app_fields_from_environment);
