@@ -53,6 +53,9 @@ enum {
     O_MIXED_CB,
     O_DUP_TYPES,
     O_V11_REPLACE,
+    O_REFRESH_REVOKES,
+    O_GROUP_201,
+    O_GROUP_IDS_EMPTY,
     O_DEVICE_TYPE,
     O_REPORT_MODE,
     O_FIRST_APP,
@@ -104,6 +107,9 @@ static const struct option long_opts[] = {
     {"allow-mixed-callbacks", no_argument, NULL, O_MIXED_CB},
     {"allow-duplicate-types", no_argument, NULL, O_DUP_TYPES},
     {"v11-subscribe-replaces", no_argument, NULL, O_V11_REPLACE},
+    {"refresh-revokes", no_argument, NULL, O_REFRESH_REVOKES},
+    {"devgroup-create-201", no_argument, NULL, O_GROUP_201},
+    {"devgroup-ids-empty", no_argument, NULL, O_GROUP_IDS_EMPTY},
     {"device-type", required_argument, NULL, O_DEVICE_TYPE},
     {"report-mode", required_argument, NULL, O_REPORT_MODE},
     {"devices-first-app", no_argument, NULL, O_FIRST_APP},
@@ -419,6 +425,15 @@ enum ocb_err sim_opts_parse(struct sim_opts *o, int argc, char **argv, char *err
             break;
         case O_V11_REPLACE:
             o->v11_subscribe_replaces = true;
+            break;
+        case O_REFRESH_REVOKES:
+            o->refresh_revokes = true;
+            break;
+        case O_GROUP_201:
+            o->devgroup_create_201 = true;
+            break;
+        case O_GROUP_IDS_EMPTY:
+            o->devgroup_ids_empty = true;
             break;
         case O_DEVICE_TYPE:
             if (strcasecmp(a, "coap") == 0)
