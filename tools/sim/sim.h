@@ -44,7 +44,7 @@
 #define SIM_URL_MAX          1024
 #define SIM_DEFAULT_BODY_MAX (1024 * 1024)
 #define SIM_TOKEN_HEX        32
-#define SIM_HISTORY_MAX      1000 /* data-history records kept per device (oldest dropped) */
+#define SIM_HISTORY_MAX      100000 /* largest --history-max */
 #define SIM_MAX_GROUPS       1000
 #define SIM_MAX_GROUP_DEVS   10000
 
@@ -99,6 +99,7 @@ struct sim_opts {
     bool allow_duplicate_types;
     bool v11_subscribe_replaces; /* UNCONFIRMED: v1.1.0 re-points a subscribed type, no 409 */
     bool refresh_revokes;        /* UNCONFIRMED: a refresh kills the previous access token */
+    long history_max;            /* data-history records kept per device; 0 = none */
     bool devgroup_create_201;    /* devGroups create answers 201 (example) instead of 200 (table) */
     bool devgroup_ids_empty;     /* add/remove members answer deviceIds:[] (observed) */
     enum sim_device_kind device_kind;
@@ -277,8 +278,8 @@ struct sim_device {
     int64_t bind_deadline_ms; /* 0 = none */
     time_t created, modified;
     cJSON *attrs;          /* deviceInfo fields set by modify (strings); NULL = none */
-    struct sim_hist *hist; /* ring of SIM_HISTORY_MAX, allocated at the first report */
-    size_t hist_head, hist_n;
+    struct sim_hist *hist; /* ring of up to --history-max records, grown as reports come */
+    size_t hist_head, hist_n, hist_cap;
 };
 
 struct sim_group {

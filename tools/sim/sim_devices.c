@@ -13,9 +13,10 @@
  * time such a device comes online (control API /online or /bind, or a report) it binds, which
  * pushes bindDevice (succeeded) before its deviceInfoChanged; one that does not come online within
  * its registration timeout is dropped (bindDevice expired, then deviceDeleted: UNCONFIRMED).
- * Every report is kept in the device's data history (a ring of SIM_HISTORY_MAX records), which the
- * history API reads.  Shadow desired properties written while the device is offline are delivered
- * (and their deviceDesiredPropertiesModifyStatusChanged pushed) when it comes online.
+ * Every report is kept in the device's data history (a ring of --history-max records, grown as
+ * reports come so that idle devices cost nothing), which the history API reads.  Shadow desired
+ * properties written while the device is offline are delivered (and their
+ * deviceDesiredPropertiesModifyStatusChanged pushed) when it comes online.
  */
 #include "sim.h"
 
@@ -38,7 +39,7 @@ static void free_device(struct sim_device *d)
         cJSON_Delete(d->svc[i].desired);
     }
     for (size_t i = 0; d->hist && i < d->hist_n; i++)
-        cJSON_Delete(d->hist[(d->hist_head + i) % SIM_HISTORY_MAX].data);
+        cJSON_Delete(d->hist[(d->hist_head + i) % d->hist_cap].data);
     free(d->hist);
     cJSON_Delete(d->attrs);
     free(d);
@@ -326,21 +327,23 @@ void sim_devices_set_online_locked(struct sim_device *d, bool online)
     }
 }
 
-/* Keep one history record; the oldest makes room when the ring is full. */
+/* Keep one history record.  The array grows until it holds --history-max records (the head stays
+ * at 0 meanwhile, so growing never splits the ring); then the oldest makes room. */
 static void history_add(struct sim_device *d, const struct sim_service *s, time_t t)
 {
-    if (!d->hist) {
-        d->hist = calloc(SIM_HISTORY_MAX, sizeof *d->hist);
-        if (!d->hist)
-            return;
-    }
+    size_t max = (size_t)g_sim.opts->history_max;
+    if (max == 0)
+        return;
     size_t slot;
-    if (d->hist_n == SIM_HISTORY_MAX) {
+    if (d->hist_n == max) {
         slot = d->hist_head;
         cJSON_Delete(d->hist[slot].data);
-        d->hist_head = (d->hist_head + 1) % SIM_HISTORY_MAX;
+        d->hist_head = (d->hist_head + 1) % d->hist_cap;
     } else {
-        slot = (d->hist_head + d->hist_n++) % SIM_HISTORY_MAX;
+        if (sim_grow((void **)&d->hist, &d->hist_cap, d->hist_n + 1, sizeof *d->hist, max) !=
+            OCB_OK)
+            return;
+        slot = d->hist_n++;
     }
     d->hist[slot].t = t;
     snprintf(d->hist[slot].service, sizeof d->hist[slot].service, "%s", s->id);

@@ -411,7 +411,7 @@ static void history(const struct sim_req *req, struct sim_resp *resp, struct sim
     size_t total = 0, first = (size_t)page_no * (size_t)page_size;
     /* Newest first. */
     for (size_t k = d->hist_n; gw_ok && d->hist && k-- > 0;) {
-        const struct sim_hist *h = &d->hist[(d->hist_head + k) % SIM_HISTORY_MAX];
+        const struct sim_hist *h = &d->hist[(d->hist_head + k) % d->hist_cap];
         if ((svc && *svc && strcmp(svc, h->service) != 0) ||
             (prop && *prop && !cJSON_GetObjectItemCaseSensitive(h->data, prop)) ||
             (has_from && h->t < from) || (has_to && h->t > to))

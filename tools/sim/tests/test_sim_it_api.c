@@ -527,6 +527,37 @@ START_TEST(registration_variants_and_timeout)
 }
 END_TEST
 
+/* --history-max bounds the records kept per device: the oldest go first. */
+START_TEST(history_is_bounded)
+{
+    start_with("--history-max=2");
+    char dev[37], path[256];
+    h_first_device(&s, "app1", dev);
+    snprintf(path, sizeof path, "/devices/%s/report", dev);
+    for (int level = 1; level <= 3; level++) {
+        char body[128];
+        snprintf(body, sizeof body,
+                 "{\"services\":[{\"serviceId\":\"Battery\",\"data\":{\"batteryLevel\":%d}}]}",
+                 level);
+        admin_ok("POST", path, body);
+    }
+    snprintf(path, sizeof path, HIST "?deviceId=%s", dev);
+    cJSON *h = call("GET", path, NULL, 200, SHAPE_PAGE ",deviceDataHistoryDTOs:a");
+    cJSON *recs = cJSON_GetObjectItem(h, "deviceDataHistoryDTOs");
+    ck_assert_int_eq(cJSON_GetObjectItem(h, "totalCount")->valueint, 2);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 0), "data"),
+                                         "batteryLevel")
+                         ->valueint,
+                     3);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(recs, 1), "data"),
+                                         "batteryLevel")
+                         ->valueint,
+                     2);
+    cJSON_Delete(h);
+    stop();
+}
+END_TEST
+
 /* _i = 0 defaults; _i = 1 --devgroup-create-201 --devgroup-ids-empty (the NULL in the defaults
  * ends the list before the second flag). */
 START_TEST(device_groups)
@@ -623,6 +654,7 @@ int main(void)
     tcase_add_test(tc, command_calls);
     tcase_add_test(tc, device_lifecycle);
     tcase_add_test(tc, registration_variants_and_timeout);
+    tcase_add_test(tc, history_is_bounded);
     tcase_add_loop_test(tc, device_groups, 0, 2);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
