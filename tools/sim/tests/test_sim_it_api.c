@@ -335,6 +335,17 @@ START_TEST(device_lifecycle)
              NULL);
     call_err("PUT", path, "{\"serviceDesireds\":[]}", 400, NULL);
     ck_assert_int_eq(push_count("deviceDesiredPropertiesModifyStatusChanged"), 0);
+    /* So does a command: PENDING until the device binds. */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"Light\",\"method\":\"ON\","
+             "\"paras\":{}},\"expireTime\":60}",
+             id);
+    cJSON *c = call("POST", CMDS, cmd, 201, SHAPE_CMD);
+    ck_assert_str_eq(str(c, "status"), "PENDING");
+    char cmd_path[200];
+    snprintf(cmd_path, sizeof cmd_path, "/commands?deviceId=%s", id);
+    cJSON_Delete(c);
 
     /* First online: bindDevice, then deviceInfoChanged ONLINE, then the shadow is delivered. */
     snprintf(path, sizeof path, "/devices/%s/online", id);
@@ -353,6 +364,11 @@ START_TEST(device_lifecycle)
     ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "properties"), "target")->valueint,
                      19);
     cJSON_Delete(p);
+    struct h_resp cr = h_admin(&s, "GET", cmd_path, NULL);
+    cJSON *cmds = h_json(&cr);
+    h_resp_free(&cr);
+    ck_assert_str_ne(str(cJSON_GetArrayItem(cmds, 0), "status"), "PENDING"); /* sent at bind */
+    cJSON_Delete(cmds);
     call_err("POST", REG, "{\"nodeId\":\"861234567890123\"}", 200,
              "{\"error_code\":\"100416\",\"error_desc\":\"The device has already been bounded.\"}");
     /* Going offline and online again is no second bind. */
