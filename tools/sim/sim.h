@@ -44,6 +44,9 @@
 #define SIM_URL_MAX          1024
 #define SIM_DEFAULT_BODY_MAX (1024 * 1024)
 #define SIM_TOKEN_HEX        32
+#define SIM_HISTORY_MAX      100000 /* largest --history-max */
+#define SIM_MAX_GROUPS       1000
+#define SIM_MAX_GROUP_DEVS   10000
 
 /* ---- options (sim_opts.c) -------------------------------------------------------------- */
 
@@ -95,6 +98,10 @@ struct sim_opts {
     bool allow_mixed_callbacks;
     bool allow_duplicate_types;
     bool v11_subscribe_replaces; /* UNCONFIRMED: v1.1.0 re-points a subscribed type, no 409 */
+    bool refresh_revokes;        /* UNCONFIRMED: a refresh kills the previous access token */
+    long history_max;            /* data-history records kept per device; 0 = none */
+    bool devgroup_create_201;    /* devGroups create answers 201 (example) instead of 200 (table) */
+    bool devgroup_ids_empty;     /* add/remove members answer deviceIds:[] (observed) */
     enum sim_device_kind device_kind;
     enum sim_report_mode report_mode;
     bool devices_first_app; /* all devices to the first app instead of round-robin */
@@ -232,6 +239,8 @@ struct sim_app {
     int64_t access_expires_ms;
     char refresh[SIM_TOKEN_HEX + 1];
     int64_t refresh_expires_ms;
+    char prev_access[SIM_TOKEN_HEX + 1]; /* still valid after a lenient refresh; "" = none */
+    int64_t prev_access_expires_ms;
     int64_t *calls; /* ring of accepted call times for the sliding throttle window */
     size_t calls_cap, calls_head, calls_n;
 };
@@ -240,18 +249,47 @@ struct sim_service {
     char id[65];
     char type[65];
     cJSON *data;
+    time_t event_time;    /* last report; 0 = never */
+    cJSON *desired;       /* shadow desired properties; NULL = none */
+    bool desired_pending; /* written while offline: delivered when the device comes online */
+};
+
+/* One data-history record (a service's data at one report). */
+struct sim_hist {
+    time_t t;
+    char service[65];
+    cJSON *data;
 };
 
 struct sim_device {
     char id[37];
     char app[SIM_APP_ID_MAX + 1];
-    char node_id[32];
+    char node_id[65];
     bool online;
     enum sim_device_kind kind;
     struct sim_service svc[SIM_MAX_SERVICES];
     size_t nsvc;
     unsigned long reports;
     int64_t next_report_ms;
+    bool bound;               /* false: registered by the API and not yet online (no bindDevice) */
+    char verify_code[65];     /* registration only */
+    char psk[65];             /* registration only */
+    long timeout_s;           /* registration: seconds to come online; 0 = no limit */
+    int64_t bind_deadline_ms; /* 0 = none */
+    time_t created, modified;
+    cJSON *attrs;          /* deviceInfo fields set by modify (strings); NULL = none */
+    struct sim_hist *hist; /* ring of up to --history-max records, grown as reports come */
+    size_t hist_head, hist_n, hist_cap;
+};
+
+struct sim_group {
+    char id[37];
+    char app[SIM_APP_ID_MAX + 1];
+    char name[51];
+    char *description; /* NULL = none */
+    long max_dev;      /* 0 = unlimited */
+    char (*members)[37];
+    size_t nmembers, cap_members;
 };
 
 enum sim_sub_api { SIM_SUB_V12 = 0, SIM_SUB_V11, SIM_SUB_IODM };
@@ -358,6 +396,8 @@ struct sim_state {
     size_t ntasks, cap_tasks;
     struct sim_fault faults[SIM_MAX_FAULTS];
     size_t nfaults;
+    struct sim_group *groups;
+    size_t ngroups, cap_groups;
     struct sim_jlog reqlog;
 };
 
@@ -376,6 +416,8 @@ void sim_state_unlock(void);
 
 struct sim_app *sim_auth_app_locked(const char *id);
 void sim_auth_login(const struct sim_req *req, struct sim_resp *resp);
+/* The deprecated logout: JSON {"accessToken"}; 204 and that token is dead. */
+void sim_auth_logout(const struct sim_req *req, struct sim_resp *resp);
 void sim_auth_refresh(const struct sim_req *req, struct sim_resp *resp);
 /* Check app_key + Authorization and the throttle; on success returns the app (caller holds lock),
  * on failure answers resp and returns NULL. */
@@ -429,6 +471,25 @@ void sim_devices_push_bind_locked(const struct sim_device *d);
 cJSON *sim_devices_json_locked(void);
 cJSON *sim_device_info_json(const struct sim_device *d, const char *status, const char *detail,
                             bool full);
+/* The device's current status/statusDetail pair (ONLINE/NONE, OFFLINE/NONE, or OFFLINE/NOT_ACTIVE
+ * for a registered device that never came online). */
+void sim_device_status(const struct sim_device *d, const char **status, const char **detail);
+/* deviceInfoChanged after a modify: deviceInfo carries the changed fields, the rest null. */
+void sim_devices_push_changed_locked(const struct sim_device *d, const cJSON *changed);
+/* Record of the desired properties of service s: push the modify-status notification now when the
+ * device is online, else when it comes online. */
+void sim_devices_desired_locked(struct sim_device *d, struct sim_service *s);
+
+/* ---- device management API (sim_dm.c): registration, devices, history, capabilities, shadow */
+
+bool sim_dm_route(const struct sim_req *req, struct sim_resp *resp, struct sim_app *app);
+
+/* ---- device groups (sim_groups.c) --------------------------------------------------------- */
+
+bool sim_groups_route(const struct sim_req *req, struct sim_resp *resp, struct sim_app *app);
+/* A device left: drop it from every group. */
+void sim_groups_forget_device_locked(const char *id);
+void sim_groups_free_locked(void);
 
 /* ---- faults (sim_faults.c) ---------------------------------------------------------------- */
 

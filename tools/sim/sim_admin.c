@@ -161,7 +161,9 @@ static void device_action(const struct sim_req *req, struct sim_resp *resp, cons
         sim_devices_set_online_locked(d, strcmp(action, "online") == 0);
         sim_resp_empty(resp, 204);
     } else if (strcmp(action, "bind") == 0) {
-        sim_devices_push_bind_locked(d);
+        /* A registered device binds by coming online (which pushes bindDevice itself). */
+        if (d->bound)
+            sim_devices_push_bind_locked(d);
         sim_devices_set_online_locked(d, true);
         sim_resp_empty(resp, 204);
     } else if (strcmp(action, "added") == 0) {

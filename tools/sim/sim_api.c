@@ -1,7 +1,7 @@
 /*
  * sim_api.c: the northbound API port: fault injection first, then login/refresh or the token
- * check, then the subscription and command routers.  Every request and its answer goes into the
- * request log (GET /requests on the admin port).
+ * check, then the subscription, command, device-group and device-management routers.  Every request
+ * and its answer goes into the request log (GET /requests on the admin port).
  *
  * Runs on MHD connection threads.  A latency fault sleeps before g_sim.lock is taken, so a slow
  * answer never stalls other connections.
@@ -13,6 +13,7 @@
 
 #define LOGIN_PATH   "/iocm/app/sec/v1.1.0/login"
 #define REFRESH_PATH "/iocm/app/sec/v1.1.0/refreshToken"
+#define LOGOUT_PATH  "/iocm/app/sec/v1.1.0/logout"
 
 static void sleep_ms(long ms)
 {
@@ -56,6 +57,10 @@ static void route_locked(const struct sim_req *req, struct sim_resp *resp)
         sim_auth_refresh(req, resp);
         return;
     }
+    if (strcmp(req->path, LOGOUT_PATH) == 0) { /* deprecated; the body names the token */
+        sim_auth_logout(req, resp);
+        return;
+    }
     if (strncmp(req->path, "/iocm/", 6) != 0 && strncmp(req->path, "/iodm/", 6) != 0) {
         sim_resp_error(resp, 404, "100022", "Unknown API path.");
         return;
@@ -69,7 +74,8 @@ static void route_locked(const struct sim_req *req, struct sim_resp *resp)
         sim_resp_error(resp, 403, "100217", "The application hasn't been authorized.");
         return;
     }
-    if (sim_subs_route(req, resp, app) || sim_cmds_route(req, resp, app))
+    if (sim_subs_route(req, resp, app) || sim_cmds_route(req, resp, app) ||
+        sim_groups_route(req, resp, app) || sim_dm_route(req, resp, app))
         return;
     sim_resp_error(resp, 404, "100022", "Unknown API path.");
 }

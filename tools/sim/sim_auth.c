@@ -2,8 +2,11 @@
  * sim_auth.c: login, refreshToken, the token check on business calls and the per-app throttle
  * (docs/platform-api.md §4).
  *
- * Each app has exactly one valid access token and one valid refresh token: a login or a refresh
- * replaces both, so older tokens stop working at once ("only the last accessToken is valid").
+ * Each app has one valid refresh token and one current access token.  A login replaces both, so
+ * older tokens stop working at once ("only the last accessToken is valid").  Whether a refresh
+ * also kills the access token it replaces is not documented: by default (lenient) the previous
+ * access token keeps working until it expires, --refresh-revokes kills it at once.  The
+ * deprecated logout kills the access token it names.
  * Token errors use the gateway shape {"resultcode","resultmsg"}; login errors the application
  * shape {"error_code","error_desc"}.  The throttle is a sliding window over accepted business
  * calls: no period of throttle_period_s seconds ever sees more than throttle_calls of them.
@@ -22,10 +25,15 @@ struct sim_app *sim_auth_app_locked(const char *id)
     return NULL;
 }
 
-static void issue_tokens_locked(struct sim_app *a, struct sim_resp *resp)
+static void issue_tokens_locked(struct sim_app *a, struct sim_resp *resp, bool keep_previous)
 {
     const struct sim_opts *o = g_sim.opts;
     int64_t now = sim_now_ms();
+    a->prev_access[0] = '\0';
+    if (keep_previous && a->access[0] && now < a->access_expires_ms) {
+        memcpy(a->prev_access, a->access, sizeof a->prev_access);
+        a->prev_access_expires_ms = a->access_expires_ms;
+    }
     sim_rand_hex(a->access, SIM_TOKEN_HEX);
     sim_rand_hex(a->refresh, SIM_TOKEN_HEX);
     a->access_expires_ms = now + o->token_ttl_s * 1000;
@@ -64,7 +72,7 @@ void sim_auth_login(const struct sim_req *req, struct sim_resp *resp)
         return;
     }
     SIM_INFO("auth", "login app %s (older tokens invalidated)", a->id);
-    issue_tokens_locked(a, resp);
+    issue_tokens_locked(a, resp, false);
 }
 
 void sim_auth_refresh(const struct sim_req *req, struct sim_resp *resp)
@@ -90,11 +98,46 @@ void sim_auth_refresh(const struct sim_req *req, struct sim_resp *resp)
             SIM_INFO("auth", "refreshToken refused for app %s", id);
             sim_resp_error(resp, 401, "100208", "AppId or secret is not right.");
         } else {
-            SIM_INFO("auth", "refreshToken app %s", a->id);
-            issue_tokens_locked(a, resp);
+            SIM_INFO("auth", "refreshToken app %s (previous access token %s)", a->id,
+                     g_sim.opts->refresh_revokes ? "revoked" : "kept until it expires");
+            issue_tokens_locked(a, resp, !g_sim.opts->refresh_revokes);
         }
     }
     cJSON_Delete(body);
+}
+
+void sim_auth_logout(const struct sim_req *req, struct sim_resp *resp)
+{
+    if (strcmp(req->method, "POST") != 0) {
+        sim_resp_error(resp, 405, "100022", "The input is invalid.");
+        return;
+    }
+    cJSON *body = cJSON_ParseWithLength(req->body, req->body_len);
+    const char *tok = cJSON_IsObject(body) ? sim_json_str(body, "accessToken") : NULL;
+    if (!tok || !*tok) {
+        sim_resp_error(resp, 400, "102202", "Required Parameter is null or empty.");
+        cJSON_Delete(body);
+        return;
+    }
+    /* UNCONFIRMED: an unknown or dead token is not an error (logging out twice is harmless). */
+    for (size_t i = 0; i < g_sim.napps; i++) {
+        struct sim_app *a = &g_sim.apps[i];
+        if (a->access[0] && strcmp(a->access, tok) == 0) {
+            a->access[0] = '\0';
+            SIM_INFO("auth", "logout app %s", a->id);
+        }
+        if (a->prev_access[0] && strcmp(a->prev_access, tok) == 0)
+            a->prev_access[0] = '\0';
+    }
+    sim_resp_empty(resp, 204);
+    cJSON_Delete(body);
+}
+
+static bool token_ok(const struct sim_app *a, const char *tok, int64_t now)
+{
+    if (a->access[0] && strcmp(tok, a->access) == 0 && now < a->access_expires_ms)
+        return true;
+    return a->prev_access[0] && strcmp(tok, a->prev_access) == 0 && now < a->prev_access_expires_ms;
 }
 
 bool sim_auth_throttle_take(struct sim_app *app, long calls, long period_s, int64_t now_ms)
@@ -133,8 +176,7 @@ struct sim_app *sim_auth_check_locked(const struct sim_req *req, struct sim_resp
         while (*tok == ' ')
             tok++;
     }
-    if (!a || !tok || !a->access[0] || strcmp(tok, a->access) != 0 ||
-        sim_now_ms() >= a->access_expires_ms) {
+    if (!a || !tok || !token_ok(a, tok, sim_now_ms())) {
         SIM_INFO("auth", "%s %s: invalid access token or appId (%s)", req->method, req->path, key);
         sim_resp_gw_error(resp, 403, "1010005", "Invalid access token or appId.");
         return NULL;
@@ -153,6 +195,7 @@ struct sim_app *sim_auth_check_locked(const struct sim_req *req, struct sim_resp
 void sim_auth_revoke_locked(struct sim_app *app)
 {
     app->access[0] = '\0';
+    app->prev_access[0] = '\0';
     app->refresh[0] = '\0';
 }
 

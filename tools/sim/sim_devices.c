@@ -8,6 +8,15 @@
  * (the platform's rule for multi-service reports) or one deviceDatasChanged with --report-mode
  * datas.  Pushes carry the platform's habits: compact JSON, "requestId":null, full deviceInfo
  * objects with nulls.  Only subscribers of the notification's type receive it.
+ *
+ * Devices registered through the API (sim_dm.c) start unbound and OFFLINE/NOT_ACTIVE: the first
+ * time such a device comes online (control API /online or /bind, or a report) it binds, which
+ * pushes bindDevice (succeeded) before its deviceInfoChanged; one that does not come online within
+ * its registration timeout is dropped (bindDevice expired, then deviceDeleted: UNCONFIRMED).
+ * Every report is kept in the device's data history (a ring of --history-max records, grown as
+ * reports come so that idle devices cost nothing), which the history API reads.  Shadow desired
+ * properties written while the device is offline are delivered (and their
+ * deviceDesiredPropertiesModifyStatusChanged pushed) when it comes online.
  */
 #include "sim.h"
 
@@ -25,8 +34,14 @@ static void free_device(struct sim_device *d)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < d->nsvc; i++)
+    for (size_t i = 0; i < d->nsvc; i++) {
         cJSON_Delete(d->svc[i].data);
+        cJSON_Delete(d->svc[i].desired);
+    }
+    for (size_t i = 0; d->hist && i < d->hist_n; i++)
+        cJSON_Delete(d->hist[(d->hist_head + i) % d->hist_cap].data);
+    free(d->hist);
+    cJSON_Delete(d->attrs);
     free(d);
 }
 
@@ -74,6 +89,8 @@ struct sim_device *sim_devices_add_locked(const char *app, const char *id, const
     }
     snprintf(d->app, sizeof d->app, "%s", app);
     d->online = online;
+    d->bound = true;
+    d->created = d->modified = time(NULL);
     d->kind = g_sim.opts->device_kind;
     cJSON *bat = cJSON_CreateObject(), *tmp = cJSON_CreateObject();
     if (bat)
@@ -126,11 +143,29 @@ void sim_devices_remove_locked(const char *id)
             free(s);
             cJSON_Delete(o);
         }
+        sim_groups_forget_device_locked(d->id);
         free_device(d);
         memmove(&g_sim.devices[i], &g_sim.devices[i + 1],
                 (g_sim.ndevices - i - 1) * sizeof *g_sim.devices);
         g_sim.ndevices--;
         return;
+    }
+}
+
+void sim_device_status(const struct sim_device *d, const char **status, const char **detail)
+{
+    *status = d->online ? "ONLINE" : "OFFLINE";
+    *detail = d->online || d->bound ? "NONE" : "NOT_ACTIVE";
+}
+
+/* A modified field overrides the generated one in full deviceInfo objects. */
+static void apply_attrs(cJSON *o, const cJSON *attrs)
+{
+    const cJSON *a;
+    cJSON_ArrayForEach(a, attrs)
+    {
+        if (cJSON_GetObjectItemCaseSensitive(o, a->string))
+            cJSON_ReplaceItemInObjectCaseSensitive(o, a->string, cJSON_Duplicate(a, true));
     }
 }
 
@@ -164,6 +199,8 @@ cJSON *sim_device_info_json(const struct sim_device *d, const char *status, cons
     cJSON_AddNullToObject(o, "serialNumber");
     cJSON_AddNullToObject(o, "batteryLevel");
     cJSON_AddNullToObject(o, "isHD");
+    if (full && d->attrs)
+        apply_attrs(o, d->attrs);
     return o;
 }
 
@@ -203,10 +240,71 @@ void sim_devices_push_bind_locked(const struct sim_device *d)
     push_json_locked(d->app, "bindDevice", o);
 }
 
+void sim_devices_push_changed_locked(const struct sim_device *d, const cJSON *changed)
+{
+    const char *status, *detail;
+    sim_device_status(d, &status, &detail);
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "notifyType", "deviceInfoChanged");
+    cJSON_AddStringToObject(o, "deviceId", d->id);
+    cJSON_AddStringToObject(o, "gatewayId", d->id);
+    cJSON *info = sim_device_info_json(d, status, detail, false);
+    if (info)
+        apply_attrs(info, changed);
+    cJSON_AddItemToObject(o, "deviceInfo", info);
+    push_json_locked(d->app, "deviceInfoChanged", o);
+}
+
+/* The device takes its desired properties: they become its reported data, and the platform says
+ * so with deviceDesiredPropertiesModifyStatusChanged (status DELIVERED). */
+static void deliver_desired_locked(struct sim_device *d, struct sim_service *s)
+{
+    s->desired_pending = false;
+    if (!s->desired)
+        return;
+    if (!s->data)
+        s->data = cJSON_CreateObject();
+    const cJSON *p;
+    cJSON_ArrayForEach(p, s->desired)
+    {
+        if (!s->data)
+            break;
+        cJSON_DeleteItemFromObjectCaseSensitive(s->data, p->string);
+        cJSON_AddItemToObject(s->data, p->string, cJSON_Duplicate(p, true));
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return;
+    cJSON_AddStringToObject(o, "notifyType", "deviceDesiredPropertiesModifyStatusChanged");
+    cJSON_AddStringToObject(o, "deviceId", d->id);
+    cJSON_AddStringToObject(o, "serviceId", s->id);
+    cJSON_AddItemToObject(o, "properties", cJSON_Duplicate(s->desired, true));
+    cJSON_AddStringToObject(o, "status", "DELIVERED");
+    push_json_locked(d->app, "deviceDesiredPropertiesModifyStatusChanged", o);
+}
+
+void sim_devices_desired_locked(struct sim_device *d, struct sim_service *s)
+{
+    d->modified = time(NULL);
+    if (d->online)
+        deliver_desired_locked(d, s);
+    else
+        s->desired_pending = true;
+}
+
 void sim_devices_set_online_locked(struct sim_device *d, bool online)
 {
     if (d->online == online)
         return;
+    if (online && !d->bound) { /* the first connection of a registered device binds it */
+        d->bound = true;
+        d->bind_deadline_ms = 0;
+        d->online = true;
+        SIM_INFO("devices", "device %s bound", d->id);
+        sim_devices_push_bind_locked(d);
+    }
     d->online = online;
     SIM_INFO("devices", "device %s is %s", d->id, online ? "ONLINE" : "OFFLINE");
     cJSON *o = cJSON_CreateObject();
@@ -223,7 +321,33 @@ void sim_devices_set_online_locked(struct sim_device *d, bool online)
         if (g_sim.opts->report_interval_s > 0)
             d->next_report_ms = sim_now_ms() + (int64_t)(g_sim.opts->report_interval_s * 1000);
         sim_cmds_device_online_locked(d);
+        for (size_t i = 0; i < d->nsvc; i++)
+            if (d->svc[i].desired_pending)
+                deliver_desired_locked(d, &d->svc[i]);
     }
+}
+
+/* Keep one history record.  The array grows until it holds --history-max records (the head stays
+ * at 0 meanwhile, so growing never splits the ring); then the oldest makes room. */
+static void history_add(struct sim_device *d, const struct sim_service *s, time_t t)
+{
+    size_t max = (size_t)g_sim.opts->history_max;
+    if (max == 0)
+        return;
+    size_t slot;
+    if (d->hist_n == max) {
+        slot = d->hist_head;
+        cJSON_Delete(d->hist[slot].data);
+        d->hist_head = (d->hist_head + 1) % d->hist_cap;
+    } else {
+        if (sim_grow((void **)&d->hist, &d->hist_cap, d->hist_n + 1, sizeof *d->hist, max) !=
+            OCB_OK)
+            return;
+        slot = d->hist_n++;
+    }
+    d->hist[slot].t = t;
+    snprintf(d->hist[slot].service, sizeof d->hist[slot].service, "%s", s->id);
+    d->hist[slot].data = s->data ? cJSON_Duplicate(s->data, true) : cJSON_CreateObject();
 }
 
 static struct sim_service *service_slot(struct sim_device *d, const char *id)
@@ -301,8 +425,13 @@ enum ocb_err sim_devices_report_locked(struct sim_device *d, const cJSON *servic
      * deviceInfoChanged and sends its PENDING commands (§3.1), then its data goes out. */
     sim_devices_set_online_locked(d, true);
     d->reports++;
+    time_t t = time(NULL);
+    for (size_t i = 0; i < nonly; i++) {
+        only[i]->event_time = t;
+        history_add(d, only[i], t);
+    }
     char now[17];
-    sim_time_format(time(NULL), now);
+    sim_time_format(t, now);
     if (g_sim.opts->report_mode == SIM_REPORT_DATAS) {
         cJSON *o = cJSON_CreateObject();
         if (!o)
@@ -331,8 +460,28 @@ enum ocb_err sim_devices_report_locked(struct sim_device *d, const cJSON *servic
     return OCB_OK;
 }
 
+/* Registered devices that did not come online within their timeout are dropped. */
+static void expire_registrations_locked(int64_t now_ms)
+{
+    for (size_t i = g_sim.ndevices; i-- > 0;) {
+        struct sim_device *d = g_sim.devices[i];
+        if (d->bound || d->bind_deadline_ms == 0 || d->bind_deadline_ms > now_ms)
+            continue;
+        SIM_INFO("devices", "device %s: registration expired", d->id);
+        cJSON *o = cJSON_CreateObject();
+        if (o) {
+            cJSON_AddStringToObject(o, "notifyType", "bindDevice");
+            cJSON_AddStringToObject(o, "deviceId", d->id);
+            cJSON_AddStringToObject(o, "resultCode", "expired");
+            push_json_locked(d->app, "bindDevice", o);
+        }
+        sim_devices_remove_locked(d->id);
+    }
+}
+
 void sim_devices_tick_locked(int64_t now_ms)
 {
+    expire_registrations_locked(now_ms);
     double interval = g_sim.opts->report_interval_s;
     if (interval <= 0)
         return;
@@ -361,6 +510,7 @@ cJSON *sim_devices_json_locked(void)
         cJSON_AddStringToObject(o, "deviceId", d->id);
         cJSON_AddStringToObject(o, "appId", d->app);
         cJSON_AddBoolToObject(o, "online", d->online);
+        cJSON_AddBoolToObject(o, "bound", d->bound);
         cJSON_AddStringToObject(o, "nodeId", d->node_id);
         cJSON_AddStringToObject(o, "protocolType", protocol_name(d->kind));
         cJSON *svcs = cJSON_AddArrayToObject(o, "services");

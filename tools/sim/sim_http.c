@@ -129,8 +129,9 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, const struct sim_r
         MHD_create_response_from_buffer(len, r->body ? r->body : (void *)"", MHD_RESPMEM_MUST_COPY);
     if (!mr)
         return MHD_NO;
-    if (r->content_type && len > 0)
-        MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    /* Every answer names its type, empty ones included (clients choke on a missing one). */
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ret;

@@ -41,7 +41,7 @@ void sim_resp_json(struct sim_resp *r, int status, cJSON *obj)
     char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
     cJSON_Delete(obj);
     if (obj && !s) {
-        resp_set(r, 503, NULL, NULL);
+        resp_set(r, 503, NULL, "application/json");
         return;
     }
     resp_set(r, status, s, "application/json");
@@ -68,9 +68,11 @@ void sim_resp_gw_error(struct sim_resp *r, int status, const char *code, const c
     resp_pair(r, status, "resultcode", code, "resultmsg", msg);
 }
 
+/* An empty body still says application/json: Huawei's Java SDK fails (NullPointerException) on
+ * an answer without a Content-Type, and the platform's answers always carry one. */
 void sim_resp_empty(struct sim_resp *r, int status)
 {
-    resp_set(r, status, NULL, NULL);
+    resp_set(r, status, NULL, "application/json");
 }
 
 void sim_resp_text(struct sim_resp *r, int status, const char *text)

@@ -53,6 +53,10 @@ enum {
     O_MIXED_CB,
     O_DUP_TYPES,
     O_V11_REPLACE,
+    O_REFRESH_REVOKES,
+    O_HISTORY_MAX,
+    O_GROUP_201,
+    O_GROUP_IDS_EMPTY,
     O_DEVICE_TYPE,
     O_REPORT_MODE,
     O_FIRST_APP,
@@ -104,6 +108,10 @@ static const struct option long_opts[] = {
     {"allow-mixed-callbacks", no_argument, NULL, O_MIXED_CB},
     {"allow-duplicate-types", no_argument, NULL, O_DUP_TYPES},
     {"v11-subscribe-replaces", no_argument, NULL, O_V11_REPLACE},
+    {"refresh-revokes", no_argument, NULL, O_REFRESH_REVOKES},
+    {"history-max", required_argument, NULL, O_HISTORY_MAX},
+    {"devgroup-create-201", no_argument, NULL, O_GROUP_201},
+    {"devgroup-ids-empty", no_argument, NULL, O_GROUP_IDS_EMPTY},
     {"device-type", required_argument, NULL, O_DEVICE_TYPE},
     {"report-mode", required_argument, NULL, O_REPORT_MODE},
     {"devices-first-app", no_argument, NULL, O_FIRST_APP},
@@ -133,6 +141,7 @@ void sim_opts_defaults(struct sim_opts *o)
     o->command_delay_ms = 200;
     o->max_pending = 20;
     o->max_page_size = 1000;
+    o->history_max = 1000;
     o->callback_check = true;
     snprintf(o->callback_conflict_code, sizeof o->callback_conflict_code, "100229");
     o->throttle_resultcode = true;
@@ -419,6 +428,19 @@ enum ocb_err sim_opts_parse(struct sim_opts *o, int argc, char **argv, char *err
             break;
         case O_V11_REPLACE:
             o->v11_subscribe_replaces = true;
+            break;
+        case O_REFRESH_REVOKES:
+            o->refresh_revokes = true;
+            break;
+        case O_HISTORY_MAX:
+            if (!sim_parse_long(a, 0, SIM_HISTORY_MAX, &o->history_max))
+                BAD("--history-max: expected 0..%d, got \"%s\"", SIM_HISTORY_MAX, a);
+            break;
+        case O_GROUP_201:
+            o->devgroup_create_201 = true;
+            break;
+        case O_GROUP_IDS_EMPTY:
+            o->devgroup_ids_empty = true;
             break;
         case O_DEVICE_TYPE:
             if (strcasecmp(a, "coap") == 0)

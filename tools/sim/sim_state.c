@@ -52,6 +52,7 @@ static void clear_dynamic_locked(void)
     g_sim.ntasks = 0;
     g_sim.nsubs = 0;
     g_sim.nfaults = 0;
+    sim_groups_free_locked();
     sim_devices_free_locked();
     sim_auth_reset_locked();
     sim_reqlog_clear_locked();
@@ -100,6 +101,9 @@ void sim_state_free(void)
     free(g_sim.cmds);
     free(g_sim.subs);
     free(g_sim.tasks);
+    free(g_sim.groups);
+    g_sim.groups = NULL;
+    g_sim.cap_groups = 0;
     sim_jlog_free(&g_sim.reqlog);
     for (size_t i = 0; i < g_sim.napps; i++)
         free(g_sim.apps[i].calls);

@@ -251,8 +251,12 @@ struct h_resp h_http(const char *method, const char *url, const char *const *hea
         curl_easy_setopt(c, CURLOPT_SSLKEY, key);
     }
     r.curl_rc = (int)curl_easy_perform(c);
-    if (r.curl_rc == CURLE_OK)
+    if (r.curl_rc == CURLE_OK) {
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        char *ct = NULL;
+        if (curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+            snprintf(r.content_type, sizeof r.content_type, "%s", ct);
+    }
     r.body = b.p;
     curl_slist_free_all(hl);
     curl_easy_cleanup(c);

@@ -39,6 +39,7 @@ struct h_resp {
     long status; /* 0 when the transfer failed */
     int curl_rc;
     char *body;
+    char content_type[128]; /* "" when the answer had none */
 };
 void h_resp_free(struct h_resp *r);
 cJSON *h_json(const struct h_resp *r); /* parse or fail the test */

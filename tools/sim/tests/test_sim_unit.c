@@ -118,6 +118,8 @@ START_TEST(opts_parse_errors)
         {"sim", "--plain", "--devices", "-1"},
         {"sim", "--plain", "--push-timeout", "0"},
         {"sim", "--plain", "--report-mode", "both"},
+        {"sim", "--plain", "--history-max", "-1"},
+        {"sim", "--plain", "--history-max", "100001"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct sim_opts o;
@@ -144,6 +146,24 @@ START_TEST(opts_parse_errors)
     ck_assert_int_eq(o.throttle_calls, 5);
     ck_assert(o.push_timeout_s > 0.49 && o.push_timeout_s < 0.51);
     ck_assert(o.probe_interval_s == o.repush_interval_s);
+    /* The device API's defaults: lenient refresh, 1000 history records, group answers per the
+     * reference's table; each flag flips one. */
+    ck_assert(!o.refresh_revokes && !o.devgroup_create_201 && !o.devgroup_ids_empty);
+    ck_assert_int_eq(o.history_max, 1000);
+    char *flags[] = {"sim",
+                     "--plain",
+                     "--app",
+                     "a:b",
+                     "--refresh-revokes",
+                     "--devgroup-create-201",
+                     "--devgroup-ids-empty",
+                     "--history-max",
+                     "0",
+                     NULL};
+    sim_opts_defaults(&o);
+    ck_assert_int_eq(sim_opts_parse(&o, 9, flags, err, sizeof err), OCB_OK);
+    ck_assert(o.refresh_revokes && o.devgroup_create_201 && o.devgroup_ids_empty);
+    ck_assert_int_eq(o.history_max, 0);
 }
 END_TEST
 
