@@ -60,6 +60,8 @@ static void start_bridge(int version, const char *mqtt_extra, bool wait_ready)
                  "\"timeout_ms\":2000},"
                  "\"apps\":[{\"app_id\":\"" APP "\",\"secret\":\"" SECRET "\"},"
                  "{\"app_id\":\"pushOnly\"}],"
+                 /* The link's own answers: no spool in between (test_spool covers it). */
+                 "\"spool\":{\"mode\":\"off\"},"
                  "\"log\":{\"level\":\"debug\"}}",
                  fx_bridge.port, th_fb_url(fb), version,
                  mqtt_extra != NULL && strstr(mqtt_extra, "keepalive_s") ? ""

@@ -26,7 +26,33 @@
 
 static struct th_proc epmd, rabbit;
 static pid_t beam_pid;
+static unsigned long long beam_started; /* its start time, so a reused PID is never signalled */
 static char rabbit_url[64];
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks), 0 when the process is gone. */
+static unsigned long long start_time_of(pid_t pid)
+{
+    char path[64], *text, *p;
+    unsigned long long v = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    text = th_read_file(path, NULL);
+    if (text == NULL)
+        return 0;
+    p = strrchr(text, ')'); /* the command name may hold spaces */
+    for (int field = 2; p != NULL && field < 22; field++)
+        p = strchr(p + 1, ' ');
+    if (p != NULL)
+        v = strtoull(p + 1, NULL, 10);
+    free(text);
+    return v;
+}
+
+/* The VM we started is still running (and its PID not reused by someone else). */
+static bool beam_alive(void)
+{
+    return beam_pid > 0 && beam_started != 0 && start_time_of(beam_pid) == beam_started;
+}
 
 /* The Erlang VM the rabbitmq-server script started (its one child), so that it can be
  * stopped by PID even when the script is gone. */
@@ -97,6 +123,7 @@ static void rabbit_start(void)
     }
     ck_assert_msg(th_wait_port(mqtt, START_MS), "RabbitMQ's MQTT listener did not come up");
     beam_pid = child_of(rabbit.pid);
+    beam_started = beam_pid > 0 ? start_time_of(beam_pid) : 0;
 }
 
 static void rabbit_stop(void)
@@ -104,14 +131,15 @@ static void rabbit_stop(void)
     if (rabbit.pid > 0)
         th_stop(&rabbit, SIGTERM, 30000);
     /* The script stops the VM on SIGTERM; if it could not, stop the VM by its PID. */
-    if (beam_pid > 0 && kill(beam_pid, 0) == 0) {
+    if (beam_alive()) {
         kill(beam_pid, SIGTERM);
-        for (int i = 0; i < 300 && kill(beam_pid, 0) == 0; i++)
+        for (int i = 0; i < 300 && beam_alive(); i++)
             th_sleep_ms(100);
-        if (kill(beam_pid, 0) == 0)
+        if (beam_alive())
             kill(beam_pid, SIGKILL);
     }
     beam_pid = 0;
+    beam_started = 0;
     if (epmd.pid > 0)
         th_stop(&epmd, SIGTERM, 5000);
 }
