@@ -180,6 +180,22 @@ static inline void fx_fault_start(const char *spool_json)
     fx_wait_subscribed();
 }
 
+/* GET /readyz: its status, the body (first line) into why. */
+static inline long fx_readyz(char *why, size_t cap)
+{
+    struct th_http_resp r;
+    char url[128];
+    long status;
+
+    snprintf(url, sizeof(url), "%s/readyz", fx_bridge.base);
+    ck_assert(th_http("GET", url, NULL, 0, NULL, &r));
+    snprintf(why, cap, "%s", r.body != NULL ? r.body : "");
+    why[strcspn(why, "\n")] = '\0';
+    status = r.status;
+    th_http_resp_free(&r);
+    return status;
+}
+
 /* One report from device (n % 4) carrying sequence number n. */
 static inline void fx_report(unsigned seq)
 {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fault_fixture.h"
+#include "th_main.h"
 
 #define SPOOL_OUTAGE "\"spool\":{\"mode\":\"outage\"}"
 
@@ -43,12 +44,16 @@ START_TEST(b_bridge_killed_under_push_load)
 }
 END_TEST
 
-/* The state directory on a 256 KiB tmpfs: with the broker down the spool fills it, pushes get
- * 503 (the platform keeps them and re-pushes), and once the broker is back the drain frees
- * space and the bridge accepts again, without a restart. */
+/* The state directory on a 1 MiB tmpfs that a ballast file (someone else's data) fills to
+ * about 192 KiB free.  With the broker down the spool fills the rest: pushes get 503 (the
+ * platform keeps them and re-pushes) and /readyz says why.  Then space returns (the ballast
+ * is deleted) and the bridge accepts again without a restart; once the broker is back every
+ * report reaches MQTT. */
 START_TEST(e_disk_full)
 {
-    char dir[TH_PATH_MAX];
+    char dir[TH_PATH_MAX], ballast[TH_PATH_MAX + 16], why[256];
+    static char chunk[64 * 1024];
+    FILE *f;
 
     if (geteuid() != 0) {
         fx_report_line("e_disk_full skipped (mounting a small tmpfs needs root)");
@@ -60,19 +65,36 @@ START_TEST(e_disk_full)
     ck_assert(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0);
     th_path(dir, sizeof(dir), "state");
     ck_assert(mkdir(dir, 0700) == 0);
-    ck_assert_msg(mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700") == 0, "mount: %s",
+    ck_assert_msg(mount("tmpfs", dir, "tmpfs", 0, "size=1m,mode=0700") == 0, "mount: %s",
                   strerror(errno));
+    snprintf(ballast, sizeof(ballast), "%s/ballast", dir);
+    f = fopen(ballast, "w");
+    ck_assert_ptr_nonnull(f);
+    memset(chunk, 'x', sizeof(chunk));
+    for (int i = 0; i < 13; i++) /* 832 KiB of 1 MiB */
+        ck_assert(fwrite(chunk, 1, sizeof(chunk), f) == sizeof(chunk));
+    ck_assert(fclose(f) == 0);
+
     fx_fault_start(SPOOL_OUTAGE);
     fx_report_for(10, 1000);
     th_broker_stop(&fx_broker);
-    /* Until the disk is full (bounded: 256 KiB holds a few hundred reports). */
+    /* Until the disk is full (bounded: ~190 KiB hold a few hundred reports). */
     for (long long end = th_now_ms() + 40000;
          fx_metric("ocb_state_write_errors_total") < 1 && th_now_ms() < end;)
-        fx_report_for(40, 500);
+        fx_report_for(40, 250);
     ck_assert_msg(fx_metric("ocb_state_write_errors_total") >= 1, "the disk never filled");
-    fx_report_for(10, 2000); /* answered 503: the platform keeps them */
+    fx_report_for(10, 1000); /* answered 503: the platform keeps them */
+    ck_assert_int_eq(fx_readyz(why, sizeof(why)), 503);
+    fx_report_line("e: /readyz while the disk is full: %s", why);
+
+    ck_assert(unlink(ballast) == 0); /* space returns */
+    for (long long end = th_now_ms() + WAIT_MS; fx_readyz(why, sizeof(why)) != 200;) {
+        ck_assert_msg(th_now_ms() < end, "the bridge did not recover once space returned: %s", why);
+        th_sleep_ms(100);
+    }
+    fx_report_for(10, 1000); /* spooled again */
     th_broker_restart(&fx_broker);
-    fx_report_for(10, 3000);
+    fx_report_for(10, 2000);
     fx_verdict("e_disk_full", false, 60000 * th_time_scale());
     th_bridge_stop(&fx_bridge);
 }
@@ -119,23 +141,15 @@ START_TEST(g_broker_restart_mid_drain)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("fault_push");
-    TCase *tc = tcase_create("push");
-    SRunner *sr;
-    int failed;
+    const TTest *const push[] = {a_broker_down_three_repush_windows,
+                                 b_bridge_killed_under_push_load,
+                                 e_disk_full,
+                                 f_corrupt_state_file,
+                                 g_broker_restart_mid_drain,
+                                 NULL};
+    const struct th_case cases[] = {{"push", NULL, NULL, 300, push}, {NULL}};
 
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, a_broker_down_three_repush_windows);
-    tcase_add_test(tc, b_bridge_killed_under_push_load);
-    tcase_add_test(tc, e_disk_full);
-    tcase_add_test(tc, f_corrupt_state_file);
-    tcase_add_test(tc, g_broker_restart_mid_drain);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return th_main(argc, argv, "fault_push", cases);
 }

@@ -1,0 +1,32 @@
+/*
+ * th_main.h: the one main() of every Check test program.
+ *
+ * A program lists its test cases (name, fixtures, timeout, tests) and hands
+ * them to th_main(), which builds the suite and runs it.  Named on the
+ * command line, only those tests run, so one failing test can be rerun
+ * alone under a debugger or with OCB_TEST_KEEP=1:
+ *
+ *   build-test/tests/it_test_commands retained_command_is_never_executed
+ *   build-test/tests/unit_test_config --list
+ *
+ * A name that matches no test is an error (exit 2), not a silent pass.
+ * Depends on Check only, so unit, integration and fault suites all link it.
+ */
+#ifndef OCB_TEST_MAIN_H
+#define OCB_TEST_MAIN_H
+
+#include <check.h>
+
+struct th_case {
+    const char *name;
+    void (*setup)(void); /* a checked fixture (runs in each test's process); may be NULL */
+    void (*teardown)(void);
+    double timeout_s;          /* 0: Check's default (CK_DEFAULT_TIMEOUT) */
+    const TTest *const *tests; /* NULL-terminated */
+};
+
+/* Run the cases (terminated by an entry whose name is NULL) as one suite.  argv may name
+ * tests to run; "--list" prints every test's name.  Returns the exit status. */
+int th_main(int argc, char **argv, const char *suite, const struct th_case *cases);
+
+#endif
