@@ -43,6 +43,9 @@ struct ocb_platform_reply {
     long status;            /* HTTP status, 0 when there was none */
     const char *body;       /* NUL-terminated, borrowed for the callback; "" when none */
     size_t len;
+    /* No HTTP answer, but the whole request (headers and body) had gone out:
+     * the platform may have acted on it (a create's outcome is unknown). */
+    bool sent;
     char code[32];  /* the platform's error_code/resultcode, "" when none */
     char desc[256]; /* the platform's error text, or why the transport failed */
 };
