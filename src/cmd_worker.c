@@ -94,9 +94,9 @@ struct wapp;
  */
 struct job_reconcile {
     bool unknown;
-    bool querying;     /* the call in flight is the query */
-    long long first_s; /* UTC seconds of the first create attempt; 0 = none yet */
-    long page;
+    bool querying;        /* the call in flight is the query */
+    long long first_s;    /* UTC seconds of the first create attempt; 0 = none yet */
+    long page, page_size; /* page_size 0 = OCB_RECONCILE_PAGE_SIZE */
     char path[PATH_MAX_LEN];
     char *callback_url; /* what the create sent, to compare with */
     struct ocb_reconcile_scan scan;
@@ -1015,8 +1015,10 @@ static enum ocb_err reconcile_call(struct job *job, struct ocb_platform_call *ca
         return OCB_OK;
     }
     long long since = rec->first_s - OCB_RECONCILE_MARGIN_S;
+    if (!rec->page_size)
+        rec->page_size = OCB_RECONCILE_PAGE_SIZE;
     enum ocb_err rc = reconcile_query_path(job->target.device_id, since > 0 ? since : 0, rec->page,
-                                           OCB_RECONCILE_PAGE_SIZE, rec->path, sizeof(rec->path));
+                                           rec->page_size, rec->path, sizeof(rec->path));
     if (rc != OCB_OK)
         return rc;
     call->op = "queryCommands";
@@ -1088,7 +1090,7 @@ static enum reconcile_step reconcile_on_reply(struct ocb_cmd_worker *w, struct j
         enum ocb_err rc =
             reconcile_scan_page(&want, r->body, r->len, reconcile_is_claimed, w, &rec->scan);
         if (rc == OCB_OK) {
-            if (reconcile_scan_more(&rec->scan, rec->page, OCB_RECONCILE_PAGE_SIZE)) {
+            if (reconcile_scan_more(&rec->scan, rec->page, rec->page_size)) {
                 rec->page++;
                 return RECONCILE_NEXT;
             }
@@ -1111,6 +1113,14 @@ static enum reconcile_step reconcile_on_reply(struct ocb_cmd_worker *w, struct j
         failed->cls = OCB_PLATFORM_RETRY;
         snprintf(failed->desc, sizeof(failed->desc), "deviceCommands query answer unusable: %s",
                  ocb_strerror(rc));
+    } else if (r->transport == OCB_ERR_TOO_BIG && rec->page_size > 1) {
+        /* Big commands: a page over platform.max_reply_bytes.  Smaller pages, from the start. */
+        rec->page_size /= 2;
+        rec->page = 0;
+        reconcile_scan_cleanup(&rec->scan);
+        log_info(MOD, NULL, "%s: query page over the reply cap; asking for %ld at a time",
+                 job->answer_topic, rec->page_size);
+        return RECONCILE_NEXT;
     } else {
         /* Even a definite error (4xx) is not an answer to "was it created?": keep asking
          * until the deadline, then say the outcome is unknown. */

@@ -211,10 +211,10 @@ out:
 
 bool reconcile_scan_more(const struct ocb_reconcile_scan *scan, long page_no, long page_size)
 {
-    if (scan->page_items == 0 || page_no < 0 || page_size < 1 ||
-        page_no + 1 >= OCB_RECONCILE_PAGES_MAX)
+    if (scan->page_items == 0 || page_no < 0 || page_size < 1)
         return false;
-    return (long long)(page_no + 1) * page_size < scan->total_size;
+    long long read = (long long)(page_no + 1) * page_size;
+    return read < scan->total_size && read < OCB_RECONCILE_SCAN_MAX;
 }
 
 void reconcile_scan_cleanup(struct ocb_reconcile_scan *scan)

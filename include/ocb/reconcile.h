@@ -32,9 +32,10 @@
 
 /* The query starts this long before the first attempt (clock skew with the platform). */
 #define OCB_RECONCILE_MARGIN_S 60
-/* Commands asked for per page, and pages read at most (a bound, not an expectation). */
+/* Commands asked for per page (halved while a page is over the reply cap), and
+ * commands read at most per query (a bound, not an expectation). */
 #define OCB_RECONCILE_PAGE_SIZE 100
-#define OCB_RECONCILE_PAGES_MAX 20
+#define OCB_RECONCILE_SCAN_MAX  2000
 
 /* What the create asked for.  Every pointer is borrowed. */
 struct ocb_reconcile_want {
@@ -75,7 +76,8 @@ enum ocb_err reconcile_scan_page(const struct ocb_reconcile_want *want, const ch
                                  size_t len, ocb_reconcile_claimed_fn claimed, void *ctx,
                                  struct ocb_reconcile_scan *scan);
 
-/* After page page_no (0-based) of page_size was scanned: is there another one to read? */
+/* After page page_no (0-based) of page_size was scanned: is there another one to read
+ * (within totalSize and OCB_RECONCILE_SCAN_MAX)? */
 bool reconcile_scan_more(const struct ocb_reconcile_scan *scan, long page_no, long page_size);
 
 /* Frees scan->resource and zeroes *scan.  NULL is a no-op. */

@@ -59,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* More pages only when this one had items and the total says so, and never without bound. */
     if (reconcile_scan_more(&scan, page_no, OCB_RECONCILE_PAGE_SIZE)) {
         REQUIRE(scan.page_items > 0);
-        REQUIRE(page_no + 1 < OCB_RECONCILE_PAGES_MAX);
+        REQUIRE((page_no + 1) * OCB_RECONCILE_PAGE_SIZE < OCB_RECONCILE_SCAN_MAX);
         REQUIRE((page_no + 1) * OCB_RECONCILE_PAGE_SIZE < scan.total_size);
     }
     if (scan.found) {

@@ -174,6 +174,33 @@ START_TEST(no_answer_to_the_query_before_the_deadline_is_outcome_unknown)
 }
 END_TEST
 
+START_TEST(the_query_pages_within_the_reply_cap)
+{
+    /* Replies capped at 1 KiB: a page of a few commands is over it, so the bridge asks for
+     * smaller pages until one fits, and reads them all. */
+    fx_start(NULL, NULL, SLOW ",\"max_reply_bytes\":1024");
+    char answer[256];
+    fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
+    publish_cmd(0, "p1", 1);
+    publish_cmd(0, "p2", 2);
+    cJSON *a = fx_answer(answer, 1);
+    cJSON_Delete(a);
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"method\":\"POST\","
+                           "\"drop_after\":true,\"count\":1}");
+    publish_cmd(0, "p3", 3);
+    a = fx_answer(answer, 2);
+    assert_ok(a, true);
+    ck_assert_str_eq(fx_str(a, "correlationId"), "p3");
+    cJSON_Delete(a);
+    cJSON *cmds = sim_commands(0);
+    ck_assert_int_eq(cJSON_GetArraySize(cmds), 3);
+    cJSON_Delete(cmds);
+    ck_assert_int_ge(fx_count("GET", CMD_PATH, 200), 3); /* too big, ..., then pages */
+    ck_assert(th_log_contains(&fx_bridge.proc, "over the reply cap"));
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+}
+END_TEST
+
 static Suite *reconcile_suite(void)
 {
     Suite *s = suite_create("commands_reconcile");
@@ -183,6 +210,7 @@ static Suite *reconcile_suite(void)
     tcase_add_test(tc, two_identical_lost_creates_adopt_one_each);
     tcase_add_test(tc, a_create_the_platform_never_processed_is_created_once);
     tcase_add_test(tc, no_answer_to_the_query_before_the_deadline_is_outcome_unknown);
+    tcase_add_test(tc, the_query_pages_within_the_reply_cap);
     suite_add_tcase(s, tc);
     return s;
 }

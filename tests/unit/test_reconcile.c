@@ -206,7 +206,9 @@ START_TEST(odd_pages)
     p = "{\"pagination\":{\"totalSize\":100000},\"data\":[{}]}";
     ck_assert_int_eq(reconcile_scan_page(&want_base, p, strlen(p), NULL, NULL, &scan), OCB_OK);
     ck_assert(reconcile_scan_more(&scan, 0, 1));
-    ck_assert(!reconcile_scan_more(&scan, OCB_RECONCILE_PAGES_MAX - 1, 1));
+    ck_assert(reconcile_scan_more(&scan, OCB_RECONCILE_SCAN_MAX - 2, 1));
+    ck_assert(!reconcile_scan_more(&scan, OCB_RECONCILE_SCAN_MAX - 1, 1));
+    ck_assert(!reconcile_scan_more(&scan, OCB_RECONCILE_SCAN_MAX / 100 - 1, 100));
     /* A match without a usable commandId cannot be adopted. */
     char r[600];
     resource(r, sizeof(r), "", DEV, "Light", "SET", want_base.paras, CB, "20231114T221400Z", NULL);
