@@ -94,6 +94,7 @@ struct wapp;
  */
 struct job_reconcile {
     bool unknown;
+    bool grace;           /* the first query after an unanswered create is yet to come */
     bool querying;        /* the call in flight is the query */
     long long first_s;    /* UTC seconds of the first create attempt; 0 = none yet */
     long page, page_size; /* page_size 0 = OCB_RECONCILE_PAGE_SIZE */
@@ -975,6 +976,7 @@ static void reconcile_begin(struct job *job, long long first_s)
 {
     struct job_reconcile *rec = &job->rec;
     rec->unknown = true;
+    rec->grace = true;
     rec->querying = false;
     rec->page = 0;
     if (!rec->first_s || first_s < rec->first_s)
@@ -991,14 +993,15 @@ static void reconcile_note_create(struct job *job, const struct ocb_platform_rep
 }
 
 /*
- * Retry delay while the outcome is unknown: at least platform.timeout_ms, so
- * a platform that is merely slow (still working on the create we gave up on)
- * has had as long again to store it before we ask whether it did.
+ * The delay before the first query after an unanswered create: at least
+ * platform.timeout_ms, so a platform that is merely slow (still working on
+ * the create we gave up on) has had as long again to store it before we ask
+ * whether it did.  Later retries of the query back off as usual.
  */
 static unsigned reconcile_delay(const struct ocb_cmd_worker *w, const struct job *job,
                                 unsigned delay)
 {
-    if (job->rec.unknown && delay < w->cfg->platform.timeout_ms)
+    if (job->rec.unknown && job->rec.grace && delay < w->cfg->platform.timeout_ms)
         return w->cfg->platform.timeout_ms;
     return delay;
 }
@@ -1026,6 +1029,7 @@ static enum ocb_err reconcile_call(struct job *job, struct ocb_platform_call *ca
     call->path = rec->path;
     call->body = NULL;
     rec->querying = true;
+    rec->grace = false;
     return OCB_OK;
 }
 
@@ -1102,8 +1106,8 @@ static enum reconcile_step reconcile_on_reply(struct ocb_cmd_worker *w, struct j
              * be lost too, the query starts from the first attempt again. */
             log_info(MOD, NULL,
                      "%s: the platform has no command from the unanswered create "
-                     "(%u match(es), all already ours); creating it",
-                     job->answer_topic, rec->scan.matches);
+                     "(%u identical one(s), all already ours); creating it",
+                     job->answer_topic, rec->scan.claimed);
             count_reconciliation("created");
             rec->unknown = false;
             reconcile_scan_cleanup(&rec->scan);
