@@ -60,11 +60,11 @@ START_TEST(a_create_whose_answer_was_lost_is_adopted)
     fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
     publish_cmd(0, "r1", 3);
     cJSON *a = fx_answer(answer, 0);
-    assert_ok(a, true);
-    ck_assert_str_eq(fx_str(a, "correlationId"), "r1");
-    /* Exactly one command exists, and the answer names it. */
+    /* Exactly one command exists (a blind retry makes two), and the answer names it. */
     cJSON *cmds = sim_commands(0);
     ck_assert_int_eq(cJSON_GetArraySize(cmds), 1);
+    assert_ok(a, true);
+    ck_assert_str_eq(fx_str(a, "correlationId"), "r1");
     ck_assert_str_eq(fx_str(a, "commandId"), command_id_of(cJSON_GetArrayItem(cmds, 0)));
     /* The platform's resource is passed on as for a normal create. */
     const cJSON *platform = cJSON_GetObjectItem(a, "platform");
