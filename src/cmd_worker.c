@@ -19,10 +19,15 @@
  * Outcomes: success, a definite platform error, or, when retries (5xx,
  * network, timeouts, throttling) run past platform.command_deadline_s,
  * PLATFORM_UNREACHABLE; a job that never got a turn before its deadline is
- * EXPIRED_IN_QUEUE.  Retrying a create after a timeout can create the
- * command twice if the platform did receive the first one; the platform has
- * no idempotency key, so the brief's "retry until the deadline" is followed
- * and this is logged.
+ * EXPIRED_IN_QUEUE.
+ *
+ * Creates never double.  The platform has no idempotency key, so a create
+ * that went out and got no answer (a timeout, the connection lost after
+ * sending) has an unknown outcome; its next call is not a create but a query
+ * of the device's commands since the first attempt, and a command with the
+ * same content that no other job of ours claimed is adopted (see the
+ * reconcile_* functions and reconcile.h).  Only when even the query cannot be
+ * answered before the deadline is the answer OUTCOME_UNKNOWN.
  *
  * The rate limiter is a sliding window per app (rate_limit.h says why a
  * window and not a bucket).  Throttle answers still happen (other clients
@@ -57,6 +62,7 @@
 #include "ocb/metrics.h"
 #include "ocb/platform_client.h"
 #include "ocb/rate_limit.h"
+#include "ocb/reconcile.h"
 #include "ocb/requesters.h"
 #include "ocb/subscriptions.h"
 
@@ -71,6 +77,7 @@
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
 #define LAST_TRY_MARGIN_MS   200
+#define RECONCILE_CLAIMS 1024 /* commandIds of this bridge's creates, remembered */
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -113,6 +120,22 @@ enum job_state {
     JOB_ANSWERED, /* the answer is out (or in the outbox); freed next */
 };
 
+/*
+ * A create's reconciliation state (reconcile_* functions).  unknown: a
+ * create went out and got no answer, so the next call is the query, page by
+ * page, and then either the adoption or a create.
+ */
+struct job_reconcile {
+    bool unknown;
+    bool grace;           /* the first query after an unanswered create is yet to come */
+    bool querying;        /* the call in flight is the query */
+    long long first_s;    /* UTC seconds of the first create attempt; 0 = none yet */
+    long page, page_size; /* page_size 0 = OCB_RECONCILE_PAGE_SIZE */
+    char path[PATH_MAX_LEN];
+    char *callback_url; /* what the create sent, to compare with */
+    struct ocb_reconcile_scan scan;
+};
+
 struct job {
     struct job *next;
     struct ocb_cmd_worker *w;
@@ -137,6 +160,7 @@ struct job {
     char last_code[32];
     char last_text[256];
     char last_desc[320]; /* code and text, for logs */
+    struct job_reconcile rec;
 };
 
 /* Per-app state, worker thread only. */
@@ -186,9 +210,11 @@ struct ocb_cmd_worker {
     struct outmsg *out_head, *out_tail;
     unsigned n_out;
     unsigned rand_state;
-    int64_t subs_next_ms;       /* 0 = no subscription sync due */
-    struct ocb_subs_sync *subs; /* the sync under way, or NULL */
-    uint64_t seen[2048];        /* dispatch's per-pass device set (SEEN_SLOTS) */
+    int64_t subs_next_ms;              /* 0 = no subscription sync due */
+    struct ocb_subs_sync *subs;        /* the sync under way, or NULL */
+    uint64_t seen[2048];               /* dispatch's per-pass device set (SEEN_SLOTS) */
+    uint64_t claims[RECONCILE_CLAIMS]; /* hashes of commandIds created or adopted (a ring) */
+    unsigned claims_next;
 };
 
 static void count_outcome(const char *outcome)
@@ -564,6 +590,8 @@ static void job_free(struct job *job)
     if (!job)
         return;
     command_req_cleanup(&job->req);
+    reconcile_scan_cleanup(&job->rec.scan);
+    free(job->rec.callback_url);
     free(job->response_topic);
     free(job->corr);
     free(job->body);
@@ -614,6 +642,8 @@ static enum ocb_err job_prepare(struct ocb_cmd_worker *w, struct job *job)
                                   job->app->cfg->push_token, url, sizeof(url));
         if (rc == OCB_OK)
             rc = command_create_body(&job->req, job->target.device_id, url, &job->body);
+        if (rc == OCB_OK && !(job->rec.callback_url = ocb_strdup_or_null(url)))
+            rc = OCB_ERR_NOMEM;
         snprintf(job->path, sizeof(job->path), "%s", PATH_COMMANDS);
         job->method = "POST";
         job->op = "createCommand";
@@ -764,8 +794,12 @@ static void answer_platform_error(struct ocb_cmd_worker *w, const struct job *jo
  * no: its 403/1010009 is passed on (retryable).  Anything else (5xx, no
  * answer, timeouts) is PLATFORM_UNREACHABLE.
  */
+static bool reconcile_answer_unknown(struct ocb_cmd_worker *w, const struct job *job);
+
 static void answer_unreachable(struct ocb_cmd_worker *w, struct job *job)
 {
+    if (reconcile_answer_unknown(w, job))
+        return;
     if (job->last_cls == OCB_PLATFORM_THROTTLED) {
         answer_platform_error(w, job, job->last_status, job->last_code, job->last_text, true);
         return;
@@ -787,6 +821,225 @@ static void remember_failure(struct job *job, const struct ocb_platform_reply *r
              r->desc);
 }
 
+/* ---- create reconciliation (worker thread)
+ *
+ * The narrow interface to a job: reconcile_note_create() after each create
+ * attempt, reconcile_call() when a call is built, reconcile_on_reply() for
+ * the query's answers, reconcile_answer_unknown() at the deadline, and
+ * reconcile_claim() for every commandId a create of ours got.  A journal that
+ * finds a create in state `sending` at start would call reconcile_begin().
+ */
+
+static uint64_t device_hash(const char *s);
+
+static void count_reconciliation(const char *result)
+{
+    char labels[64];
+    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+    metrics_counter_add("ocb_command_reconciliations_total", labels, 1);
+}
+
+/* Remember that command_id is ours, so no other job adopts it. */
+static void reconcile_claim(struct ocb_cmd_worker *w, const char *command_id)
+{
+    w->claims[w->claims_next] = device_hash(command_id);
+    w->claims_next = (w->claims_next + 1) % RECONCILE_CLAIMS;
+}
+
+static bool reconcile_is_claimed(void *ctx, const char *command_id)
+{
+    const struct ocb_cmd_worker *w = ctx;
+    uint64_t h = device_hash(command_id);
+    for (size_t i = 0; i < RECONCILE_CLAIMS; i++)
+        if (w->claims[i] == h)
+            return true;
+    return false;
+}
+
+/* The create's outcome is unknown from now on: its next call is the query. */
+static void reconcile_begin(struct job *job, long long first_s)
+{
+    struct job_reconcile *rec = &job->rec;
+    rec->unknown = true;
+    rec->grace = true;
+    rec->querying = false;
+    rec->page = 0;
+    if (!rec->first_s || first_s < rec->first_s)
+        rec->first_s = first_s;
+    reconcile_scan_cleanup(&rec->scan);
+}
+
+/* After a create attempt: did it go out and get no answer? */
+static void reconcile_note_create(struct job *job, const struct ocb_platform_reply *r)
+{
+    if (job->req.kind == OCB_COMMAND_CREATE && r->transport != OCB_OK && r->sent &&
+        r->cls == OCB_PLATFORM_RETRY)
+        reconcile_begin(job, job->rec.first_s);
+}
+
+/*
+ * The delay before the first query after an unanswered create: at least
+ * platform.timeout_ms, so a platform that is merely slow (still working on
+ * the create we gave up on) has had as long again to store it before we ask
+ * whether it did.  Later retries of the query back off as usual.
+ */
+static unsigned reconcile_delay(const struct ocb_cmd_worker *w, const struct job *job,
+                                unsigned delay)
+{
+    if (job->rec.unknown && job->rec.grace && delay < w->cfg->platform.timeout_ms)
+        return w->cfg->platform.timeout_ms;
+    return delay;
+}
+
+/* Dispatch: the call to make for job, the query while the outcome is unknown. */
+static enum ocb_err reconcile_call(struct job *job, struct ocb_platform_call *call)
+{
+    struct job_reconcile *rec = &job->rec;
+    if (job->req.kind != OCB_COMMAND_CREATE)
+        return OCB_OK;
+    if (!rec->unknown) {
+        if (!rec->first_s)
+            rec->first_s = (long long)time(NULL);
+        return OCB_OK;
+    }
+    long long since = rec->first_s - OCB_RECONCILE_MARGIN_S;
+    if (!rec->page_size)
+        rec->page_size = OCB_RECONCILE_PAGE_SIZE;
+    enum ocb_err rc = reconcile_query_path(job->target.device_id, since > 0 ? since : 0, rec->page,
+                                           rec->page_size, rec->path, sizeof(rec->path));
+    if (rc != OCB_OK)
+        return rc;
+    call->op = "queryCommands";
+    call->method = "GET";
+    call->path = rec->path;
+    call->body = NULL;
+    rec->querying = true;
+    rec->grace = false;
+    return OCB_OK;
+}
+
+enum reconcile_step {
+    RECONCILE_ANSWERED, /* adopted and answered: finish the job */
+    RECONCILE_NEXT,     /* the next page, or the create: call again at once */
+    RECONCILE_FAILED,   /* the query failed: *failed says how, retry it like any call */
+};
+
+/* Answer job with the command the query found (the normal success answer, reconciled). */
+static void reconcile_adopt(struct ocb_cmd_worker *w, const struct job *job, long status)
+{
+    const struct ocb_reconcile_scan *scan = &job->rec.scan;
+    struct answer a = job_answer(job);
+    struct ocb_command_outcome o = {
+        .correlation_id = job->req.correlation_id,
+        .ok = true,
+        .http_status = status,
+        .platform_body = scan->resource,
+        .platform_len = scan->resource_len,
+        .reconciled = true,
+    };
+    char *payload = NULL;
+    size_t len = 0;
+    reconcile_claim(w, scan->command_id);
+    count_reconciliation("adopted");
+    if (command_response_format(&o, &payload, &len) != OCB_OK) {
+        answer_bridge(w, true, &a, OCB_CMD_INTERNAL, status,
+                      "out of memory answering an adopted command", true);
+        return;
+    }
+    count_outcome("ok");
+    log_info(MOD, NULL,
+             "%s: the create's answer was lost; adopted command %s the platform created "
+             "(%u match(es), %u already ours)",
+             job->answer_topic, scan->command_id, scan->matches, scan->claimed);
+    if (job->response_topic)
+        answer_and_remember(w, job, scan->command_id, payload, len);
+    else
+        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+    free(payload);
+}
+
+/* The query's answer.  On RECONCILE_FAILED *failed is the reply to retry on. */
+static enum reconcile_step reconcile_on_reply(struct ocb_cmd_worker *w, struct job *job,
+                                              const struct ocb_platform_reply *r,
+                                              struct ocb_platform_reply *failed)
+{
+    struct job_reconcile *rec = &job->rec;
+    rec->querying = false;
+    if (r->cls == OCB_PLATFORM_OK) {
+        const struct ocb_reconcile_want want = {
+            .device_id = job->target.device_id,
+            .service_id = job->req.service_id,
+            .method = job->req.method,
+            .paras = job->req.paras,
+            .callback_url = job->rec.callback_url,
+            .expire_time = job->req.expire_time,
+            .max_retransmit = job->req.max_retransmit,
+            .since_s = rec->first_s - OCB_RECONCILE_MARGIN_S,
+        };
+        enum ocb_err rc =
+            reconcile_scan_page(&want, r->body, r->len, reconcile_is_claimed, w, &rec->scan);
+        if (rc == OCB_OK) {
+            if (reconcile_scan_more(&rec->scan, rec->page, rec->page_size)) {
+                rec->page++;
+                return RECONCILE_NEXT;
+            }
+            if (rec->scan.found) {
+                reconcile_adopt(w, job, r->status);
+                return RECONCILE_ANSWERED;
+            }
+            /* Not there: the platform never took the create.  Create it now; should that
+             * be lost too, the query starts from the first attempt again. */
+            log_info(MOD, NULL,
+                     "%s: the platform has no command from the unanswered create "
+                     "(%u identical one(s), all already ours); creating it",
+                     job->answer_topic, rec->scan.claimed);
+            count_reconciliation("created");
+            rec->unknown = false;
+            reconcile_scan_cleanup(&rec->scan);
+            return RECONCILE_NEXT;
+        }
+        *failed = *r;
+        failed->cls = OCB_PLATFORM_RETRY;
+        snprintf(failed->desc, sizeof(failed->desc), "deviceCommands query answer unusable: %s",
+                 ocb_strerror(rc));
+    } else if (r->transport == OCB_ERR_TOO_BIG && rec->page_size > 1) {
+        /* Big commands: a page over platform.max_reply_bytes.  Smaller pages, from the start. */
+        rec->page_size /= 2;
+        rec->page = 0;
+        reconcile_scan_cleanup(&rec->scan);
+        log_info(MOD, NULL, "%s: query page over the reply cap; asking for %ld at a time",
+                 job->answer_topic, rec->page_size);
+        return RECONCILE_NEXT;
+    } else {
+        /* Even a definite error (4xx) is not an answer to "was it created?": keep asking
+         * until the deadline, then say the outcome is unknown. */
+        *failed = *r;
+        if (failed->cls == OCB_PLATFORM_FAILED)
+            failed->cls = OCB_PLATFORM_RETRY;
+    }
+    /* Start the query over: a page that failed may be followed by a changed list. */
+    rec->page = 0;
+    reconcile_scan_cleanup(&rec->scan);
+    return RECONCILE_FAILED;
+}
+
+/* At the deadline: if the create's outcome is still unknown, say so (and true). */
+static bool reconcile_answer_unknown(struct ocb_cmd_worker *w, const struct job *job)
+{
+    if (!job->rec.unknown)
+        return false;
+    char desc[480];
+    snprintf(desc, sizeof(desc),
+             "the platform may have created the command: a create went unanswered and its "
+             "commands could not be queried within %u s (%u attempt(s)); last: %s",
+             w->cfg->platform.command_deadline_s, job->attempts,
+             job->last_desc[0] ? job->last_desc : "no answer");
+    count_reconciliation("unknown");
+    struct answer a = job_answer(job);
+    answer_bridge(w, true, &a, OCB_CMD_OUTCOME_UNKNOWN, job->last_status, desc, false);
+    return true;
+}
+
 static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 {
     struct job *job = ctx;
@@ -804,6 +1057,25 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
                       "the bridge stopped before the platform answered", true);
         job_finish(w, job);
         return;
+    }
+    struct ocb_platform_reply failed_query;
+    if (job->rec.querying) {
+        switch (reconcile_on_reply(w, job, r, &failed_query)) {
+        case RECONCILE_ANSWERED:
+            app->throttle_backoff_ms = 0;
+            job_finish(w, job);
+            return;
+        case RECONCILE_NEXT: /* the next page, or the create: at once */
+            app->throttle_backoff_ms = 0;
+            job_to(job, JOB_BACKOFF);
+            job->next_try_ms = now;
+            return;
+        case RECONCILE_FAILED:
+            r = &failed_query; /* retried below, like any failed call */
+            break;
+        }
+    } else {
+        reconcile_note_create(job, r);
     }
     if (r->cls == OCB_PLATFORM_OK) {
         app->throttle_backoff_ms = 0;
@@ -827,8 +1099,12 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         count_outcome("ok");
         log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
                  r->status, job->attempts);
-        if (job->req.kind == OCB_COMMAND_CREATE && job->response_topic &&
-            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK)
+        bool have_id =
+            job->req.kind == OCB_COMMAND_CREATE &&
+            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK;
+        if (have_id)
+            reconcile_claim(w, command_id);
+        if (have_id && job->response_topic)
             answer_and_remember(w, job, command_id, payload, len);
         else
             answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
@@ -878,12 +1154,10 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     } else {
         unsigned shift = job->attempts > 6 ? 5 : job->attempts - 1; /* attempts >= 1 here */
         unsigned base = RETRY_BASE_MS << shift;
-        delay = jitter(w, base > RETRY_MAX_MS ? RETRY_MAX_MS : base);
+        delay = reconcile_delay(w, job, jitter(w, base > RETRY_MAX_MS ? RETRY_MAX_MS : base));
         log_warn(MOD, NULL, "%s: %s attempt %u failed (%s), retrying in %u ms%s", job->answer_topic,
                  job->op, job->attempts, job->last_desc, delay,
-                 (job->req.kind == OCB_COMMAND_CREATE && r->transport == OCB_ERR_TIMEOUT)
-                     ? "; the platform may have created it already"
-                     : "");
+                 job->rec.unknown ? "; its outcome is unknown, querying the platform first" : "");
     }
     job->next_try_ms = now + delay;
     if (job->next_try_ms >= job->deadline_ms) {
@@ -986,7 +1260,9 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     .path = job->path,
                     .body = job->body,
                 };
-                enum ocb_err rc = platform_client_submit(w->pc, &call, on_reply, job);
+                enum ocb_err rc = reconcile_call(job, &call);
+                if (rc == OCB_OK)
+                    rc = platform_client_submit(w->pc, &call, on_reply, job);
                 if (rc != OCB_OK) {
                     struct answer a = job_answer(job);
                     answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
@@ -1198,6 +1474,9 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
                      "changes");
     metrics_describe("ocb_commands_total", OCB_METRIC_COUNTER,
                      "MQTT commands by outcome (ok, platform_error or a bridge code)");
+    metrics_describe("ocb_command_reconciliations_total", OCB_METRIC_COUNTER,
+                     "Creates whose answer was lost, by result of the query: adopted, created, "
+                     "unknown");
     metrics_describe("ocb_command_queue_depth", OCB_METRIC_GAUGE,
                      "Commands accepted and not yet answered");
     metrics_describe("ocb_platform_throttled_total", OCB_METRIC_COUNTER,

@@ -39,6 +39,7 @@ static const char *const code_names[] = {
     [OCB_CMD_INVALID_REPLY] = "INVALID_REPLY",
     [OCB_CMD_SHUTTING_DOWN] = "SHUTTING_DOWN",
     [OCB_CMD_INTERNAL] = "INTERNAL",
+    [OCB_CMD_OUTCOME_UNKNOWN] = "OUTCOME_UNKNOWN",
 };
 
 const char *command_code_name(enum ocb_command_code code)
@@ -471,6 +472,8 @@ enum ocb_err command_response_format(const struct ocb_command_outcome *o, char *
         lift_string(root, body, "commandId");
         lift_string(root, body, "taskId");
         lift_string(root, body, "status");
+        if (o->reconciled)
+            cJSON_AddTrueToObject(root, "reconciled");
         cJSON_AddItemToObject(root, "platform", body);
     } else {
         cJSON *err = cJSON_CreateObject();

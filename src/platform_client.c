@@ -61,6 +61,7 @@ struct request {
     struct app *app;
     enum req_kind kind;
     char *op, *method, *path, *body;
+    size_t body_len, body_pos; /* the body is handed to libcurl by read_body() */
     ocb_platform_done done;
     void *ctx;
     CURL *easy;
@@ -212,6 +213,35 @@ static enum ocb_err transport_error(CURLcode cc)
     default:
         return OCB_ERR_IO;
     }
+}
+
+/*
+ * The request body goes through a read callback instead of POSTFIELDS for one
+ * reason: libcurl silently re-sends a request whose reused connection died
+ * without an answer ("Connection died, retrying a fresh connect").  For a
+ * create that the platform did process, that is a second command.  A body
+ * that cannot be rewound once any of it was read makes libcurl fail that
+ * retry with CURLE_SEND_FAIL_REWIND instead, which transfer_done() reports
+ * as sent-without-answer, and the command worker reconciles.
+ */
+static size_t read_body(char *buf, size_t size, size_t nmemb, void *userp)
+{
+    struct request *req = userp;
+    size_t n = size * nmemb, left = req->body_len - req->body_pos;
+    if (n > left)
+        n = left;
+    memcpy(buf, req->body + req->body_pos, n);
+    req->body_pos += n;
+    return n;
+}
+
+static int seek_body(void *userp, curl_off_t offset, int origin)
+{
+    const struct request *req = userp;
+    /* Rewinding what was never read is harmless; anything else would re-send. */
+    if (origin == SEEK_SET && offset == 0 && req->body_pos == 0)
+        return CURL_SEEKFUNC_OK;
+    return CURL_SEEKFUNC_CANTSEEK;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
@@ -367,6 +397,8 @@ static enum ocb_err start_transfer(struct ocb_platform_client *pc, struct reques
     }
     curl_slist_free_all(req->headers);
     req->headers = NULL;
+    req->body_len = req->body ? strlen(req->body) : 0;
+    req->body_pos = 0;
     req->len = 0;
     req->buf[0] = '\0';
     req->too_big = false;
@@ -434,8 +466,12 @@ static enum ocb_err start_transfer(struct ocb_platform_client *pc, struct reques
         if (strcmp(req->method, "POST") != 0)
             SETOPT(CURLOPT_CUSTOMREQUEST, req->method);
         if (req->body) {
-            SETOPT(CURLOPT_POSTFIELDS, req->body);
-            SETOPT(CURLOPT_POSTFIELDSIZE, (long)strlen(req->body));
+            SETOPT(CURLOPT_POST, 1L);
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+            SETOPT(CURLOPT_READFUNCTION, read_body);
+            SETOPT(CURLOPT_READDATA, req);
+            SETOPT(CURLOPT_SEEKFUNCTION, seek_body);
+            SETOPT(CURLOPT_SEEKDATA, req);
         } else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
             SETOPT(CURLOPT_POSTFIELDS, "");
             SETOPT(CURLOPT_POSTFIELDSIZE, 0L);
@@ -681,6 +717,21 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
     complete(pc, req, r);
 }
 
+/*
+ * A failed transfer: had libcurl written the whole request?  REQUEST_SIZE
+ * counts header bytes sent, SIZE_UPLOAD body bytes; a request that never
+ * left (no connection, TLS failure) has none of either.
+ */
+static bool request_sent(CURL *easy, const struct request *req)
+{
+    long header_bytes = 0;
+    curl_off_t body_bytes = 0;
+    if (curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &header_bytes) != CURLE_OK ||
+        curl_easy_getinfo(easy, CURLINFO_SIZE_UPLOAD_T, &body_bytes) != CURLE_OK)
+        return false;
+    return header_bytes > 0 && body_bytes >= 0 && (size_t)body_bytes >= req->body_len;
+}
+
 static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode cc)
 {
     struct request *req = NULL;
@@ -706,7 +757,10 @@ static void transfer_done(struct ocb_platform_client *pc, CURL *easy, CURLcode c
                                 : (req->errbuf[0] ? req->errbuf : curl_easy_strerror(cc)));
         r.body = req->buf;
         r.len = req->len;
-        log_warn(MOD, NULL, "%s %s (%s): %s", req->method, req->path, req->op, r.desc);
+        /* A refused rewind means libcurl wanted to re-send a request that had gone out. */
+        r.sent = cc == CURLE_SEND_FAIL_REWIND || request_sent(easy, req);
+        log_warn(MOD, NULL, "%s %s (%s): %s%s", req->method, req->path, req->op, r.desc,
+                 r.sent ? " (after the request was sent)" : "");
     } else {
         long status = 0;
         curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);

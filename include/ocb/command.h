@@ -44,7 +44,8 @@ enum ocb_command_code {
     OCB_CMD_PLATFORM_UNREACHABLE,
     OCB_CMD_INVALID_REPLY, /* the platform answered 2xx with something unusable */
     OCB_CMD_SHUTTING_DOWN,
-    OCB_CMD_INTERNAL, /* out of memory and the like */
+    OCB_CMD_INTERNAL,        /* out of memory and the like */
+    OCB_CMD_OUTCOME_UNKNOWN, /* a create went out unanswered and could not be reconciled */
 };
 
 /* "INVALID_PAYLOAD", ...; "OK" for OCB_CMD_OK.  Never NULL. */
@@ -117,6 +118,7 @@ struct ocb_command_outcome {
     /* ok: the platform's reply body (a JSON object) */
     const char *platform_body;
     size_t platform_len;
+    bool reconciled; /* ok: adopted after a lost answer ("reconciled":true) */
     /* !ok */
     const char *code;   /* platform error code ("1010009") or a bridge word */
     const char *desc;   /* one line */
@@ -126,7 +128,8 @@ struct ocb_command_outcome {
 
 /*
  * Render the commandResponse JSON.  For ok outcomes commandId (or taskId for
- * cancel tasks) and status are lifted from the platform body; a body that is
+ * cancel tasks) and status are lifted from the platform body (for a
+ * reconciled create, the command resource found by the query); a body that is
  * not a JSON object gives OCB_ERR_PROTOCOL (the caller answers
  * INVALID_REPLY).  *out is a new NUL-terminated string the caller frees.
  */

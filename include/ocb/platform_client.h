@@ -10,7 +10,10 @@
  *
  * Retrying, rate limiting and deadlines are the caller's business (the
  * command worker): a completed call reports a class (ok, token, throttled,
- * retryable, failed) that tells the caller what to do.
+ * retryable, failed) that tells the caller what to do.  A request whose body
+ * went out is never re-sent behind the caller's back (libcurl would, on a
+ * reused connection that died without an answer); the reply says `sent`
+ * instead, so the caller can find out what the platform did.
  *
  * Threads: not thread-safe.  Everything runs on one thread (the command
  * worker, or main for `ocbridge subscribe`); completions run on that thread
@@ -43,6 +46,9 @@ struct ocb_platform_reply {
     long status;            /* HTTP status, 0 when there was none */
     const char *body;       /* NUL-terminated, borrowed for the callback; "" when none */
     size_t len;
+    /* No HTTP answer, but the whole request (headers and body) had gone out:
+     * the platform may have acted on it (a create's outcome is unknown). */
+    bool sent;
     char code[32];  /* the platform's error_code/resultcode, "" when none */
     char desc[256]; /* the platform's error text, or why the transport failed */
 };

@@ -273,6 +273,17 @@ START_TEST(response_ok)
     ck_assert_uint_eq(len, strlen(out));
     free(out);
 
+    /* A create adopted after its answer was lost says so. */
+    o.reconciled = true;
+    o.http_status = 200;
+    ck_assert_int_eq(command_response_format(&o, &out, &len), OCB_OK);
+    ck_assert_str_eq(out, "{\"correlationId\":\"c-1\",\"ok\":true,\"httpStatus\":200,"
+                          "\"commandId\":\"5c25\",\"status\":\"SENT\",\"reconciled\":true,"
+                          "\"platform\":"
+                          "{\"commandId\":\"5c25\",\"status\":\"SENT\",\"deviceId\":\"d\"}}");
+    free(out);
+    o.reconciled = false;
+
     o.platform_body = "not json";
     o.platform_len = 8;
     ck_assert_int_eq(command_response_format(&o, &out, &len), OCB_ERR_PROTOCOL);
@@ -339,6 +350,7 @@ START_TEST(code_names)
     ck_assert_str_eq(command_code_name(OCB_CMD_RETAINED_COMMAND_IGNORED),
                      "RETAINED_COMMAND_IGNORED");
     ck_assert_str_eq(command_code_name(OCB_CMD_PLATFORM_UNREACHABLE), "PLATFORM_UNREACHABLE");
+    ck_assert_str_eq(command_code_name(OCB_CMD_OUTCOME_UNKNOWN), "OUTCOME_UNKNOWN");
     ck_assert_str_eq(command_code_name((enum ocb_command_code)999), "INTERNAL");
 }
 END_TEST

@@ -187,7 +187,8 @@ struct sim_resp {
     int status;
     char *body; /* heap, owned; NULL = empty */
     const char *content_type;
-    bool drop; /* close the connection without answering */
+    bool drop;      /* close the connection without answering */
+    bool processed; /* with drop: the request was handled; status and body are what it withheld */
 };
 
 const char *sim_req_query(const struct sim_req *r, const char *key);
@@ -354,6 +355,7 @@ struct sim_fault {
     bool resultcode_shape;
     char body_200_error[32];
     bool drop_connection;
+    bool drop_after; /* handle the request normally, then close without answering */
     long hits;
 };
 

@@ -82,18 +82,25 @@ static void route_locked(const struct sim_req *req, struct sim_resp *resp)
 
 void sim_api_handle(const struct sim_req *req, struct sim_resp *resp)
 {
-    struct sim_fault f;
+    struct sim_fault f = {0};
     sim_state_lock();
     bool fired = sim_faults_match_locked(req->method, req->path, &f);
     sim_state_unlock();
     bool answered = fired && apply_fault(&f, resp);
     sim_state_lock();
-    if (!answered)
+    if (!answered) {
         route_locked(req, resp);
+        if (fired && f.drop_after) {
+            /* Processed, state changed; only the answer is lost on the way. */
+            resp->drop = true;
+            resp->processed = true;
+        }
+    }
     sim_reqlog_add_locked(req, resp);
     sim_state_unlock();
     if (resp->drop)
-        SIM_INFO("api", "%s %s -> connection dropped (fault)", req->method, req->path);
+        SIM_INFO("api", "%s %s -> connection dropped (fault)%s", req->method, req->path,
+                 resp->processed ? " after processing it" : "");
     else
         SIM_DEBUG("api", "%s %s -> %d%s", req->method, req->path, resp->status,
                   answered ? " (fault)" : "");

@@ -4,8 +4,11 @@
  * A rule matches by method and path prefix, fires with probability `rate` for at most `count`
  * requests, and then delays (latency_ms), drops the connection, answers an error status, or
  * answers HTTP 200 with an error body (the platform's habit for e.g. 100428).  A rule with only a
- * latency lets the request through after the delay.  Rules are checked in order; the first that
- * fires wins.  Faulted requests bypass authentication and throttling, like a failing gateway.
+ * latency lets the request through after the delay.  drop_after lets the request through too and
+ * then closes the connection instead of sending the answer: the platform acted (a command was
+ * created) but the client never learns it, the case a create reconciliation exists for.  Rules are
+ * checked in order; the first that fires wins.  Faulted requests bypass authentication and
+ * throttling, like a failing gateway.
  */
 #include "sim.h"
 
@@ -42,9 +45,9 @@ static bool read_num(const cJSON *spec, const char *key, double min, double max,
 
 static bool parse_rule(const cJSON *spec, struct sim_fault *f, char *err, size_t errlen)
 {
-    static const char *known[] = {"path_prefix", "method",         "rate",           "count",
-                                  "latency_ms",  "status",         "error_code",     "error_desc",
-                                  "shape",       "body_200_error", "drop_connection"};
+    static const char *known[] = {
+        "path_prefix", "method",     "rate",  "count",          "latency_ms",      "status",
+        "error_code",  "error_desc", "shape", "body_200_error", "drop_connection", "drop_after"};
     memset(f, 0, sizeof *f);
     f->rate = 1.0;
     f->count = -1;
@@ -91,6 +94,16 @@ static bool parse_rule(const cJSON *spec, struct sim_fault *f, char *err, size_t
         return false;
     }
     f->drop_connection = cJSON_IsTrue(drop);
+    const cJSON *after = cJSON_GetObjectItemCaseSensitive(spec, "drop_after");
+    if (after && !cJSON_IsBool(after)) {
+        snprintf(err, errlen, "drop_after: expected true or false");
+        return false;
+    }
+    f->drop_after = cJSON_IsTrue(after);
+    if (f->drop_after && (f->drop_connection || status != 0 || f->body_200_error[0])) {
+        snprintf(err, errlen, "drop_after: cannot be combined with another answer");
+        return false;
+    }
     f->resultcode_shape = strcmp(shape, "resultcode") == 0;
     f->count = (long)count;
     f->latency_ms = (long)latency;
@@ -145,6 +158,7 @@ cJSON *sim_faults_json_locked(void)
         cJSON_AddStringToObject(o, "shape", f->resultcode_shape ? "resultcode" : "error_code");
         cJSON_AddStringToObject(o, "body_200_error", f->body_200_error);
         cJSON_AddBoolToObject(o, "drop_connection", f->drop_connection);
+        cJSON_AddBoolToObject(o, "drop_after", f->drop_after);
         cJSON_AddNumberToObject(o, "hits", (double)f->hits);
         cJSON_AddItemToArray(arr, o);
     }

@@ -138,7 +138,12 @@ void sim_reqlog_add_locked(const struct sim_req *req, const struct sim_resp *res
     cJSON_AddItemToObject(o, "headers", kv_object(req->headers, req->nheaders));
     /* Bodies are logged as text; a body with NULs is cut at the first one. */
     cJSON_AddStringToObject(o, "body", req->body ? req->body : "");
-    if (resp->drop) {
+    if (resp->drop && resp->processed) {
+        /* drop_after: what the simulator did, and that the client never saw it. */
+        cJSON_AddNumberToObject(o, "status", resp->status);
+        cJSON_AddStringToObject(o, "response", resp->body ? resp->body : "");
+        cJSON_AddTrueToObject(o, "dropped");
+    } else if (resp->drop) {
         cJSON_AddNullToObject(o, "status");
         cJSON_AddStringToObject(o, "response", "");
         cJSON_AddTrueToObject(o, "dropped");

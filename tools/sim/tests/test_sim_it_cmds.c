@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CMDS   "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define CANCEL "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -340,6 +341,63 @@ START_TEST(pending_until_online_limit_cancel)
 }
 END_TEST
 
+/* count of a GET on the API port: pagination.totalSize */
+static int total_size(const char *path)
+{
+    struct h_resp r = h_api(&s, "GET", path, "app1", tok, NULL);
+    h_expect(&r, 200, NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    int n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint;
+    cJSON_Delete(j);
+    return n;
+}
+
+START_TEST(drop_after_creates_then_drops)
+{
+    start(NULL);
+    admin_ok("POST", "/faults",
+             "{\"path_prefix\":\"" CMDS "\",\"method\":\"POST\",\"drop_after\":true,\"count\":1}",
+             200);
+    struct h_resp r = create(dev, NULL);
+    ck_assert_int_eq(r.status, 0); /* processed, but no answer at all */
+    ck_assert_int_ne(r.curl_rc, 0);
+    h_resp_free(&r);
+    /* The command exists, and the query a reconciling client makes finds it: by device and by
+     * creation time, not before. */
+    r = h_admin(&s, "GET", "/commands", NULL);
+    cJSON *j = h_json(&r);
+    h_resp_free(&r);
+    ck_assert_int_eq(cJSON_GetArraySize(j), 1);
+    cJSON_Delete(j);
+    char path[256], since[17];
+    time_t t = time(NULL) - 60;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(since, sizeof since, "%Y%m%dT%H%M%SZ", &tm);
+    snprintf(path, sizeof path, CMDS "?deviceId=%s&startTime=%s&pageSize=10", dev, since);
+    ck_assert_int_eq(total_size(path), 1);
+    snprintf(path, sizeof path, CMDS "?deviceId=%s&startTime=20990101T000000Z", dev);
+    ck_assert_int_eq(total_size(path), 0);
+    ck_assert_int_eq(total_size(CMDS "?deviceId=no-such-device"), 0);
+    /* The request log holds what was withheld, marked dropped. */
+    r = h_admin(&s, "GET", "/requests?path=" CMDS, NULL);
+    j = h_json(&r);
+    h_resp_free(&r);
+    cJSON *e = cJSON_GetArrayItem(j, 0);
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(e, "dropped")));
+    ck_assert_int_eq(cJSON_GetObjectItem(e, "status")->valueint, 201);
+    ck_assert_ptr_nonnull(strstr(cJSON_GetObjectItem(e, "response")->valuestring, "commandId"));
+    cJSON_Delete(j);
+    /* count exhausted: the next create is answered. */
+    free(create_ok(NULL, "SENT"));
+    /* drop_after with another answer is refused. */
+    admin_ok("POST", "/faults", "{\"drop_after\":true,\"status\":500}", 400);
+    admin_ok("POST", "/faults", "{\"drop_after\":1}", 400);
+    stop();
+}
+END_TEST
+
 START_TEST(query_paging_and_time_filter)
 {
     start(NULL);
@@ -480,6 +538,7 @@ int main(void)
     tcase_add_test(tc, unknown_device_flags);
     tcase_add_test(tc, pending_until_online_limit_cancel);
     tcase_add_test(tc, query_paging_and_time_filter);
+    tcase_add_test(tc, drop_after_creates_then_drops);
     tcase_add_test(tc, failures_timeouts_expiry_manual);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
