@@ -205,6 +205,52 @@ static void wait_for_stop(struct running *st)
     }
 }
 
+/* ---- the broker's subscription set across runs (issue 11) */
+
+#define SUBS_META_KEY "mqtt.subscriptions"
+#define SUBS_MAX      16
+
+/* paho's callback thread, after the broker granted every filter: remember the set, so
+ * that a later run with another prefix or shared group takes back what it no longer wants. */
+static void remember_subscriptions(void *ctx, const char *const *filters, size_t n)
+{
+    char text[OCB_STATE_META_MAX];
+    size_t len = 0;
+
+    text[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(text + len, sizeof(text) - len, "%s%s", i > 0 ? "\n" : "", filters[i]);
+
+        if (w < 0 || (size_t)w >= sizeof(text) - len) {
+            log_warn(MOD, NULL, "the subscribed filters do not fit the state store's meta value");
+            return;
+        }
+        len += (size_t)w;
+    }
+    state_meta_set_async(ctx, SUBS_META_KEY, text);
+}
+
+/* Before the link starts: hand it what an earlier run subscribed. */
+static enum ocb_err recall_subscriptions(struct ocb_state *state, struct ocb_mqtt_link *link)
+{
+    char text[OCB_STATE_META_MAX + 1];
+    const char *filters[SUBS_MAX];
+    size_t n = 0;
+
+    if (state_meta_get(state, SUBS_META_KEY, text, sizeof(text)) == OCB_OK) {
+        for (char *f = text; *f != '\0' && n < SUBS_MAX;) {
+            char *nl = strchr(f, '\n');
+
+            filters[n++] = f;
+            if (nl == NULL)
+                break;
+            *nl = '\0';
+            f = nl + 1;
+        }
+    }
+    return mqtt_link_set_previous_subscriptions(link, filters, n, remember_subscriptions, state);
+}
+
 /* Runs the daemon; st->cfg is the configuration to start with.  On return,
  * st->cfg is the last one in use and the retired ones are freed. */
 static int run(struct running *st)
@@ -267,7 +313,9 @@ static int run(struct running *st)
                  "extension (Mosquitto, EMQX, HiveMQ, VerneMQ do; RabbitMQ 3.x and aedes take "
                  "the filter as a literal topic and deliver no command)",
                  cfg->mqtt.shared_group, cfg->mqtt.version);
-    rc = mqtt_link_start(link);
+    rc = recall_subscriptions(state, link);
+    if (rc == OCB_OK)
+        rc = mqtt_link_start(link);
     if (rc != OCB_OK)
         goto out;
     rc = http_rx_new(cfg, link, &rx);

@@ -531,6 +531,53 @@ enum ocb_err state_meta_set(struct ocb_state *st, const char *key, const char *v
     return state_run(st, meta_write, &kv);
 }
 
+/* A meta write of its own, with copies of key and value: freed by its done. */
+struct meta_async {
+    struct ocb_state_op op;
+    struct meta_kv kv;
+    char text[]; /* key NUL value NUL */
+};
+
+static int meta_async_write(sqlite3 *db, void *ctx)
+{
+    struct meta_async *m = ctx;
+
+    return meta_write(db, &m->kv);
+}
+
+static void meta_async_done(void *ctx, enum ocb_err rc)
+{
+    struct meta_async *m = ctx;
+
+    if (rc != OCB_OK)
+        log_warn(MOD, NULL, "meta %s not saved: %s", m->kv.key, ocb_strerror(rc));
+    free(m);
+}
+
+enum ocb_err state_meta_set_async(struct ocb_state *st, const char *key, const char *value)
+{
+    size_t kl = strlen(key), vl = strlen(value);
+    struct meta_async *m;
+    enum ocb_err rc;
+
+    if (kl > OCB_STATE_META_MAX || vl > OCB_STATE_META_MAX)
+        return OCB_ERR_TOO_BIG;
+    m = calloc(1, sizeof(*m) + kl + vl + 2);
+    if (m == NULL)
+        return OCB_ERR_NOMEM;
+    memcpy(m->text, key, kl + 1);
+    memcpy(m->text + kl + 1, value, vl + 1);
+    m->kv.key = m->text;
+    m->kv.value = m->text + kl + 1;
+    m->op.fn = meta_async_write;
+    m->op.done = meta_async_done;
+    m->op.ctx = m;
+    rc = state_submit(st, &m->op);
+    if (rc != OCB_OK)
+        free(m); /* done never runs when submit fails */
+    return rc;
+}
+
 enum ocb_err state_meta_get(struct ocb_state *st, const char *key, char *out, size_t cap)
 {
     sqlite3_stmt *s = NULL;

@@ -100,6 +100,9 @@ enum ocb_err state_run(struct ocb_state *st, ocb_state_write_fn fn, void *ctx);
  * OCB_ERR_TOO_BIG when it does not fit cap.  set: durable on return. */
 enum ocb_err state_meta_get(struct ocb_state *st, const char *key, char *out, size_t cap);
 enum ocb_err state_meta_set(struct ocb_state *st, const char *key, const char *value);
+/* The same without waiting (key and value are copied): for threads that must not block,
+ * such as paho's callback thread.  A write that fails later is logged. */
+enum ocb_err state_meta_set_async(struct ocb_state *st, const char *key, const char *value);
 
 /* The database's path (valid until state_close()). */
 const char *state_path(const struct ocb_state *st);

@@ -50,7 +50,8 @@ static void start_bridge(int version, const char *mqtt_extra, bool wait_ready)
     char cfg[4096];
     int n;
 
-    fx_bridge.port = th_free_port();
+    if (fx_bridge.port == 0) /* a restart keeps the port, and with it the state directory */
+        fx_bridge.port = th_free_port();
     n = snprintf(cfg, sizeof(cfg),
                  "{\"http\":{\"listen\":\"127.0.0.1:%d\",\"retry_after_s\":3},"
                  "\"mqtt\":{\"url\":\"%s\",\"client_id\":\"" CLIENT_ID "\",\"version\":%d,"
@@ -323,6 +324,23 @@ START_TEST(test_resumed_session_drops_plain_filters)
 }
 END_TEST
 
+/* A run under another topic_prefix: the state store remembers what the last run was
+ * granted, so the old prefix's filters are taken back and its commands no longer arrive. */
+START_TEST(test_changed_prefix_drops_the_old_filters)
+{
+    char set[512];
+
+    fb = th_fb_start(NULL);
+    start_bridge(5, ",\"topic_prefix\":\"old\"", true);
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+    start_bridge(5, NULL, true);
+    ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/command"));
+    ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/commandCancel"));
+    th_fb_session(fb, CLIENT_ID, set, sizeof(set));
+    ck_assert_str_eq(set, F_CMD "\n" F_CANCEL);
+}
+END_TEST
+
 /* Mosquitto, end to end: the restart that adds mqtt.shared_group (the natural way to add a
  * second bridge) finds the plain filter still in the persistent session.  The bridge drops
  * it, so one MQTT command creates one platform command, not two. */
@@ -395,6 +413,7 @@ static Suite *suite(void)
     tcase_add_test(t, test_refused_v5_hints_version_4);
     tcase_add_test(t, test_shared_group_v4_warns);
     tcase_add_test(t, test_resumed_session_drops_plain_filters);
+    tcase_add_test(t, test_changed_prefix_drops_the_old_filters);
     tcase_add_test(t, test_adding_shared_group_creates_each_command_once);
     tcase_add_test(t, test_empty_payload_is_a_clear_v4);
     suite_add_tcase(s, t);
