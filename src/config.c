@@ -15,6 +15,7 @@
  * reading the file, checking that referenced files are readable, and getenv.
  */
 #include "ocb/config.h"
+#include "ocb/coord.h"
 #include "ocb/grammar.h"
 #include "ocb/notify.h"
 
@@ -112,6 +113,13 @@ static const struct key keys[] = {
     NUM("platform.max_in_flight", K_UINT, platform.max_in_flight, 4, 1, 256),
     NUM("platform.command_deadline_s", K_UINT, platform.command_deadline_s, 120, 1, 172800),
     NUM("platform.max_command_bytes", K_SIZE, platform.max_command_bytes, 65536, 64, 16 << 20),
+
+    STR("coordination.redis_url", coordination.redis_url, ""),
+    STR("coordination.replica_id", coordination.replica_id, ""),
+    STR("coordination.key_prefix", coordination.key_prefix, "ocb"),
+    NUM("coordination.local_rate_share_pct", K_UINT, coordination.local_rate_share_pct, 50, 1, 100),
+    NUM("coordination.connect_timeout_ms", K_UINT, coordination.connect_timeout_ms, 500, 10, 60000),
+    NUM("coordination.timeout_ms", K_UINT, coordination.timeout_ms, 250, 10, 60000),
 
     NUM("log.level", K_LEVEL, log.level, OCB_LOG_INFO, 0, 0),
     NUM("log.format", K_FORMAT, log.format, OCB_LOG_TEXT, 0, 0),
@@ -727,6 +735,22 @@ static enum ocb_err check(struct loader *ld)
     if ((rc = check_pair(ld, "platform.cert_file", cfg->platform.cert_file, "platform.key_file",
                          cfg->platform.key_file)) != OCB_OK)
         return rc;
+
+    if (cfg->coordination.redis_url[0]) {
+        struct ocb_coord_url cu;
+        char cwhy[160];
+        if (coord_url_parse(cfg->coordination.redis_url, &cu, cwhy, sizeof(cwhy)) != OCB_OK)
+            return fail(ld, "coordination.redis_url", "%s", cwhy);
+    }
+    if (strlen(cfg->coordination.replica_id) >= OCB_COORD_REPLICA_MAX - 16 ||
+        (cfg->coordination.replica_id[0] &&
+         (why = grammar_level_problem(cfg->coordination.replica_id,
+                                      strlen(cfg->coordination.replica_id))) != NULL))
+        return fail(ld, "coordination.replica_id", "must be one topic level of up to %d bytes",
+                    OCB_COORD_REPLICA_MAX - 17);
+    if (!cfg->coordination.key_prefix[0] || strlen(cfg->coordination.key_prefix) > 64 ||
+        strpbrk(cfg->coordination.key_prefix, "{} \t\r\n"))
+        return fail(ld, "coordination.key_prefix", "must be 1..64 bytes without braces or spaces");
 
     for (size_t i = 0; i < cfg->n_apps; i++) {
         struct ocb_app *app = &cfg->apps[i];

@@ -31,6 +31,7 @@
 
 #include "ocb/cmd_worker.h"
 #include "ocb/config.h"
+#include "ocb/coord.h"
 #include "ocb/http_rx.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
@@ -195,6 +196,12 @@ static void wait_for_stop(struct running *st)
     }
 }
 
+/* A /readyz note hook. */
+static bool redis_unreachable(void *ctx)
+{
+    return coord_degraded(ctx);
+}
+
 /* Runs the daemon; st->cfg is the configuration to start with.  On return,
  * st->cfg is the last one in use and the retired ones are freed. */
 static int run(struct running *st)
@@ -203,6 +210,7 @@ static int run(struct running *st)
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
     struct ocb_cmd_worker *worker = NULL;
+    struct ocb_coord *coord = NULL;
     enum ocb_err rc;
     int status = 1;
 
@@ -215,10 +223,20 @@ static int run(struct running *st)
     rc = mqtt_link_new(cfg, &link);
     if (rc != OCB_OK)
         goto out;
+    /* Several replicas: the coord thread first, so the worker finds Redis. */
+    if (cfg->coordination.redis_url[0]) {
+        rc = coord_new(cfg, &coord);
+        if (rc == OCB_OK)
+            rc = coord_start(coord);
+        if (rc != OCB_OK)
+            goto out;
+    }
     /* The command half exists only when some app has a secret: it must
      * register its subscriptions before the link first connects. */
     if (config_commands_enabled(cfg)) {
         rc = cmd_worker_new(cfg, link, &worker);
+        if (rc == OCB_OK && coord != NULL)
+            cmd_worker_set_coord(worker, coord);
         if (rc == OCB_OK)
             rc = cmd_worker_attach(worker);
         if (rc == OCB_OK)
@@ -249,6 +267,11 @@ static int run(struct running *st)
             goto out;
         http_rx_set_command_status_hook(rx, cmd_worker_on_status, worker);
     }
+    if (coord != NULL) {
+        rc = http_rx_add_ready_note(rx, "degraded: redis unreachable", redis_unreachable, coord);
+        if (rc != OCB_OK)
+            goto out;
+    }
     rc = http_rx_start(rx);
     if (rc != OCB_OK)
         goto out;
@@ -270,10 +293,13 @@ out:
     /* Commands next, while the link can still carry their answers. */
     if (worker != NULL)
         cmd_worker_stop(worker, CMD_DRAIN_MS);
+    /* Its thread publishes forwarded statuses: stop it while the link works. */
+    coord_stop(coord);
     if (link != NULL)
         mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
     http_rx_free(rx);
     cmd_worker_free(worker);
+    coord_free(coord);
     mqtt_link_free(link);
     for (size_t i = 0; i < st->n_retired; i++)
         config_free(st->retired[i]);
