@@ -144,6 +144,7 @@ struct job {
     unsigned attempts;
     enum job_state state;
     char rate_member[OCB_COORD_VALUE_MAX]; /* the shared window's slot of the call in flight */
+    bool in_rate_local;                    /* the call in flight counts in app->rate_local */
     /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
     long last_status;
     enum ocb_platform_class last_cls;
@@ -502,12 +503,80 @@ static void publish_status(void *ctx, const struct ocb_requester *r, const char 
  * before the answer: until the insert, its statuses are only kept, and the
  * insert replays them.
  */
+/* A requester to share once the broker has the answer (coord.h). */
+struct acked_put {
+    struct ocb_coord *coord;
+    struct ocb_requester e;
+    int64_t ttl_ms;
+};
+
+/*
+ * paho's thread (or whichever ends the publish): the answer on the response
+ * topic is with the broker, so another replica's forwarded status can no
+ * longer overtake it there.  Queued for coord's thread: this one must not
+ * wait on Redis.  Shared even when the publish failed: the answer is then
+ * in the outbox, and losing the statuses would be worse than a reorder.
+ */
+static void share_after_ack(void *ctx, enum ocb_err rc)
+{
+    struct acked_put *p = ctx;
+    (void)rc;
+    enum ocb_err qrc = coord_requester_put_async(p->coord, &p->e, p->ttl_ms);
+    if (qrc != OCB_OK)
+        log_warn(MOD, NULL, "requester of %s not shared: %s", p->e.command_id, ocb_strerror(qrc));
+    free(p);
+}
+
+/*
+ * With coordination: the answer on its commandResponse topic, then on the
+ * response topic with share_after_ack as its done.  Publishes from two
+ * replicas travel on two connections, so "shared after published" is not
+ * enough for order; "shared after the broker acknowledged" is.
+ */
+static void answer_and_share(struct ocb_cmd_worker *w, const struct job *job,
+                             const struct ocb_requester *e, int64_t life_ms, const char *payload,
+                             size_t len)
+{
+    answer_publish(w, true, job->answer_topic, NULL, NULL, 0, payload, len);
+    struct acked_put *p = malloc(sizeof(*p));
+    enum ocb_err rc = OCB_ERR_NOMEM;
+    if (p) {
+        p->coord = w->coord;
+        p->e = *e;
+        p->ttl_ms = life_ms;
+        struct ocb_mqtt_pub pub = {
+            .topic = job->response_topic,
+            .payload = payload,
+            .len = len,
+            .notify_type = "commandResponse",
+            .content_type = "application/json",
+            .correlation = job->corr,
+            .correlation_len = job->corr_len,
+        };
+        /* Keep the order of answers: once something waits, queue behind it. */
+        rc = w->out_head ? OCB_ERR_FULL : mqtt_link_publish(w->link, &pub, share_after_ack, p);
+    }
+    if (rc == OCB_OK)
+        return; /* share_after_ack owns p */
+    free(p);
+    outbox_add(w, job->response_topic, payload, len, job->corr, job->corr_len);
+    if ((rc = coord_requester_put(w->coord, e, life_ms)) != OCB_OK)
+        log_warn(MOD, NULL,
+                 "%s: requester of %s not shared (%s): statuses pushed to another replica will "
+                 "not reach %s",
+                 job->answer_topic, e->command_id, ocb_strerror(rc), job->response_topic);
+}
+
+/*
+ * Worker thread: publish a create's answer, then remember its requester.
+ * In that order no status of this command can reach the response topic
+ * before the answer: until the insert, its statuses are only kept, and the
+ * insert replays them.
+ */
 static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
                                 const char *command_id, const char *payload, size_t len)
 {
     int64_t now = ocb_now_ms();
-    answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
-                   payload, len);
     /* The entry lives as long as statuses can come: the command's cache
      * time (platform default 48 h) plus the device retransmission window. */
     int64_t life_ms =
@@ -515,6 +584,11 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
     struct ocb_requester e;
     enum ocb_err rc = requesters_entry_fill(&e, job->target.app_id, command_id, job->response_topic,
                                             job->corr, job->corr_len, now + life_ms);
+    if (w->coord && rc == OCB_OK)
+        answer_and_share(w, job, &e, life_ms, payload, len);
+    else
+        answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
+                       payload, len);
     bool evicted = false;
     if (rc == OCB_OK)
         rc = requesters_insert(w->requesters, &e, now, publish_status, w, &evicted);
@@ -523,14 +597,6 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
     if (rc != OCB_OK)
         log_warn(MOD, NULL, "%s: statuses of %s will not reach %s: %s", job->answer_topic,
                  command_id, job->response_topic, ocb_strerror(rc));
-    /* After the answer, like the local insert: a replica that finds it can
-     * forward statuses without overtaking the commandResponse. */
-    enum ocb_err crc;
-    if (rc == OCB_OK && w->coord && (crc = coord_requester_put(w->coord, &e, life_ms)) != OCB_OK)
-        log_warn(MOD, NULL,
-                 "%s: requester of %s not shared (%s): statuses pushed to another "
-                 "replica will not reach %s",
-                 job->answer_topic, command_id, ocb_strerror(crc), job->response_topic);
 }
 
 void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
@@ -831,7 +897,9 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     assert(job->state == JOB_SENDING);
     w->in_flight--;
     rate_limit_completed(&app->rate, now);
-    rate_limit_completed(&app->rate_local, now);
+    if (job->in_rate_local)
+        rate_limit_completed(&app->rate_local, now);
+    job->in_rate_local = false;
     if (job->rate_member[0]) {
         (void)coord_rate_done(w->coord, app->cfg->app_id, job->rate_member);
         job->rate_member[0] = '\0';
@@ -1058,7 +1126,12 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     job_finish(w, job);
                 } else {
                     rate_limit_sent(&app->rate);
-                    rate_limit_sent(&app->rate_local);
+                    /* The share window keeps the recent past too, as far as it
+                     * holds it, so a switch to degraded mode starts from it. */
+                    if (rate_limit_allows(&app->rate_local, now, NULL)) {
+                        rate_limit_sent(&app->rate_local);
+                        job->in_rate_local = true;
+                    }
                     job->attempts++;
                     job_to(job, JOB_SENDING);
                     w->in_flight++;

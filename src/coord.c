@@ -114,7 +114,7 @@ struct conn {
     atomic_bool down;
 };
 
-enum op_kind { OP_STATUS, OP_DEDUP };
+enum op_kind { OP_STATUS, OP_DEDUP, OP_PUT };
 
 struct op {
     struct op *next;
@@ -127,6 +127,9 @@ struct op {
     bool final;
     int64_t final_keep_ms;
     ocb_requester_emit emit;
+    /* OP_PUT */
+    struct ocb_requester put;
+    int64_t put_ttl_ms;
     /* OP_DEDUP */
     uint64_t hash;
     unsigned window_s;
@@ -521,7 +524,8 @@ void coord_stop(struct ocb_coord *c)
         o = next;
     }
     if (dropped)
-        log_warn(MOD, NULL, "%u status forward(s) dropped at shutdown", dropped);
+        log_warn(MOD, NULL, "%u queued status forward(s) or requester(s) dropped at shutdown",
+                 dropped);
 }
 
 void coord_free(struct ocb_coord *c)
@@ -739,7 +743,16 @@ enum ocb_err coord_rate_done(struct ocb_coord *c, const char *app_id, const char
     return rc;
 }
 
+static enum ocb_err requester_put(struct ocb_coord *c, struct conn *cn,
+                                  const struct ocb_requester *e, int64_t ttl_ms);
+
 enum ocb_err coord_requester_put(struct ocb_coord *c, const struct ocb_requester *e, int64_t ttl_ms)
+{
+    return requester_put(c, &c->sync, e, ttl_ms);
+}
+
+static enum ocb_err requester_put(struct ocb_coord *c, struct conn *cn,
+                                  const struct ocb_requester *e, int64_t ttl_ms)
 {
     char key[KEY_MAX], px[24];
     if (key_for(c, key, e->app_id, "req", e->command_id) != OCB_OK)
@@ -752,7 +765,7 @@ enum ocb_err coord_requester_put(struct ocb_coord *c, const struct ocb_requester
         4,           strlen(LUA_REQUESTER_PUT), 1,         strlen(key), strlen(e->response_topic),
         e->corr_len, strlen(c->replica),        strlen(px)};
     redisReply *r;
-    enum ocb_err rc = cmd(c, &c->sync, "requester", 8, argv, lens, &r);
+    enum ocb_err rc = cmd(c, cn, "requester", 8, argv, lens, &r);
     if (r)
         freeReplyObject(r);
     return rc;
@@ -839,6 +852,24 @@ enum ocb_err coord_status_forward(struct ocb_coord *c, const char *app_id, const
     enum ocb_err rc = enqueue(c, o);
     if (rc != OCB_OK)
         op_free(o);
+    return rc;
+}
+
+enum ocb_err coord_requester_put_async(struct ocb_coord *c, const struct ocb_requester *e,
+                                       int64_t ttl_ms)
+{
+    if (!c || !e)
+        return OCB_ERR_INVALID;
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return OCB_ERR_NOMEM;
+    o->kind = OP_PUT;
+    o->put = *e;
+    o->put_ttl_ms = ttl_ms;
+    o->due_ms = ocb_now_ms();
+    enum ocb_err rc = enqueue(c, o);
+    if (rc != OCB_OK)
+        free(o);
     return rc;
 }
 
@@ -995,6 +1026,8 @@ static void *coord_main(void *arg)
         bool finished = true;
         if (due->kind == OP_DEDUP)
             run_dedup(c, due);
+        else if (due->kind == OP_PUT)
+            (void)requester_put(c, &c->own, &due->put, due->put_ttl_ms);
         else
             finished = run_status(c, due);
         pthread_mutex_lock(&c->mu);

@@ -299,8 +299,9 @@ out:
         mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
     http_rx_free(rx);
     cmd_worker_free(worker);
-    coord_free(coord);
     mqtt_link_free(link);
+    /* After the link: its last publish callbacks may still queue for coord (refused then). */
+    coord_free(coord);
     for (size_t i = 0; i < st->n_retired; i++)
         config_free(st->retired[i]);
     st->n_retired = 0;

@@ -154,6 +154,11 @@ enum ocb_err coord_status_forward(struct ocb_coord *c, const char *app_id, const
                                   const char *body, size_t len, bool final, int64_t final_keep_ms,
                                   ocb_requester_emit emit, void *ctx);
 
+/* coord_requester_put from any thread: queued for the coord thread (entry copied).
+ * OCB_ERR_FULL / OCB_ERR_STOPPED / OCB_ERR_NOMEM: not queued. */
+enum ocb_err coord_requester_put_async(struct ocb_coord *c, const struct ocb_requester *e,
+                                       int64_t ttl_ms);
+
 /* Result of coord_dedup_seen: rc OCB_OK and seen; otherwise Redis could not say (fall back). */
 typedef void (*ocb_coord_seen_fn)(void *ctx, enum ocb_err rc, bool seen);
 

@@ -111,8 +111,9 @@ static void redis_start(void)
     if (redis_pid == 0) {
         if (!freopen("/dev/null", "w", stdout))
             _exit(126);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--dir", redis_dir, "--loglevel", "warning", (char *)NULL);
+        execl(getenv("OCB_REDIS_BIN") ? getenv("OCB_REDIS_BIN") : "/usr/bin/redis-server",
+              "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly",
+              "no", "--dir", redis_dir, "--loglevel", "warning", (char *)NULL);
         _exit(127);
     }
     /* Ready when it accepts a connection (bounded: 10 s). */
