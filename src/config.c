@@ -544,7 +544,8 @@ static enum ocb_err check_app_env(struct loader *ld)
  * OCB_* names stay free for ${VAR} expansion and the scripts' own settings. */
 static enum ocb_err check_section_env(struct loader *ld)
 {
-    static const char *const sections[] = {"OCB_HTTP_", "OCB_MQTT_", "OCB_PLATFORM_", "OCB_LOG_"};
+    static const char *const sections[] = {"OCB_HTTP_", "OCB_MQTT_", "OCB_PLATFORM_", "OCB_LOG_",
+                                           "OCB_COORDINATION_"};
 
     for (char **e = environ; *e != NULL; e++) {
         size_t n = strcspn(*e, "=");
@@ -563,7 +564,8 @@ static enum ocb_err check_section_env(struct loader *ld)
             env_entry_name(*e, name, sizeof(name));
             return fail(ld, "environment",
                         "%s names no configuration key (OCB_HTTP_*, OCB_MQTT_*, "
-                        "OCB_PLATFORM_* and OCB_LOG_* variables must be keys)",
+                        "OCB_PLATFORM_*, OCB_COORDINATION_* and OCB_LOG_* variables must be "
+                        "keys)",
                         name);
         }
     }
