@@ -498,6 +498,24 @@ static void publish_status(void *ctx, const struct ocb_requester *r, const char 
 }
 
 /*
+ * A create without a requester: tell the other replicas there is nothing to
+ * forward, so that they do not look for one each time a status arrives.
+ */
+static void share_no_requester(struct ocb_cmd_worker *w, const struct job *job,
+                               const char *command_id)
+{
+    struct ocb_requester e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.app_id, sizeof(e.app_id), "%s", job->target.app_id);
+    snprintf(e.command_id, sizeof(e.command_id), "%s", command_id);
+    int64_t life_ms =
+        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
+    enum ocb_err rc = coord_requester_put_async(w->coord, &e, life_ms);
+    if (rc != OCB_OK)
+        log_debug(MOD, NULL, "command %s not marked in redis: %s", command_id, ocb_strerror(rc));
+}
+
+/*
  * Worker thread: publish a create's answer, then remember its requester.
  * In that order no status of this command can reach the response topic
  * before the answer: until the insert, its statuses are only kept, and the
@@ -617,9 +635,10 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     bool known = requesters_on_status(w->requesters, app_id, command_id, body, len, final,
                                       FINAL_GRACE_MS, ocb_now_ms(), publish_status, w);
     /* Another replica may have created it: coord's thread asks Redis and
-     * publishes from there (this is an MHD thread; it must not wait). */
+     * publishes from there (this is an MHD thread; it must not wait).  A
+     * final status goes there in any case, to shorten the shared entry. */
     enum ocb_err rc;
-    if (!known && w->coord &&
+    if ((!known || final) && w->coord &&
         (rc = coord_status_forward(w->coord, app_id, command_id, body, len, final, FINAL_GRACE_MS,
                                    publish_status, w)) != OCB_OK)
         log_warn(MOD, NULL, "status of %s not looked up in redis: %s", command_id,
@@ -933,11 +952,16 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         count_outcome("ok");
         log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
                  r->status, job->attempts);
-        if (job->req.kind == OCB_COMMAND_CREATE && job->response_topic &&
-            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK)
+        bool created =
+            job->req.kind == OCB_COMMAND_CREATE &&
+            command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK;
+        if (created && job->response_topic) {
             answer_and_remember(w, job, command_id, payload, len);
-        else
+        } else {
             answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+            if (created && w->coord)
+                share_no_requester(w, job, command_id);
+        }
         free(payload);
         job_finish(w, job);
         return;

@@ -933,17 +933,20 @@ static bool run_status(struct ocb_coord *c, struct op *o)
                                              corr->type == REDIS_REPLY_STRING ? corr->len : 0, 0);
     freeReplyObject(r);
     /* The creating replica's own map forwards its statuses (it also holds the
-     * ones that overtake the answer); forwarding here too would duplicate. */
+     * ones that overtake the answer); forwarding here too would duplicate.  A
+     * command without a requester is stored with an empty topic (frc fails):
+     * found, nothing to forward, no retries. */
     if (frc == OCB_OK && strcmp(replica, c->replica) != 0) {
         o->emit(o->ctx, &e, o->body, o->len);
         count(c, "ocb_coord_statuses_forwarded_total", "app", o->app_id);
-        if (o->final) {
-            char px[24];
-            snprintf(px, sizeof(px), "%" PRId64, o->final_keep_ms);
-            const char *pargv[] = {"PEXPIRE", key, px};
-            if (cmd(c, &c->own, "PEXPIRE requester", 3, pargv, NULL, &r) == OCB_OK)
-                freeReplyObject(r);
-        }
+    }
+    /* Whoever sees the final status cuts the entry's life to the grace time. */
+    if (o->final) {
+        char px[24];
+        snprintf(px, sizeof(px), "%" PRId64, o->final_keep_ms);
+        const char *pargv[] = {"PEXPIRE", key, px};
+        if (cmd(c, &c->own, "PEXPIRE requester", 3, pargv, NULL, &r) == OCB_OK)
+            freeReplyObject(r);
     }
     return true;
 }

@@ -144,9 +144,10 @@ enum ocb_err coord_lease(struct ocb_coord *c, const char *app_id, const char *na
  * A status callback whose commandId the local requester map does not know:
  * the coord thread looks the shared requester up (retrying for up to
  * OCB_REQUESTERS_EARLY_KEEP_MS, since the creating replica writes it only
- * after its answer) and, when another replica created it, calls
- * emit(ctx, requester, body, len) on the coord thread.  A final status cuts
- * the shared entry's life to final_keep_ms.  body is copied (at most
+ * after its answer) and, when another replica created it and it has a
+ * response topic, calls emit(ctx, requester, body, len) on the coord thread.
+ * A final status cuts the shared entry's life to final_keep_ms (so callers
+ * queue final statuses even when their local map knew the command).  body is copied (at most
  * OCB_COORD_STATUS_BODY_MAX bytes).  OCB_ERR_FULL / OCB_ERR_TOO_BIG /
  * OCB_ERR_STOPPED / OCB_ERR_NOMEM: not queued, emit never runs.
  */

@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
+
 #include "ocb/config.h"
 #include "ocb/coord.h"
 #include "ocb/util.h"
@@ -335,12 +337,48 @@ START_TEST(test_status_forward_and_dedup)
     ck_assert_mem_eq(got_corr, corr, sizeof(corr));
     pthread_mutex_unlock(&got_mu);
 
-    /* The creating replica's own statuses are its local map's business. */
+    /* The creating replica's own statuses are its local map's business; a final one
+     * still cuts the shared entry's life to the grace time. */
     ck_assert_int_eq(
         coord_status_forward(a, "app1", "c1", body, strlen(body), true, 30000, on_emit, NULL),
         OCB_OK);
-    usleep(500000);
+    redisContext *rc = redisConnect("127.0.0.1", (int)redis_port);
+    ck_assert(rc && !rc->err);
+    redisReply *sel = redisCommand(rc, "SELECT 1");
+    freeReplyObject(sel);
+    long long pttl = -1;
+    for (int i = 0; i < 50; i++) {
+        redisReply *t = redisCommand(rc, "PTTL ocb:{app1}:req:c1");
+        pttl = t && t->type == REDIS_REPLY_INTEGER ? t->integer : -1;
+        freeReplyObject(t);
+        if (pttl > 0 && pttl <= 30000)
+            break;
+        usleep(20000);
+    }
+    ck_assert_msg(pttl > 0 && pttl <= 30000, "PTTL %lld after a final status", pttl);
     ck_assert_int_eq(atomic_load(&n_emitted), 1);
+
+    /* A command without a requester is marked with an empty topic: nothing to forward. */
+    struct ocb_requester none;
+    memset(&none, 0, sizeof(none));
+    snprintf(none.app_id, sizeof(none.app_id), "app1");
+    snprintf(none.command_id, sizeof(none.command_id), "c3");
+    ck_assert_int_eq(coord_requester_put_async(a, &none, 60000), OCB_OK);
+    bool marked = false;
+    for (int i = 0; i < 50 && !marked; i++) {
+        redisReply *t = redisCommand(rc, "HGET ocb:{app1}:req:c3 replica");
+        marked = t && t->type == REDIS_REPLY_STRING && strcmp(t->str, "replica-a") == 0;
+        freeReplyObject(t);
+        if (!marked)
+            usleep(20000);
+    }
+    ck_assert_msg(marked, "the command without a requester was not marked");
+    ck_assert_int_eq(
+        coord_status_forward(b, "app1", "c3", body, strlen(body), false, 30000, on_emit, NULL),
+        OCB_OK);
+    usleep(300000);
+    ck_assert_int_eq(atomic_load(&n_emitted), 1);
+    redisFree(rc);
 
     atomic_store(&n_seen_answers, 0);
     atomic_store(&n_seen_true, 0);
