@@ -777,6 +777,8 @@ static void auth_done(struct ocb_platform_client *pc, struct request *req,
          * documented way out is a fresh login. */
         log_warn(MOD, NULL, "app %s: token refresh failed (%ld %s %s), logging in again",
                  app->cfg->app_id, r->status, r->code, r->desc);
+        /* Not the shared token either, or the login below would just adopt it again. */
+        copy_trunc(app->rejected, sizeof(app->rejected), app->token);
         start_auth(pc, app, false);
         return;
     }
@@ -1162,6 +1164,7 @@ void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_con
                 /* Tokens of the old secret may still work, but a wrong new
                  * secret must show at once (readiness), so log in again now. */
                 log_info(MOD, NULL, "app %s: secret changed, logging in again", a->app_id);
+                copy_trunc(app->rejected, sizeof(app->rejected), app->token);
                 app->have_token = false;
                 set_ready(app, false);
                 app->login_retry_at_ms = 0;
