@@ -460,6 +460,8 @@ enum ocb_err coord_new(const struct ocb_config *cfg, struct ocb_coord **out)
     metrics_describe("ocb_coord_info", OCB_METRIC_GAUGE, "This replica's coordination.replica_id");
     metrics_describe("ocb_coord_errors_total", OCB_METRIC_COUNTER,
                      "Redis failures (kind=connection|reply)");
+    metrics_describe("ocb_coord_token_renewals_total", OCB_METRIC_COUNTER,
+                     "Logins and refreshes this replica made itself (kind=login|refresh)");
     metrics_describe("ocb_coord_lock_waits_total", OCB_METRIC_COUNTER,
                      "Token renewals left to another replica holding the app's lock");
     metrics_describe("ocb_coord_tokens_adopted_total", OCB_METRIC_COUNTER,

@@ -663,6 +663,12 @@ static void start_auth(struct ocb_platform_client *pc, struct app *app, bool ref
     char labels[OCB_METRICS_LABELS_MAX];
     metrics_labels(labels, sizeof(labels), "kind", refresh ? "refresh" : "login", NULL);
     metrics_counter_add("ocb_token_refreshes_total", labels, 1);
+    if (pc->coord) {
+        /* The same, per replica: what the shared token saves shows here. */
+        metrics_labels(labels, sizeof(labels), "replica", coord_replica_id(pc->coord), "kind",
+                       refresh ? "refresh" : "login", NULL);
+        metrics_counter_add("ocb_coord_token_renewals_total", labels, 1);
+    }
     if (!req || start_transfer(pc, req) != OCB_OK) {
         request_free(req);
         if (pc->coord)
