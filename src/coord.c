@@ -114,7 +114,7 @@ struct conn {
     atomic_bool down;
 };
 
-enum op_kind { OP_STATUS, OP_DEDUP, OP_PUT };
+enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_FORGET, OP_PUT };
 
 struct op {
     struct op *next;
@@ -902,6 +902,25 @@ enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, uint64_t 
     return rc;
 }
 
+enum ocb_err coord_dedup_forget(struct ocb_coord *c, const char *app_id, uint64_t hash)
+{
+    if (!c || !app_id)
+        return OCB_ERR_INVALID;
+    if (strlen(app_id) > OCB_COMMAND_ID_MAX)
+        return OCB_ERR_TOO_BIG;
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return OCB_ERR_NOMEM;
+    o->kind = OP_DEDUP_FORGET;
+    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
+    o->hash = hash;
+    o->due_ms = ocb_now_ms();
+    enum ocb_err rc = enqueue(c, o);
+    if (rc != OCB_OK)
+        free(o);
+    return rc;
+}
+
 /* ---- the coord thread */
 
 /* true when the op is finished (free it), false to retry it at o->due_ms. */
@@ -975,6 +994,18 @@ static void run_dedup(struct ocb_coord *c, struct op *o)
     o->seen(o->ctx, rc, seen);
 }
 
+static void run_dedup_forget(struct ocb_coord *c, struct op *o)
+{
+    char key[KEY_MAX], h[24];
+    snprintf(h, sizeof(h), "%016" PRIx64, o->hash);
+    if (key_for(c, key, o->app_id, "dedup", h) != OCB_OK)
+        return;
+    const char *argv[] = {"DEL", key};
+    redisReply *r;
+    if (cmd(c, &c->own, "dedup forget", 2, argv, NULL, &r) == OCB_OK)
+        freeReplyObject(r);
+}
+
 static void heartbeat(struct ocb_coord *c)
 {
     redisReply *r;
@@ -1031,6 +1062,8 @@ static void *coord_main(void *arg)
         bool finished = true;
         if (due->kind == OP_DEDUP)
             run_dedup(c, due);
+        else if (due->kind == OP_DEDUP_FORGET)
+            run_dedup_forget(c, due);
         else if (due->kind == OP_PUT)
             (void)requester_put(c, &c->own, &due->put, due->put_ttl_ms);
         else

@@ -6,19 +6,23 @@
  *   ocbridge subscribe -c FILE    make the platform's subscriptions match apps[].subscribe
  *   ocbridge --version | --help
  *
- * Start-up order: configuration, logging, the MQTT link, the command worker
- * when an app has a secret (its subscriptions must be registered before the
- * link first connects; it logs in and runs platform.manage_subscriptions on
- * its own thread), the link's connection (in the background), then the HTTP
- * listener, so that the first push already finds a link to publish on (and
- * /readyz reports the broker and the platform login honestly meanwhile).
+ * Start-up order: configuration, logging, the MQTT link, the coord thread
+ * with coordination.redis_url (coord.h: the worker's first login already
+ * asks Redis), the command worker when an app has a secret (its
+ * subscriptions must be registered before the link first connects; it logs
+ * in and runs platform.manage_subscriptions on its own thread), the link's
+ * connection (in the background), then the HTTP listener, so that the first
+ * push already finds a link to publish on (and /readyz reports the broker
+ * and the platform login honestly meanwhile).
  *
  * Shutdown (SIGTERM, SIGINT) runs in the reverse order, on the main thread:
  * the signal handler only writes the signal number to a self-pipe.  The HTTP
  * listener stops accepting and lets every request in flight get its answer
  * (the ack, or the publish timeout); the command worker lets its platform
- * calls finish and answers what is left; then the link waits for whatever
- * it still has in flight, disconnects, and everything is freed.
+ * calls finish and answers what is left; the coord thread stops (it
+ * publishes forwarded statuses, so before the link); then the link waits for
+ * whatever it still has in flight, disconnects, and everything is freed,
+ * coord last (the link's last publish callbacks may still try to queue there).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -172,4 +172,11 @@ typedef void (*ocb_coord_seen_fn)(void *ctx, enum ocb_err rc, bool seen);
 enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, uint64_t hash,
                               unsigned window_s, ocb_coord_seen_fn done, void *ctx);
 
+/*
+ * Any thread, queued: forget hash again (DEL).  For a push that was marked
+ * seen and then could not be published (503): the platform's re-push must
+ * not be taken for a duplicate.  OCB_ERR_FULL / STOPPED / NOMEM: not queued.
+ */
+enum ocb_err coord_dedup_forget(struct ocb_coord *c, const char *app_id, uint64_t hash);
+
 #endif

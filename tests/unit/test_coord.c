@@ -387,6 +387,11 @@ START_TEST(test_status_forward_and_dedup)
     ck_assert_int_eq(coord_dedup_seen(b, "app1", 0xabcdef, 60, on_seen, NULL), OCB_OK);
     ck_assert(wait_for(&n_seen_answers, 2, 5000));
     ck_assert_int_eq(atomic_load(&n_seen_true), 1);
+    /* Forgotten (the publish failed): the re-push is not a duplicate. */
+    ck_assert_int_eq(coord_dedup_forget(b, "app1", 0xabcdef), OCB_OK);
+    ck_assert_int_eq(coord_dedup_seen(b, "app1", 0xabcdef, 60, on_seen, NULL), OCB_OK);
+    ck_assert(wait_for(&n_seen_answers, 3, 5000));
+    ck_assert_int_eq(atomic_load(&n_seen_true), 1);
     coord_stop(a);
     coord_stop(b);
     ck_assert_int_eq(
