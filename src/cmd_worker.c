@@ -41,6 +41,15 @@
  * count neither against max_in_flight nor against the rate limit, as
  * before.
  *
+ * Several replicas (coordination.redis_url, coord.h).  The worker is the
+ * one thread that talks to Redis synchronously, with short timeouts: the
+ * shared rate window is asked after the local one allows a call (Redis
+ * down: a local window at coordination.local_rate_share_pct of the limit
+ * instead), a create's requester is written to Redis after its answer, and
+ * the subscription sync runs only for the apps whose sync lease this replica
+ * holds.  Status callbacks the local requester map does not know are handed
+ * to coord's own thread, which looks them up in Redis and publishes.
+ *
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
  * dropped with a log line and a metric.
@@ -57,6 +66,7 @@
 #include <time.h>
 
 #include "ocb/command.h"
+#include "ocb/coord.h"
 #include "ocb/log.h"
 #include "ocb/util.h"
 #include "ocb/metrics.h"
@@ -77,7 +87,9 @@
 #define FINAL_GRACE_MS       30000 /* statuses may arrive out of order */
 #define DEVICE_RETRANSMIT_MS 180000
 #define LAST_TRY_MARGIN_MS   200
-#define RECONCILE_CLAIMS 1024 /* commandIds of this bridge's creates, remembered */
+#define RECONCILE_CLAIMS     1024   /* commandIds of this bridge's creates, remembered */
+#define LEASE_MS             300000 /* subscription-sync lease; renewed every LEASE_RENEW_MS */
+#define LEASE_RENEW_MS       60000
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -154,6 +166,8 @@ struct job {
     int64_t next_try_ms;
     unsigned attempts;
     enum job_state state;
+    char rate_member[OCB_COORD_VALUE_MAX]; /* the shared window's slot of the call in flight */
+    bool in_rate_local;                    /* the call in flight counts in app->rate_local */
     /* the last retryable failure, for the PLATFORM_UNREACHABLE answer */
     long last_status;
     enum ocb_platform_class last_cls;
@@ -169,6 +183,8 @@ struct wapp {
     bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
     struct ocb_rate_limit rate;
+    struct ocb_rate_limit rate_local; /* local_rate_share_pct of the limit, while Redis is down */
+    bool lease_held;                  /* this replica holds the app's subscription-sync lease */
     int64_t throttled_until_ms;
     unsigned throttle_backoff_ms;
 };
@@ -187,6 +203,7 @@ struct ocb_cmd_worker {
     const struct ocb_config *cfg;
     struct ocb_mqtt_link *link;
     struct ocb_platform_client *pc;
+    struct ocb_coord *coord; /* NULL: one instance */
 
     /* shared with paho's thread */
     pthread_mutex_t lock;
@@ -210,8 +227,10 @@ struct ocb_cmd_worker {
     struct outmsg *out_head, *out_tail;
     unsigned n_out;
     unsigned rand_state;
-    int64_t subs_next_ms;              /* 0 = no subscription sync due */
-    struct ocb_subs_sync *subs;        /* the sync under way, or NULL */
+    int64_t subs_next_ms;       /* 0 = no subscription sync due */
+    struct ocb_subs_sync *subs; /* the sync under way, or NULL */
+    struct ocb_config subs_cfg; /* with coordination: the apps whose lease we hold (shallow) */
+    int64_t lease_renew_ms;
     uint64_t seen[2048];               /* dispatch's per-pass device set (SEEN_SLOTS) */
     uint64_t claims[RECONCILE_CLAIMS]; /* hashes of commandIds created or adopted (a ring) */
     unsigned claims_next;
@@ -505,6 +524,94 @@ static void publish_status(void *ctx, const struct ocb_requester *r, const char 
 }
 
 /*
+ * A create without a requester: tell the other replicas there is nothing to
+ * forward, so that they do not look for one each time a status arrives.
+ */
+static void share_no_requester(struct ocb_cmd_worker *w, const struct job *job,
+                               const char *command_id)
+{
+    struct ocb_requester e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.app_id, sizeof(e.app_id), "%s", job->target.app_id);
+    snprintf(e.command_id, sizeof(e.command_id), "%s", command_id);
+    int64_t life_ms =
+        (job->req.expire_time >= 0 ? job->req.expire_time : 172800) * 1000LL + DEVICE_RETRANSMIT_MS;
+    enum ocb_err rc = coord_requester_put_async(w->coord, &e, life_ms);
+    if (rc != OCB_OK)
+        log_debug(MOD, NULL, "command %s not marked in redis: %s", command_id, ocb_strerror(rc));
+}
+
+/*
+ * Worker thread: publish a create's answer, then remember its requester.
+ * In that order no status of this command can reach the response topic
+ * before the answer: until the insert, its statuses are only kept, and the
+ * insert replays them.
+ */
+/* A requester to share once the broker has the answer (coord.h). */
+struct acked_put {
+    struct ocb_coord *coord;
+    struct ocb_requester e;
+    int64_t ttl_ms;
+};
+
+/*
+ * paho's thread (or whichever ends the publish): the answer on the response
+ * topic is with the broker, so another replica's forwarded status can no
+ * longer overtake it there.  Queued for coord's thread: this one must not
+ * wait on Redis.  Shared even when the publish failed: the answer is then
+ * in the outbox, and losing the statuses would be worse than a reorder.
+ */
+static void share_after_ack(void *ctx, enum ocb_err rc)
+{
+    struct acked_put *p = ctx;
+    (void)rc;
+    enum ocb_err qrc = coord_requester_put_async(p->coord, &p->e, p->ttl_ms);
+    if (qrc != OCB_OK)
+        log_warn(MOD, NULL, "requester of %s not shared: %s", p->e.command_id, ocb_strerror(qrc));
+    free(p);
+}
+
+/*
+ * With coordination: the answer on its commandResponse topic, then on the
+ * response topic with share_after_ack as its done.  Publishes from two
+ * replicas travel on two connections, so "shared after published" is not
+ * enough for order; "shared after the broker acknowledged" is.
+ */
+static void answer_and_share(struct ocb_cmd_worker *w, const struct job *job,
+                             const struct ocb_requester *e, int64_t life_ms, const char *payload,
+                             size_t len)
+{
+    answer_publish(w, true, job->answer_topic, NULL, NULL, 0, payload, len);
+    struct acked_put *p = malloc(sizeof(*p));
+    enum ocb_err rc = OCB_ERR_NOMEM;
+    if (p) {
+        p->coord = w->coord;
+        p->e = *e;
+        p->ttl_ms = life_ms;
+        struct ocb_mqtt_pub pub = {
+            .topic = job->response_topic,
+            .payload = payload,
+            .len = len,
+            .notify_type = "commandResponse",
+            .content_type = "application/json",
+            .correlation = job->corr,
+            .correlation_len = job->corr_len,
+        };
+        /* Keep the order of answers: once something waits, queue behind it. */
+        rc = w->out_head ? OCB_ERR_FULL : mqtt_link_publish(w->link, &pub, share_after_ack, p);
+    }
+    if (rc == OCB_OK)
+        return; /* share_after_ack owns p */
+    free(p);
+    outbox_add(w, job->response_topic, payload, len, job->corr, job->corr_len);
+    if ((rc = coord_requester_put(w->coord, e, life_ms)) != OCB_OK)
+        log_warn(MOD, NULL,
+                 "%s: requester of %s not shared (%s): statuses pushed to another replica will "
+                 "not reach %s",
+                 job->answer_topic, e->command_id, ocb_strerror(rc), job->response_topic);
+}
+
+/*
  * Worker thread: publish a create's answer, then remember its requester.
  * In that order no status of this command can reach the response topic
  * before the answer: until the insert, its statuses are only kept, and the
@@ -514,8 +621,6 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
                                 const char *command_id, const char *payload, size_t len)
 {
     int64_t now = ocb_now_ms();
-    answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
-                   payload, len);
     /* The entry lives as long as statuses can come: the command's cache
      * time (platform default 48 h) plus the device retransmission window. */
     int64_t life_ms =
@@ -523,6 +628,11 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
     struct ocb_requester e;
     enum ocb_err rc = requesters_entry_fill(&e, job->target.app_id, command_id, job->response_topic,
                                             job->corr, job->corr_len, now + life_ms);
+    if (w->coord && rc == OCB_OK)
+        answer_and_share(w, job, &e, life_ms, payload, len);
+    else
+        answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
+                       payload, len);
     bool evicted = false;
     if (rc == OCB_OK)
         rc = requesters_insert(w->requesters, &e, now, publish_status, w, &evicted);
@@ -547,9 +657,18 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
     if (command_status_parse(body, len, parsed_id, sizeof(parsed_id), result, sizeof(result)) !=
         OCB_OK)
         result[0] = '\0';
-    requesters_on_status(w->requesters, app_id, command_id, body, len,
-                         command_status_is_final(result), FINAL_GRACE_MS, ocb_now_ms(),
-                         publish_status, w);
+    bool final = command_status_is_final(result);
+    bool known = requesters_on_status(w->requesters, app_id, command_id, body, len, final,
+                                      FINAL_GRACE_MS, ocb_now_ms(), publish_status, w);
+    /* Another replica may have created it: coord's thread asks Redis and
+     * publishes from there (this is an MHD thread; it must not wait).  A
+     * final status goes there in any case, to shorten the shared entry. */
+    enum ocb_err rc;
+    if ((!known || final) && w->coord &&
+        (rc = coord_status_forward(w->coord, app_id, command_id, body, len, final, FINAL_GRACE_MS,
+                                   publish_status, w)) != OCB_OK)
+        log_warn(MOD, NULL, "status of %s not looked up in redis: %s", command_id,
+                 ocb_strerror(rc));
 }
 
 /* ---- jobs (worker thread) */
@@ -951,10 +1070,13 @@ static void reconcile_adopt(struct ocb_cmd_worker *w, const struct job *job, lon
              "%s: the create's answer was lost; adopted command %s the platform created "
              "(%u match(es), %u already ours)",
              job->answer_topic, scan->command_id, scan->matches, scan->claimed);
-    if (job->response_topic)
+    if (job->response_topic) {
         answer_and_remember(w, job, scan->command_id, payload, len);
-    else
+    } else {
         answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+        if (w->coord)
+            share_no_requester(w, job, scan->command_id);
+    }
     free(payload);
 }
 
@@ -1051,6 +1173,13 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
     assert(job->state == JOB_SENDING);
     w->in_flight--;
     rate_limit_completed(&app->rate, now);
+    if (job->in_rate_local)
+        rate_limit_completed(&app->rate_local, now);
+    job->in_rate_local = false;
+    if (job->rate_member[0]) {
+        (void)coord_rate_done(w->coord, app->cfg->app_id, job->rate_member);
+        job->rate_member[0] = '\0';
+    }
 
     if (r->transport == OCB_ERR_STOPPED) {
         answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
@@ -1099,15 +1228,18 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         count_outcome("ok");
         log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
                  r->status, job->attempts);
-        bool have_id =
+        bool created =
             job->req.kind == OCB_COMMAND_CREATE &&
             command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK;
-        if (have_id)
+        if (created)
             reconcile_claim(w, command_id);
-        if (have_id && job->response_topic)
+        if (created && job->response_topic) {
             answer_and_remember(w, job, command_id, payload, len);
-        else
+        } else {
             answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+            if (created && w->coord)
+                share_no_requester(w, job, command_id);
+        }
         free(payload);
         job_finish(w, job);
         return;
@@ -1203,6 +1335,33 @@ static bool seen_add(uint64_t *seen, uint64_t h)
     return true; /* full: serialise */
 }
 
+/*
+ * May the app make one more call now?  Alone: its sliding window.  With
+ * coordination: that window bounds this replica, the shared one in Redis
+ * bounds all replicas together; when Redis cannot answer, a local window at
+ * coordination.local_rate_share_pct of the limit stands in.  A slot taken
+ * in Redis is named in job->rate_member until the call completes.
+ */
+static bool rate_allows(struct ocb_cmd_worker *w, struct wapp *app, struct job *job, int64_t now,
+                        int64_t *when)
+{
+    if (!rate_limit_allows(&app->rate, now, when))
+        return false;
+    if (!w->coord || app->rate.calls == 0)
+        return true;
+    int64_t retry = 0;
+    enum ocb_err rc = coord_rate_take(w->coord, app->cfg->app_id, app->rate.calls,
+                                      app->rate.window_ms, job->rate_member, &retry);
+    if (rc == OCB_OK)
+        return true;
+    job->rate_member[0] = '\0';
+    if (rc == OCB_ERR_FULL) {
+        *when = now + retry;
+        return false;
+    }
+    return rate_limit_allows(&app->rate_local, now, when);
+}
+
 /* Start every call that is due and allowed; return the next time to look again. */
 static int64_t dispatch(struct ocb_cmd_worker *w)
 {
@@ -1248,7 +1407,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 blocked = true;
                 if (app->throttled_until_ms < next)
                     next = app->throttled_until_ms;
-            } else if (!rate_limit_allows(&app->rate, now, &when)) {
+            } else if (!rate_allows(w, app, job, now, &when)) {
                 blocked = true;
                 if (when < next)
                     next = when;
@@ -1269,6 +1428,12 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     job_finish(w, job);
                 } else {
                     rate_limit_sent(&app->rate);
+                    /* The share window keeps the recent past too, as far as it
+                     * holds it, so a switch to degraded mode starts from it. */
+                    if (rate_limit_allows(&app->rate_local, now, NULL)) {
+                        rate_limit_sent(&app->rate_local);
+                        job->in_rate_local = true;
+                    }
                     job->attempts++;
                     job_to(job, JOB_SENDING);
                     w->in_flight++;
@@ -1300,11 +1465,75 @@ static void take_inbox(struct ocb_cmd_worker *w)
  * flowing while it runs.  A sync asked for while one is under way (a
  * reload) starts when that one is over, with the newest configuration.
  */
+/*
+ * With coordination: the configuration the sync should reconcile, i.e. the
+ * apps whose subscription-sync lease this replica holds (taken or renewed
+ * here); the others are left to their holder, with a log line.  Redis
+ * unreachable: every app, as with one instance (a sync is idempotent).
+ * NULL when no app is ours.
+ */
+static const struct ocb_config *sync_config(struct ocb_cmd_worker *w)
+{
+    if (!w->coord)
+        return w->apps_cfg;
+    w->subs_cfg = *w->apps_cfg; /* shallow: the strings stay the configuration's */
+    w->subs_cfg.n_apps = 0;
+    for (size_t i = 0; i < w->apps_cfg->n_apps; i++) {
+        const struct ocb_app *a = &w->apps_cfg->apps[i];
+        struct wapp *app = find_wapp(w, a->app_id);
+        char holder[OCB_COORD_REPLICA_MAX] = "";
+        enum ocb_err rc = OCB_OK;
+        if (app)
+            rc =
+                coord_lease(w->coord, a->app_id, "subscriptions", LEASE_MS, holder, sizeof(holder));
+        if (app)
+            app->lease_held = rc == OCB_OK;
+        if (rc == OCB_ERR_FULL) {
+            char labels[OCB_METRICS_LABELS_MAX];
+            metrics_labels(labels, sizeof(labels), "replica", coord_replica_id(w->coord), NULL);
+            metrics_counter_add("ocb_coord_subscription_syncs_skipped_total", labels, 1);
+            log_info(MOD, NULL,
+                     "app %s: subscription sync skipped: replica %s holds the sync lease",
+                     a->app_id, holder);
+            continue;
+        }
+        if (rc != OCB_OK)
+            log_warn(MOD, NULL, "app %s: sync lease unknown (%s); syncing locally", a->app_id,
+                     ocb_strerror(rc));
+        w->subs_cfg.apps[w->subs_cfg.n_apps++] = *a;
+    }
+    w->lease_renew_ms = ocb_now_ms() + LEASE_RENEW_MS;
+    return w->subs_cfg.n_apps ? &w->subs_cfg : NULL;
+}
+
+/* The holder keeps its leases while it runs, so another replica's reload does not sync too. */
+static void renew_leases(struct ocb_cmd_worker *w, int64_t now)
+{
+    if (!w->coord || now < w->lease_renew_ms)
+        return;
+    w->lease_renew_ms = now + LEASE_RENEW_MS;
+    for (size_t i = 0; i < w->n_apps; i++) {
+        struct wapp *app = &w->apps[i];
+        if (!app->lease_held || !app->active)
+            continue;
+        enum ocb_err rc =
+            coord_lease(w->coord, app->cfg->app_id, "subscriptions", LEASE_MS, NULL, 0);
+        if (rc == OCB_ERR_FULL) {
+            app->lease_held = false;
+            log_warn(MOD, NULL, "app %s: subscription-sync lease lost to another replica",
+                     app->cfg->app_id);
+        }
+    }
+}
+
 static void subscriptions_turn(struct ocb_cmd_worker *w, int64_t now)
 {
     if (!w->subs && w->subs_next_ms && now >= w->subs_next_ms) {
         w->subs_next_ms = 0;
-        if (subscriptions_sync_new(w->pc, w->apps_cfg, NULL, &w->subs) != OCB_OK) {
+        const struct ocb_config *scfg = sync_config(w);
+        if (scfg == NULL)
+            return;
+        if (subscriptions_sync_new(w->pc, scfg, NULL, &w->subs) != OCB_OK) {
             w->subs = NULL;
             w->subs_next_ms = now + SUBS_RETRY_MS;
             log_error(MOD, NULL, "out of memory starting the subscription sync");
@@ -1343,6 +1572,13 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
     enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
     if (rc != OCB_OK)
         return rc;
+    unsigned share =
+        calls ? (unsigned)((uint64_t)calls * w->cfg->coordination.local_rate_share_pct / 100) : 0;
+    rc = rate_limit_init(&app->rate_local, calls && share == 0 ? 1 : share, window_ms + 10);
+    if (rc != OCB_OK) {
+        rate_limit_cleanup(&app->rate);
+        return rc;
+    }
     w->n_apps++;
     return OCB_OK;
 }
@@ -1397,6 +1633,8 @@ static void *worker_main(void *arg)
     if (w->cfg->platform.manage_subscriptions)
         w->subs_next_ms = ocb_now_ms();
     while (!is_stopping(w)) {
+        coord_poll(w->coord);
+        renew_leases(w, ocb_now_ms());
         apply_reload(w);
         take_inbox(w);
         int64_t next = dispatch(w);
@@ -1553,6 +1791,12 @@ enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config
     return OCB_OK;
 }
 
+void cmd_worker_set_coord(struct ocb_cmd_worker *w, struct ocb_coord *coord)
+{
+    w->coord = coord;
+    platform_client_set_coord(w->pc, coord);
+}
+
 bool cmd_worker_ready(void *ctx)
 {
     const struct ocb_cmd_worker *w = ctx;
@@ -1566,8 +1810,10 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
     subscriptions_sync_free(w->subs);
-    for (size_t i = 0; i < w->n_apps; i++)
+    for (size_t i = 0; i < w->n_apps; i++) {
         rate_limit_cleanup(&w->apps[i].rate);
+        rate_limit_cleanup(&w->apps[i].rate_local);
+    }
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;

@@ -15,6 +15,7 @@
  * reading the file, checking that referenced files are readable, and getenv.
  */
 #include "ocb/config.h"
+#include "ocb/coord.h"
 #include "ocb/grammar.h"
 #include "ocb/notify.h"
 
@@ -118,6 +119,12 @@ static const struct key keys[] = {
     NUM("spool.max_age_s", K_UINT, spool.max_age_s, 7 * 86400, 1, 10 * 365 * 86400LL),
     STR("state.dir", state.dir, "/var/lib/ocbridge"),
     NUM("push.dedup_window_s", K_UINT, push.dedup_window_s, 0, 0, 86400),
+    STR("coordination.redis_url", coordination.redis_url, ""),
+    STR("coordination.replica_id", coordination.replica_id, ""),
+    STR("coordination.key_prefix", coordination.key_prefix, "ocb"),
+    NUM("coordination.local_rate_share_pct", K_UINT, coordination.local_rate_share_pct, 50, 1, 100),
+    NUM("coordination.connect_timeout_ms", K_UINT, coordination.connect_timeout_ms, 500, 10, 60000),
+    NUM("coordination.timeout_ms", K_UINT, coordination.timeout_ms, 250, 10, 60000),
 
     NUM("log.level", K_LEVEL, log.level, OCB_LOG_INFO, 0, 0),
     NUM("log.format", K_FORMAT, log.format, OCB_LOG_TEXT, 0, 0),
@@ -543,8 +550,9 @@ static enum ocb_err check_app_env(struct loader *ld)
  * OCB_* names stay free for ${VAR} expansion and the scripts' own settings. */
 static enum ocb_err check_section_env(struct loader *ld)
 {
-    static const char *const sections[] = {"OCB_HTTP_",  "OCB_MQTT_",  "OCB_PLATFORM_", "OCB_LOG_",
-                                           "OCB_SPOOL_", "OCB_STATE_", "OCB_PUSH_"};
+    static const char *const sections[] = {"OCB_HTTP_", "OCB_MQTT_",        "OCB_PLATFORM_",
+                                           "OCB_LOG_",  "OCB_SPOOL_",       "OCB_STATE_",
+                                           "OCB_PUSH_", "OCB_COORDINATION_"};
 
     for (char **e = environ; *e != NULL; e++) {
         size_t n = strcspn(*e, "=");
@@ -563,8 +571,8 @@ static enum ocb_err check_section_env(struct loader *ld)
             env_entry_name(*e, name, sizeof(name));
             return fail(ld, "environment",
                         "%s names no configuration key (OCB_HTTP_*, OCB_MQTT_*, "
-                        "OCB_PLATFORM_*, OCB_LOG_*, OCB_SPOOL_*, OCB_STATE_* and OCB_PUSH_* "
-                        "variables must be keys)",
+                        "OCB_PLATFORM_*, OCB_LOG_*, OCB_SPOOL_*, OCB_STATE_*, OCB_PUSH_* and "
+                        "OCB_COORDINATION_* variables must be keys)",
                         name);
         }
     }
@@ -746,6 +754,22 @@ static enum ocb_err check(struct loader *ld)
     if ((rc = check_pair(ld, "platform.cert_file", cfg->platform.cert_file, "platform.key_file",
                          cfg->platform.key_file)) != OCB_OK)
         return rc;
+
+    if (cfg->coordination.redis_url[0]) {
+        struct ocb_coord_url cu;
+        char cwhy[160];
+        if (coord_url_parse(cfg->coordination.redis_url, &cu, cwhy, sizeof(cwhy)) != OCB_OK)
+            return fail(ld, "coordination.redis_url", "%s", cwhy);
+    }
+    if (strlen(cfg->coordination.replica_id) >= OCB_COORD_REPLICA_MAX - 16 ||
+        (cfg->coordination.replica_id[0] &&
+         (why = grammar_level_problem(cfg->coordination.replica_id,
+                                      strlen(cfg->coordination.replica_id))) != NULL))
+        return fail(ld, "coordination.replica_id", "must be one topic level of up to %d bytes",
+                    OCB_COORD_REPLICA_MAX - 17);
+    if (!cfg->coordination.key_prefix[0] || strlen(cfg->coordination.key_prefix) > 64 ||
+        strpbrk(cfg->coordination.key_prefix, "{} \t\r\n"))
+        return fail(ld, "coordination.key_prefix", "must be 1..64 bytes without braces or spaces");
 
     for (size_t i = 0; i < cfg->n_apps; i++) {
         struct ocb_app *app = &cfg->apps[i];

@@ -103,6 +103,7 @@ struct ready_hook {
     const char *name;
     ocb_http_ready_fn fn;
     void *ctx;
+    bool note; /* http_rx_add_ready_note: says something, does not make /readyz fail */
 };
 
 struct ocb_http_rx {
@@ -569,10 +570,25 @@ static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
             add_reason(why, cap, &n, subs);
     }
     for (size_t i = 0; i < rx->n_hooks; i++) {
-        if (!rx->hooks[i].fn(rx->hooks[i].ctx))
+        if (!rx->hooks[i].note && !rx->hooks[i].fn(rx->hooks[i].ctx))
             add_reason(why, cap, &n, rx->hooks[i].name);
     }
     return n == 0;
+}
+
+/* "; <note>" for every note hook whose condition holds ("" when none). */
+static void ready_notes(struct ocb_http_rx *rx, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < rx->n_hooks; i++) {
+        if (!rx->hooks[i].note || !rx->hooks[i].fn(rx->hooks[i].ctx))
+            continue;
+        int w = snprintf(out + n, cap - n, "; %s", rx->hooks[i].name);
+        if (w < 0 || (size_t)w >= cap - n)
+            break;
+        n += (size_t)w;
+    }
 }
 
 static enum MHD_Result serve_metrics(struct req *r)
@@ -659,16 +675,21 @@ static enum MHD_Result begin(struct req *r, const char *url, const char *method)
         if (!is_get(method))
             return reject(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method", "GET, HEAD",
                           "method %s not allowed on /readyz", method);
+        char notes[64];
+
+        ready_notes(rx, notes, sizeof(notes));
         if (ready(rx, why, sizeof(why))) {
             size_t held = rx->spool != NULL ? spool_messages(rx->spool) : 0;
 
             if (held > 0)
-                return answer_text(r, MHD_HTTP_OK, "ready (spooling: %zu messages)", held);
+                return answer_text(r, MHD_HTTP_OK, "ready (spooling: %zu messages)%s", held, notes);
             if (!mqtt_link_connected(rx->link))
-                return answer_text(r, MHD_HTTP_OK, "ready (broker not connected: spooling)");
-            return answer(r, MHD_HTTP_OK, "ready\n", NULL, NULL);
+                return answer_text(r, MHD_HTTP_OK, "ready (broker not connected: spooling)%s",
+                                   notes);
+            return notes[0] ? answer_text(r, MHD_HTTP_OK, "ready%s", notes)
+                            : answer(r, MHD_HTTP_OK, "ready\n", NULL, NULL);
         }
-        return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s", why);
+        return answer_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready: %s%s", why, notes);
     }
     if (strcmp(url, "/metrics") == 0) {
         if (!is_get(method))
@@ -1179,6 +1200,15 @@ enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, oc
 void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp)
 {
     rx->spool = sp;
+}
+
+enum ocb_err http_rx_add_ready_note(struct ocb_http_rx *rx, const char *note, ocb_http_ready_fn fn,
+                                    void *ctx)
+{
+    enum ocb_err rc = http_rx_add_ready_hook(rx, note, fn, ctx);
+    if (rc == OCB_OK)
+        rx->hooks[rx->n_hooks - 1].note = true;
+    return rc;
 }
 
 void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_status_fn fn,

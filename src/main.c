@@ -9,21 +9,25 @@
  *
  * Start-up order: configuration, logging, the state store (state.dir; a
  * directory that cannot be written stops here, a corrupt database is
- * quarantined and replaced), the MQTT link, the spool and its drainer, the command worker
- * when an app has a secret (its subscriptions must be registered before the
- * link first connects; it logs in and runs platform.manage_subscriptions on
- * its own thread), the link's connection (in the background), then the HTTP
- * listener, so that the first push already finds a link to publish on (and
- * /readyz reports the broker and the platform login honestly meanwhile).
+ * quarantined and replaced), the MQTT link, the spool and its drainer, the
+ * coord thread with coordination.redis_url (coord.h: the worker's first
+ * login already asks Redis), the command worker when an app has a secret
+ * (its subscriptions must be registered before the link first connects; it
+ * logs in and runs platform.manage_subscriptions on its own thread), the
+ * link's connection (in the background), then the HTTP listener, so that
+ * the first push already finds a link to publish on (and /readyz reports
+ * the broker and the platform login honestly meanwhile).
  *
  * Shutdown (SIGTERM, SIGINT) runs in the reverse order, on the main thread:
  * the signal handler only writes the signal number to a self-pipe.  The HTTP
  * listener stops accepting and lets every request in flight get its answer
  * (the ack, or the publish timeout); the command worker lets its platform
- * calls finish and answers what is left; the spool's drainer stops; then
- * the link waits for whatever it still has in flight, disconnects; the spool
- * waits for its last writes, and the state store commits what is queued and
- * closes last.
+ * calls finish and answers what is left; the spool's drainer stops; the
+ * coord thread stops (it publishes forwarded statuses, so before the link);
+ * then the link waits for whatever it still has in flight, disconnects; the
+ * spool waits for its last writes; coord is freed after the link (the link's
+ * last publish callbacks may still try to queue there), and the state store
+ * commits what is queued and closes last.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +40,7 @@
 
 #include "ocb/cmd_worker.h"
 #include "ocb/config.h"
+#include "ocb/coord.h"
 #include "ocb/http_rx.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
@@ -251,6 +256,12 @@ static enum ocb_err recall_subscriptions(struct ocb_state *state, struct ocb_mqt
     return mqtt_link_set_previous_subscriptions(link, filters, n, remember_subscriptions, state);
 }
 
+/* A /readyz note hook. */
+static bool redis_unreachable(void *ctx)
+{
+    return coord_degraded(ctx);
+}
+
 /* Runs the daemon; st->cfg is the configuration to start with.  On return,
  * st->cfg is the last one in use and the retired ones are freed. */
 static int run(struct running *st)
@@ -261,6 +272,7 @@ static int run(struct running *st)
     struct ocb_cmd_worker *worker = NULL;
     struct ocb_state *state = NULL;
     struct ocb_spool *spool = NULL;
+    struct ocb_coord *coord = NULL;
     enum ocb_err rc;
     int status = 1;
 
@@ -284,10 +296,20 @@ static int run(struct running *st)
         rc = spool_start(spool);
     if (rc != OCB_OK)
         goto out;
+    /* Several replicas: the coord thread first, so the worker finds Redis. */
+    if (cfg->coordination.redis_url[0]) {
+        rc = coord_new(cfg, &coord);
+        if (rc == OCB_OK)
+            rc = coord_start(coord);
+        if (rc != OCB_OK)
+            goto out;
+    }
     /* The command half exists only when some app has a secret: it must
      * register its subscriptions before the link first connects. */
     if (config_commands_enabled(cfg)) {
         rc = cmd_worker_new(cfg, link, &worker);
+        if (rc == OCB_OK && coord != NULL)
+            cmd_worker_set_coord(worker, coord);
         if (rc == OCB_OK)
             rc = cmd_worker_attach(worker);
         if (rc == OCB_OK)
@@ -328,6 +350,11 @@ static int run(struct running *st)
             goto out;
         http_rx_set_command_status_hook(rx, cmd_worker_on_status, worker);
     }
+    if (coord != NULL) {
+        rc = http_rx_add_ready_note(rx, "degraded: redis unreachable", redis_unreachable, coord);
+        if (rc != OCB_OK)
+            goto out;
+    }
     rc = http_rx_start(rx);
     if (rc != OCB_OK)
         goto out;
@@ -350,6 +377,8 @@ out:
     if (worker != NULL)
         cmd_worker_stop(worker, CMD_DRAIN_MS);
     spool_stop(spool);
+    /* Its thread publishes forwarded statuses: stop it while the link works. */
+    coord_stop(coord);
     if (link != NULL)
         mqtt_link_stop(link, cfg->mqtt.publish_timeout_ms);
     /* The spool's last writes may still resolve requests: before the receiver goes. */
@@ -357,6 +386,8 @@ out:
     http_rx_free(rx);
     cmd_worker_free(worker);
     mqtt_link_free(link);
+    /* After the link: its last publish callbacks may still queue for coord (refused then). */
+    coord_free(coord);
     state_close(state);
     for (size_t i = 0; i < st->n_retired; i++)
         config_free(st->retired[i]);

@@ -19,6 +19,16 @@
  * recovers without traffic.  While that backoff runs, new calls fail fast
  * with the last login failure instead of hammering the login endpoint.
  *
+ * Several replicas (coordination.redis_url, coord.h): the token lives in
+ * Redis and every login or refresh goes through shared_auth() first.  It
+ * adopts the shared token when that one is usable (not the token just
+ * rejected, not expired, not due for refresh); otherwise it takes the app's
+ * lock, reads again (another replica may have renewed it in between), and
+ * only then lets the login/refresh run; auth_done() stores the result with
+ * compare-and-set on the epoch and releases the lock.  A replica that finds
+ * the lock taken parks its calls and looks again shortly (peer_wait_ms).
+ * With Redis unreachable everything is local, as with one instance.
+ *
  * Single-threaded by contract; the only shared state is each app's atomic
  * readiness flag, read by /readyz from libmicrohttpd's threads.
  */
@@ -35,6 +45,7 @@
 #include <curl/curl.h>
 
 #include "ocb/command.h"
+#include "ocb/coord.h"
 #include "ocb/log.h"
 #include "ocb/util.h"
 #include "ocb/metrics.h"
@@ -49,6 +60,7 @@
 #define LOGIN_BACKOFF_MAX  30000
 #define DEFAULT_EXPIRES_IN 3600
 #define SUPERSEDED_WARN_MS 60000 /* at most one "token superseded" warning a minute per app */
+#define PEER_WAIT_MS       250   /* another replica holds the token lock: look again then */
 
 enum req_kind { REQ_API, REQ_LOGIN, REQ_REFRESH };
 
@@ -96,6 +108,14 @@ struct app {
     atomic_bool active;
     bool stale_auth;
     int64_t superseded_warned_ms; /* last "token superseded" warning, to keep the log readable */
+    /* Shared token (coord.h).  lock_value is non-empty while this replica
+     * holds the app's token lock for the login/refresh in flight; lock_epoch
+     * is the epoch read under it (for the compare-and-set); rejected is the
+     * last token the platform refused or that expired, never adopted again. */
+    char lock_value[OCB_COORD_VALUE_MAX];
+    uint64_t lock_epoch;
+    char rejected[TOKEN_MAX];
+    int64_t peer_wait_ms; /* 0, or when to look at the shared token again */
 };
 
 struct ocb_platform_client {
@@ -109,6 +129,7 @@ struct ocb_platform_client {
     struct request *deferred_head, *deferred_tail;
     struct request *active; /* transfers added to the multi handle */
     unsigned outstanding;
+    struct ocb_coord *coord; /* NULL: one instance, tokens are local */
 };
 
 const char *platform_client_class_name(enum ocb_platform_class cls)
@@ -504,12 +525,144 @@ static void set_ready(struct app *app, bool ready)
     atomic_store(&app->ready, ready);
 }
 
+static void start_waiting(struct ocb_platform_client *pc, struct app *app);
+
+/* Monotonic deadline for a wall-clock time of the shared token. */
+static int64_t mono_of(int64_t wall_ms, int64_t now_wall, int64_t now_mono)
+{
+    return now_mono + (wall_ms - now_wall);
+}
+
+/* Can this replica use the shared token t instead of logging in (or refreshing)? */
+static bool shared_usable(const struct app *app, const struct ocb_coord_token *t, bool refresh,
+                          int64_t now_wall)
+{
+    if (!t->access[0] || strcmp(t->access, app->rejected) == 0 || t->expires_wall_ms <= now_wall)
+        return false;
+    if (refresh) /* ours is due for refresh: only a newer one with time left helps */
+        return strcmp(t->access, app->token) != 0 && t->refresh_wall_ms > now_wall;
+    return true;
+}
+
+static void adopt(struct ocb_platform_client *pc, struct app *app, const struct ocb_coord_token *t)
+{
+    int64_t now = ocb_now_ms(), wall = coord_wall_ms();
+    copy_trunc(app->token, sizeof(app->token), t->access);
+    copy_trunc(app->refresh, sizeof(app->refresh), t->refresh);
+    app->expires_at_ms = mono_of(t->expires_wall_ms, wall, now);
+    app->refresh_at_ms = mono_of(t->refresh_wall_ms, wall, now);
+    if (app->refresh_at_ms > app->expires_at_ms)
+        app->refresh_at_ms = app->expires_at_ms;
+    app->have_token = true;
+    app->login_retry_at_ms = 0;
+    app->backoff_ms = 0;
+    app->peer_wait_ms = 0;
+    char labels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(labels, sizeof(labels), "replica", coord_replica_id(pc->coord), NULL);
+    metrics_counter_add("ocb_coord_tokens_adopted_total", labels, 1);
+    if (!atomic_load(&app->ready))
+        log_info(MOD, NULL, "app %s: using the shared token (epoch %llu)", app->cfg->app_id,
+                 (unsigned long long)t->epoch);
+    else
+        log_debug(MOD, NULL, "app %s: shared token epoch %llu", app->cfg->app_id,
+                  (unsigned long long)t->epoch);
+    set_ready(app, true);
+    start_waiting(pc, app);
+}
+
+/*
+ * Before a login or refresh with coordination on.  true: settled without
+ * one (the shared token was adopted, or another replica holds the lock and
+ * we look again in PEER_WAIT_MS).  false: go ahead; if the lock was taken,
+ * app->lock_value says so and auth_done() stores and releases.  Redis
+ * unreachable also answers false: a local login, as with one instance.
+ */
+static bool shared_auth(struct ocb_platform_client *pc, struct app *app, bool refresh)
+{
+    const char *id = app->cfg->app_id;
+    struct ocb_coord_token t;
+    enum ocb_err rc = coord_token_get(pc->coord, id, &t);
+    if (rc == OCB_OK && shared_usable(app, &t, refresh, coord_wall_ms())) {
+        adopt(pc, app, &t);
+        return true;
+    }
+    if (rc != OCB_OK && rc != OCB_ERR_NOT_FOUND)
+        return false;
+    unsigned ttl = pc->cfg->platform.connect_timeout_ms + pc->cfg->platform.timeout_ms + 2000;
+    char value[OCB_COORD_VALUE_MAX];
+    rc = coord_lock_take(pc->coord, id, "token", ttl, value);
+    if (rc == OCB_ERR_FULL) {
+        char labels[OCB_METRICS_LABELS_MAX];
+        metrics_labels(labels, sizeof(labels), "replica", coord_replica_id(pc->coord), NULL);
+        metrics_counter_add("ocb_coord_lock_waits_total", labels, 1);
+        log_debug(MOD, NULL, "app %s: another replica is renewing the token; waiting", id);
+        if (refresh && app->have_token)
+            app->refresh_at_ms = ocb_now_ms() + PEER_WAIT_MS; /* ours still works meanwhile */
+        else
+            app->peer_wait_ms = ocb_now_ms() + PEER_WAIT_MS;
+        return true;
+    }
+    if (rc != OCB_OK)
+        return false;
+    /* Under the lock: someone may have stored a fresh token since we looked. */
+    rc = coord_token_get(pc->coord, id, &t);
+    if (rc == OCB_OK && shared_usable(app, &t, refresh, coord_wall_ms())) {
+        (void)coord_lock_release(pc->coord, id, "token", value);
+        adopt(pc, app, &t);
+        return true;
+    }
+    if (rc != OCB_OK && rc != OCB_ERR_NOT_FOUND) {
+        (void)coord_lock_release(pc->coord, id, "token", value);
+        return false;
+    }
+    /* Refresh with the newest refresh token anyone holds. */
+    if (rc == OCB_OK && refresh && t.refresh[0])
+        copy_trunc(app->refresh, sizeof(app->refresh), t.refresh);
+    app->lock_epoch = t.epoch;
+    copy_trunc(app->lock_value, sizeof(app->lock_value), value);
+    return false;
+}
+
+/* After a login/refresh under the lock: store the new token (ok) and release. */
+static void shared_done(struct ocb_platform_client *pc, struct app *app, bool ok)
+{
+    if (!app->lock_value[0])
+        return;
+    const char *id = app->cfg->app_id;
+    if (ok) {
+        int64_t now = ocb_now_ms(), wall = coord_wall_ms();
+        struct ocb_coord_token t;
+        memset(&t, 0, sizeof(t));
+        copy_trunc(t.access, sizeof(t.access), app->token);
+        copy_trunc(t.refresh, sizeof(t.refresh), app->refresh);
+        t.expires_wall_ms = wall + (app->expires_at_ms - now);
+        t.refresh_wall_ms = wall + (app->refresh_at_ms - now);
+        enum ocb_err rc = coord_token_store(pc->coord, id, app->lock_epoch, &t);
+        if (rc == OCB_OK)
+            log_info(MOD, NULL, "app %s: token shared (epoch %llu)", id,
+                     (unsigned long long)t.epoch);
+        else
+            log_warn(MOD, NULL, "app %s: new token not shared: %s", id,
+                     rc == OCB_ERR_FULL ? "another replica stored one first (lock expired?)"
+                                        : ocb_strerror(rc));
+    }
+    enum ocb_err rc = coord_lock_release(pc->coord, id, "token", app->lock_value);
+    if (rc == OCB_ERR_NOT_FOUND)
+        log_warn(MOD, NULL, "app %s: the token lock expired before the login finished", id);
+    app->lock_value[0] = '\0';
+}
+
 static void start_auth(struct ocb_platform_client *pc, struct app *app, bool refresh)
 {
     if (app->auth_running)
         return;
     if (refresh && !app->refresh[0])
         refresh = false; /* some deployments return refreshToken null */
+    app->peer_wait_ms = 0;
+    if (pc->coord && shared_auth(pc, app, refresh))
+        return;
+    if (refresh && !app->refresh[0])
+        refresh = false;
     char *body = NULL;
     const char *secret = app->cfg->secret ? app->cfg->secret : "";
     if (refresh) {
@@ -546,8 +699,16 @@ static void start_auth(struct ocb_platform_client *pc, struct app *app, bool ref
     char labels[OCB_METRICS_LABELS_MAX];
     metrics_labels(labels, sizeof(labels), "kind", refresh ? "refresh" : "login", NULL);
     metrics_counter_add("ocb_token_refreshes_total", labels, 1);
+    if (pc->coord) {
+        /* The same, per replica: what the shared token saves shows here. */
+        metrics_labels(labels, sizeof(labels), "replica", coord_replica_id(pc->coord), "kind",
+                       refresh ? "refresh" : "login", NULL);
+        metrics_counter_add("ocb_coord_token_renewals_total", labels, 1);
+    }
     if (!req || start_transfer(pc, req) != OCB_OK) {
         request_free(req);
+        if (pc->coord)
+            shared_done(pc, app, false);
         log_error(MOD, NULL, "app %s: cannot start %s", app->cfg->app_id,
                   refresh ? "token refresh" : "login");
         app->login_retry_at_ms = ocb_now_ms() + LOGIN_BACKOFF_MIN;
@@ -632,10 +793,15 @@ static void auth_done(struct ocb_platform_client *pc, struct request *req,
     if (app->stale_auth) {
         /* Started with the secret a reload replaced: log in with the new one. */
         app->stale_auth = false;
+        if (pc->coord)
+            shared_done(pc, app, false);
         start_auth(pc, app, false);
         return;
     }
-    if (r->cls == OCB_PLATFORM_OK && take_token(app, r->body, r->len)) {
+    bool got = r->cls == OCB_PLATFORM_OK && take_token(app, r->body, r->len);
+    if (pc->coord)
+        shared_done(pc, app, got);
+    if (got) {
         app->login_retry_at_ms = 0;
         app->backoff_ms = 0;
         if (!atomic_load(&app->ready))
@@ -653,6 +819,8 @@ static void auth_done(struct ocb_platform_client *pc, struct request *req,
          * documented way out is a fresh login. */
         log_warn(MOD, NULL, "app %s: token refresh failed (%ld %s %s), logging in again",
                  app->cfg->app_id, r->status, r->code, r->desc);
+        /* Not the shared token either, or the login below would just adopt it again. */
+        copy_trunc(app->rejected, sizeof(app->rejected), app->token);
         start_auth(pc, app, false);
         return;
     }
@@ -704,6 +872,8 @@ static void api_done(struct ocb_platform_client *pc, struct request *req,
             log_info(MOD, NULL, "app %s: token rejected (%ld %s), logging in again",
                      app->cfg->app_id, r->status, r->code);
         }
+        if (app->have_token)
+            copy_trunc(app->rejected, sizeof(app->rejected), app->token);
         app->have_token = false;
         if (!app->auth_running && app->login_retry_at_ms && ocb_now_ms() < app->login_retry_at_ms) {
             complete(pc, req, &app->last_failure); /* logins are backing off */
@@ -790,7 +960,10 @@ static void run_timers(struct ocb_platform_client *pc)
         if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
             continue;
         if (app->have_token && now >= app->expires_at_ms) {
+            copy_trunc(app->rejected, sizeof(app->rejected), app->token);
             app->have_token = false;
+            start_auth(pc, app, false);
+        } else if (!app->have_token && app->peer_wait_ms && now >= app->peer_wait_ms) {
             start_auth(pc, app, false);
         } else if (app->have_token && now >= app->refresh_at_ms) {
             start_auth(pc, app, true);
@@ -812,6 +985,8 @@ static int64_t next_timer_ms(const struct ocb_platform_client *pc)
             next = app->refresh_at_ms;
         if (!app->have_token && app->login_retry_at_ms && app->login_retry_at_ms < next)
             next = app->login_retry_at_ms;
+        if (!app->have_token && app->peer_wait_ms && app->peer_wait_ms < next)
+            next = app->peer_wait_ms;
     }
     return next;
 }
@@ -890,6 +1065,8 @@ enum ocb_err platform_client_submit(struct ocb_platform_client *pc,
     pc->outstanding++;
     if (app->have_token) {
         start_or_defer(pc, req);
+    } else if (app->peer_wait_ms) {
+        park(app, req); /* another replica is logging in for everyone */
     } else if (!app->auth_running && app->login_retry_at_ms &&
                ocb_now_ms() < app->login_retry_at_ms) {
         defer_failure(pc, req, &app->last_failure);
@@ -931,6 +1108,11 @@ enum ocb_err platform_client_call_sync(struct ocb_platform_client *pc,
             return rc; /* the call stays owned by pc and completes at free */
     }
     return OCB_OK;
+}
+
+void platform_client_set_coord(struct ocb_platform_client *pc, struct ocb_coord *coord)
+{
+    pc->coord = coord;
 }
 
 void platform_client_wakeup(struct ocb_platform_client *pc)
@@ -1042,6 +1224,7 @@ void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_con
                 /* Tokens of the old secret may still work, but a wrong new
                  * secret must show at once (readiness), so log in again now. */
                 log_info(MOD, NULL, "app %s: secret changed, logging in again", a->app_id);
+                copy_trunc(app->rejected, sizeof(app->rejected), app->token);
                 app->have_token = false;
                 set_ready(app, false);
                 app->login_retry_at_ms = 0;
@@ -1076,8 +1259,11 @@ void platform_client_free(struct ocb_platform_client *pc)
         else
             request_free(req);
     }
-    for (size_t i = 0; i < pc->n_apps; i++)
+    for (size_t i = 0; i < pc->n_apps; i++) {
         fail_waiting(pc, &pc->apps[i], &stopped);
+        if (pc->coord)
+            shared_done(pc, &pc->apps[i], false);
+    }
     run_deferred(pc);
     if (pc->multi)
         curl_multi_cleanup(pc->multi);

@@ -95,4 +95,14 @@ void cmd_worker_on_status(void *ctx, const char *app_id, const char *device_id,
  */
 bool cmd_worker_ready(void *ctx);
 
+struct ocb_coord;
+
+/*
+ * Main, before cmd_worker_start(): coordinate with other replicas through
+ * coord (coord.h; borrowed, must outlive the worker and be stopped after
+ * it): shared token, shared rate window, shared requesters, subscription
+ * sync lease.  The worker thread then owns coord's synchronous connection.
+ */
+void cmd_worker_set_coord(struct ocb_cmd_worker *w, struct ocb_coord *coord);
+
 #endif

@@ -109,6 +109,15 @@ struct ocb_config {
     struct {
         unsigned dedup_window_s; /* 0 = off */
     } push;
+    /* Several bridges for one app (coord.h).  redis_url "" = one instance. */
+    struct {
+        char *redis_url;
+        char *replica_id;              /* "" = <hostname>-<pid> */
+        char *key_prefix;              /* Redis key prefix */
+        unsigned local_rate_share_pct; /* of platform.rate_limit while Redis is down */
+        unsigned connect_timeout_ms;
+        unsigned timeout_ms; /* per Redis command */
+    } coordination;
 
     struct ocb_app apps[OCB_MAX_APPS];
     size_t n_apps;

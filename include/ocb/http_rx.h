@@ -61,6 +61,10 @@ enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, oc
  * spool.mode off.
  */
 void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp);
+/* Before http_rx_start(): while fn(ctx) is true /readyz adds "; <note>" to its body without
+ * failing (e.g. "degraded: redis unreachable").  Shares the hooks' room; note is borrowed. */
+enum ocb_err http_rx_add_ready_note(struct ocb_http_rx *rx, const char *note, ocb_http_ready_fn fn,
+                                    void *ctx);
 
 /* Before http_rx_start(): where published command status callbacks are reported. */
 void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_status_fn fn,

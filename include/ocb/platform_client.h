@@ -106,6 +106,16 @@ enum ocb_err platform_client_call_sync(struct ocb_platform_client *pc,
                                        const struct ocb_platform_call *call, ocb_platform_done done,
                                        void *ctx);
 
+struct ocb_coord;
+
+/*
+ * Before the first call, on the client's thread (or before that thread
+ * starts): share the apps' tokens with other replicas through coord
+ * (coord.h; borrowed, must outlive the client).  The client then uses
+ * coord's synchronous calls, on its own thread.  NULL = local tokens.
+ */
+void platform_client_set_coord(struct ocb_platform_client *pc, struct ocb_coord *coord);
+
 /* Make a platform_client_run() in progress return early.  Any thread. */
 void platform_client_wakeup(struct ocb_platform_client *pc);
 

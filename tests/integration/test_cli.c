@@ -17,7 +17,10 @@
 static int run(char **out, const char *name, const char *const *args)
 {
     char *argv[8];
-    struct th_proc p;
+    /* Static: the harness keeps a pointer to every child it started until the test process
+     * exits and then kills what it finds there; a stack struct left it a dangling pointer
+     * whose stale "pid" could name the test process itself (a flaky SIGKILL). */
+    static struct th_proc p;
     int n = 0, st;
 
     memset(&p, 0, sizeof(p));
