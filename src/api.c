@@ -756,7 +756,7 @@ enum ocb_command_code api_parse(const struct ocb_api_target *t, unsigned allowed
         code = OCB_CMD_OPERATION_NOT_ALLOWED;
         goto out;
     }
-    if (d->device && t->no_device) {
+    if (d->device && (t->no_device || !t->device_id[0])) {
         set_why(why, whylen,
                 "op %s names a device: publish it on <prefix>/<appId>/<deviceId>/api, "
                 "not .../_/api",

@@ -254,6 +254,7 @@ static const struct {
     {"dev", "{\"op\":\"list\"}", OCB_CMD_INVALID_TOPIC, "names no device"},
     {"dev", "{\"op\":\"register\",\"nodeId\":\"n\"}", OCB_CMD_INVALID_TOPIC, "names no device"},
     {"..", "{\"op\":\"get\"}", OCB_CMD_INVALID_TOPIC, "not a deviceId"},
+    {"", "{\"op\":\"shadow\"}", OCB_CMD_INVALID_TOPIC, "names a device"},
     {".", "{\"op\":\"history\"}", OCB_CMD_INVALID_TOPIC, "not a deviceId"},
     {"_", "{\"op\":\"register\"}", OCB_CMD_INVALID_PAYLOAD, "nodeId is required"},
     {"_", "{\"op\":\"register\",\"nodeId\":\"\"}", OCB_CMD_INVALID_PAYLOAD, "nodeId must be"},
