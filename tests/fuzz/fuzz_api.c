@@ -95,7 +95,7 @@ static void check_answer(const struct ocb_command_outcome *o)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const devices[] = {"_", "dev-1", "a b?&#%+", "..", ".", "\xc3\xa9\x01"};
+    static const char *const devices[] = {"_", "dev-1", "a b?&#%+", "..", ".", "\xc3\xa9\x01", ""};
     if (size < 2)
         return 0;
     struct ocb_api_target t;
