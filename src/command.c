@@ -40,6 +40,8 @@ static const char *const code_names[] = {
     [OCB_CMD_SHUTTING_DOWN] = "SHUTTING_DOWN",
     [OCB_CMD_INTERNAL] = "INTERNAL",
     [OCB_CMD_OUTCOME_UNKNOWN] = "OUTCOME_UNKNOWN",
+    [OCB_CMD_UNKNOWN_OPERATION] = "UNKNOWN_OPERATION",
+    [OCB_CMD_OPERATION_NOT_ALLOWED] = "OPERATION_NOT_ALLOWED",
 };
 
 const char *command_code_name(enum ocb_command_code code)
@@ -452,7 +454,9 @@ enum ocb_err command_response_format(const struct ocb_command_outcome *o, char *
 {
     *out = NULL;
     cJSON *body = NULL;
-    if (o->ok) {
+    /* API calls answer 204 (or 200) with no body: that is platform:null. */
+    bool empty = !o->platform_body || o->platform_len == 0;
+    if (o->ok && !(o->op && empty)) {
         body = cJSON_ParseWithLength(o->platform_body ? o->platform_body : "",
                                      o->platform_body ? o->platform_len : 0);
         if (!cJSON_IsObject(body)) {
@@ -466,15 +470,19 @@ enum ocb_err command_response_format(const struct ocb_command_outcome *o, char *
         return OCB_ERR_NOMEM;
     }
     add_correlation(root, o->correlation_id);
+    if (o->op) /* "" when the request named no known op */
+        cJSON_AddItemToObject(root, "op", *o->op ? cJSON_CreateString(o->op) : cJSON_CreateNull());
     cJSON_AddItemToObject(root, "ok", cJSON_CreateBool(o->ok));
     add_http_status(root, o->http_status);
     if (o->ok) {
-        lift_string(root, body, "commandId");
-        lift_string(root, body, "taskId");
-        lift_string(root, body, "status");
+        if (!o->op) {
+            lift_string(root, body, "commandId");
+            lift_string(root, body, "taskId");
+            lift_string(root, body, "status");
+        }
         if (o->reconciled)
             cJSON_AddTrueToObject(root, "reconciled");
-        cJSON_AddItemToObject(root, "platform", body);
+        cJSON_AddItemToObject(root, "platform", body ? body : cJSON_CreateNull());
     } else {
         cJSON *err = cJSON_CreateObject();
         if (err) {

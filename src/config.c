@@ -15,6 +15,7 @@
  * reading the file, checking that referenced files are readable, and getenv.
  */
 #include "ocb/config.h"
+#include "ocb/api.h"
 #include "ocb/coord.h"
 #include "ocb/grammar.h"
 #include "ocb/notify.h"
@@ -425,6 +426,30 @@ static enum ocb_err parse_app(struct loader *ld, size_t idx, const cJSON *obj, s
                 if (!(app->subscribe[app->n_subscribe++] = strdup(t->valuestring)))
                     return OCB_ERR_NOMEM;
             }
+        } else if (!strcmp(it->string, "api")) {
+            /* A list of op names and the shorthands read, write, all; [] allows none. */
+            if (!cJSON_IsArray(it))
+                return fail(ld, kp, "expected an array of operation names or read, write, all");
+            unsigned ops = 0;
+            size_t n = 0;
+            const cJSON *t;
+            cJSON_ArrayForEach(t, it)
+            {
+                unsigned bits;
+                snprintf(kp, sizeof(kp), "%s.api[%zu]", path, n++);
+                if (!cJSON_IsString(t))
+                    return fail(ld, kp, "expected an operation name or read, write, all");
+                if (!api_ops_word(t->valuestring, &bits))
+                    return fail(ld, kp,
+                                "\"%.64s\" is no operation (register, get, list, update, delete, "
+                                "history, capabilities, shadow, setShadow, groupCreate, groupList, "
+                                "groupGet, groupUpdate, groupDelete, groupMembers, groupAdd, "
+                                "groupRemove) and none of read, write, all",
+                                t->valuestring);
+                ops |= bits;
+            }
+            app->api_ops = ops;
+            app->api_given = true;
         } else {
             return fail(ld, kp, "unknown key");
         }
@@ -504,7 +529,8 @@ static const struct {
 } app_fields[] = {{"APP_ID", "app_id"},
                   {"SECRET", "secret"},
                   {"PUSH_TOKEN", "push_token"},
-                  {"SUBSCRIBE", "subscribe"}};
+                  {"SUBSCRIBE", "subscribe"},
+                  {"API", "api"}};
 #define N_APP_FIELDS (sizeof(app_fields) / sizeof(app_fields[0]))
 
 /* The NAME of an environ entry NAME=VALUE, truncated to fit out. */
@@ -537,7 +563,7 @@ static enum ocb_err check_app_env(struct loader *ld)
             env_entry_name(p, name, sizeof(name));
             return fail(ld, "apps",
                         "unknown environment variable %s (per-app variables are "
-                        "OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)",
+                        "OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE, _API)",
                         name);
         }
     }
@@ -579,8 +605,9 @@ static enum ocb_err check_section_env(struct loader *ld)
     return OCB_OK;
 }
 
-/* Apply OCB_APPS_<idx>_<FIELD>=v to apps[idx].  SUBSCRIBE takes a JSON array or a
- * comma-separated list of notifyTypes; the other fields are plain strings. */
+/* Apply OCB_APPS_<idx>_<FIELD>=v to apps[idx].  SUBSCRIBE and API take a JSON array
+ * or a comma-separated list (notifyTypes; operations); the other fields are plain
+ * strings.  An empty API value is the empty list: no operation allowed. */
 static enum ocb_err apply_app_env(struct loader *ld, size_t idx, const char *key, const char *name,
                                   const char *v)
 {
@@ -589,7 +616,7 @@ static enum ocb_err apply_app_env(struct loader *ld, size_t idx, const char *key
 
     if (obj == NULL)
         return OCB_ERR_NOMEM;
-    if (strcmp(key, "subscribe") != 0) {
+    if (strcmp(key, "subscribe") != 0 && strcmp(key, "api") != 0) {
         val = cJSON_CreateString(v);
     } else if (v[strspn(v, " \t")] == '[') {
         val = cJSON_Parse(v);
@@ -794,6 +821,8 @@ static enum ocb_err check(struct loader *ld)
             snprintf(path, sizeof(path), "apps[%zu].push_token", i);
             return fail(ld, path, "must be up to %d characters of A-Z a-z 0-9 - . _ ~", ID_MAX_LEN);
         }
+        if (!app->api_given)
+            app->api_ops = OCB_API_READ_OPS;
         for (size_t s = 0; s < app->n_subscribe; s++) {
             snprintf(path, sizeof(path), "apps[%zu].subscribe[%zu]", i, s);
             if (notify_type_api(app->subscribe[s]) == OCB_NOTIFY_UNKNOWN)
@@ -1023,7 +1052,7 @@ enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_confi
     return OCB_OK;
 }
 
-/* apps[N].app_id, .push_token, .subscribe (comma-separated) and .secret, which
+/* apps[N].app_id, .push_token, .subscribe and .api (comma-separated) and .secret, which
  * prints only whether it is set: secrets never leave the process. */
 static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *path, char *out,
                                    size_t cap)
@@ -1047,6 +1076,19 @@ static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *pat
         n = 0;
         for (size_t i = 0; i < app->n_subscribe && o < cap; i++) {
             n = snprintf(out + o, cap - o, "%s%s", i ? "," : "", app->subscribe[i]);
+            if (n < 0)
+                break;
+            o += (size_t)n;
+        }
+        n = (int)o;
+    } else if (!strcmp(field, "api")) {
+        /* The allowed operations, resolved: shorthands print as the ops they mean. */
+        out[0] = '\0';
+        n = 0;
+        for (unsigned op = 0; op < OCB_API_N_OPS && o < cap; op++) {
+            if (!(app->api_ops & OCB_API_OP_BIT(op)))
+                continue;
+            n = snprintf(out + o, cap - o, "%s%s", o ? "," : "", api_op_name((enum ocb_api_op)op));
             if (n < 0)
                 break;
             o += (size_t)n;

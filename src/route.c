@@ -31,10 +31,9 @@
  * one of them as its notifyType would publish onto the command topics (where
  * the command half would execute it) or spoof a callback, so it is refused. */
 static const char *const reserved_types[] = {
-    "command",
-    "commandCancel",
-    "commandResponse",
-    OCB_ROUTE_STATUS_LEVEL,
+    "command",     "commandCancel", "commandResponse", OCB_ROUTE_STATUS_LEVEL,
+    "api", /* the device API's request topic (api.h) */
+    "apiResponse",
 };
 
 /* A string fit for an MQTT user property or a log line: UTF-8, no controls, capped. */

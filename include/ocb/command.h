@@ -44,8 +44,10 @@ enum ocb_command_code {
     OCB_CMD_PLATFORM_UNREACHABLE,
     OCB_CMD_INVALID_REPLY, /* the platform answered 2xx with something unusable */
     OCB_CMD_SHUTTING_DOWN,
-    OCB_CMD_INTERNAL,        /* out of memory and the like */
-    OCB_CMD_OUTCOME_UNKNOWN, /* a create went out unanswered and could not be reconciled */
+    OCB_CMD_INTERNAL,              /* out of memory and the like */
+    OCB_CMD_OUTCOME_UNKNOWN,       /* a create went out unanswered and could not be reconciled */
+    OCB_CMD_UNKNOWN_OPERATION,     /* api: "op" names no operation (api.h) */
+    OCB_CMD_OPERATION_NOT_ALLOWED, /* api: the op is not in the app's apps[].api */
 };
 
 /* "INVALID_PAYLOAD", ...; "OK" for OCB_CMD_OK.  Never NULL. */
@@ -124,10 +126,15 @@ struct ocb_command_outcome {
     const char *desc;   /* one line */
     bool from_platform; /* error.source = "platform" or "bridge" */
     bool retryable;
+    /* API answers (api.h): "op" is added, the platform body may be empty
+     * (rendered as "platform":null) and nothing is lifted from it.  NULL for
+     * commands; "" renders "op":null (a request without a known op). */
+    const char *op;
 };
 
 /*
- * Render the commandResponse JSON.  For ok outcomes commandId (or taskId for
+ * Render the commandResponse (or, with o->op set, apiResponse) JSON.  For ok
+ * outcomes of commands commandId (or taskId for
  * cancel tasks) and status are lifted from the platform body (for a
  * reconciled create, the command resource found by the query); a body that is
  * not a JSON object gives OCB_ERR_PROTOCOL (the caller answers

@@ -31,6 +31,10 @@ struct ocb_app {
     char *push_token; /* "" = no token required */
     char *subscribe[OCB_MAX_SUBSCRIBE];
     size_t n_subscribe;
+    /* apps[].api: the device API operations allowed over MQTT, bits of enum
+     * ocb_api_op (api.h); OCB_API_READ_OPS when the key is absent. */
+    unsigned api_ops;
+    bool api_given; /* the key was set (file or environment) */
 };
 
 /* spool.mode: what happens to a push the broker cannot take right now (spool.h). */

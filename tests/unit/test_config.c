@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ocb/api.h"
 #include "ocb/config.h"
 
 static char err[512];
@@ -184,6 +185,49 @@ START_TEST(apps_from_environment_json)
 END_TEST
 
 /* The default public URL is the listen address; a wildcard host is reached at 127.0.0.1. */
+START_TEST(api_allowed_sets)
+{
+    struct ocb_config *cfg =
+        parse_ok("{\"apps\":[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"api\":[]},"
+                 "{\"app_id\":\"c\",\"api\":[\"read\",\"register\",\"delete\"]},"
+                 "{\"app_id\":\"d\",\"api\":[\"all\"]},{\"app_id\":\"e\",\"api\":[\"write\"]}]}");
+    /* Absent: read-only.  []: nothing. */
+    ck_assert_uint_eq(cfg->apps[0].api_ops, OCB_API_READ_OPS);
+    ck_assert_uint_eq(cfg->apps[1].api_ops, 0);
+    ck_assert_uint_eq(cfg->apps[2].api_ops, OCB_API_READ_OPS | OCB_API_OP_BIT(OCB_API_REGISTER) |
+                                                OCB_API_OP_BIT(OCB_API_DELETE));
+    ck_assert_uint_eq(cfg->apps[3].api_ops, OCB_API_ALL_OPS);
+    ck_assert_uint_eq(cfg->apps[4].api_ops, OCB_API_WRITE_OPS);
+    char out[512];
+    ck_assert_int_eq(config_format_key(cfg, "apps[0].api", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "get,list,history,capabilities,shadow,groupList,groupGet,groupMembers");
+    ck_assert_int_eq(config_format_key(cfg, "apps[1].api", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "");
+    ck_assert_int_eq(config_format_key(cfg, "apps[2].api", out, sizeof(out)), OCB_OK);
+    ck_assert_str_eq(out, "register,get,list,delete,history,capabilities,shadow,groupList,"
+                          "groupGet,groupMembers");
+    config_free(cfg);
+
+    /* The environment: a comma list, a JSON array, or empty for none. */
+    setenv("OCB_APPS_0_API", " get , setShadow ", 1);
+    setenv("OCB_APPS_1_API", "[\"all\"]", 1);
+    setenv("OCB_APPS_2_API", "", 1);
+    cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\",\"api\":[\"all\"]},{\"app_id\":\"b\"},"
+                   "{\"app_id\":\"c\"}]}");
+    ck_assert_uint_eq(cfg->apps[0].api_ops,
+                      OCB_API_OP_BIT(OCB_API_GET) | OCB_API_OP_BIT(OCB_API_SET_SHADOW));
+    ck_assert_uint_eq(cfg->apps[1].api_ops, OCB_API_ALL_OPS);
+    ck_assert_uint_eq(cfg->apps[2].api_ops, 0);
+    config_free(cfg);
+    setenv("OCB_APPS_0_API", "get,nope", 1);
+    parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
+                "t.json: apps[0].api[1]: \"nope\" is no operation");
+    unsetenv("OCB_APPS_0_API");
+    unsetenv("OCB_APPS_1_API");
+    unsetenv("OCB_APPS_2_API");
+}
+END_TEST
+
 START_TEST(public_url_defaults_to_the_listener)
 {
     static const char *const cases[][2] = {
@@ -246,7 +290,7 @@ START_TEST(app_fields_from_environment)
     setenv("OCB_APPS_0_SECRT", "typo", 1);
     parse_fails("{\"apps\":[{\"app_id\":\"a\"}]}",
                 "t.json: apps: unknown environment variable OCB_APPS_0_SECRT (per-app variables "
-                "are OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE)");
+                "are OCB_APPS_<n>_APP_ID, _SECRET, _PUSH_TOKEN, _SUBSCRIBE, _API)");
     unsetenv("OCB_APPS_0_SECRT");
 }
 END_TEST
@@ -274,6 +318,13 @@ static const struct {
     {"[]", "t.json: (top level): expected a JSON object"},
     {"{\"http\":", "t.json: (top level): invalid JSON near line 1"},
     {"{\"htp\":{}}", "t.json: htp: unknown key"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"api\":\"all\"}]}",
+     "t.json: apps[0].api: expected an array of operation names or read, write, all"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"api\":[\"get\",\"reboot\"]}]}",
+     "t.json: apps[0].api[1]: \"reboot\" is no operation"},
+    {"{\"apps\":[{\"app_id\":\"a\",\"api\":[\"Get\"]}]}", "t.json: apps[0].api[0]: \"Get\""},
+    {"{\"apps\":[{\"app_id\":\"a\",\"api\":[1]}]}",
+     "t.json: apps[0].api[0]: expected an operation name or read, write, all"},
     {"{\"http\":{\"lisen\":\"x\"}}", "t.json: http.lisen: unknown key"},
     {"{\"http\":{\"listen\":8080}}", "t.json: http.listen: expected a string"},
     {"{\"http\":{\"listen\":\"nohostport\"}}", "t.json: http.listen: expected HOST:PORT"},
@@ -463,6 +514,7 @@ int main(void)
     tcase_add_test(tc, apps_from_environment_json);
     tcase_add_test(tc, app_fields_from_environment);
     tcase_add_test(tc, public_url_defaults_to_the_listener);
+    tcase_add_test(tc, api_allowed_sets);
     tcase_add_test(tc, variable_expansion);
     tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
                         (int)(sizeof(bad) / sizeof(bad[0])));

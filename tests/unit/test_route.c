@@ -199,6 +199,8 @@ static const struct bad bad_bodies[] = {
     {"{\"notifyType\":\"commandCancel\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
     {"{\"notifyType\":\"commandResponse\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
     {"{\"notifyType\":\"commandStatus\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
+    {"{\"notifyType\":\"api\",\"deviceId\":\"d\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
+    {"{\"notifyType\":\"apiResponse\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
     /* deviceId levels */
     {"{\"notifyType\":\"a\",\"deviceId\":\"\"}", 0, OCB_ROUTE_BAD_TOPIC, "deviceId is not a valid"},
     {"{\"notifyType\":\"a\",\"deviceId\":\"_\"}", 0, OCB_ROUTE_BAD_TOPIC, "reserved"},
