@@ -20,6 +20,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -405,6 +406,7 @@ static enum ocb_err parse_app(struct loader *ld, size_t idx, const cJSON *obj, s
         } else if (!strcmp(it->string, "subscribe")) {
             if (!cJSON_IsArray(it))
                 return fail(ld, kp, "expected an array of notifyType strings");
+            // NOLINTNEXTLINE(clang-analyzer-core.NullDereference): app is &cfg->apps[idx]
             for (size_t i = 0; i < app->n_subscribe; i++)
                 free(app->subscribe[i]);
             app->n_subscribe = 0;
@@ -518,7 +520,7 @@ static enum ocb_err check_app_env(struct loader *ld)
 
         if (strncmp(p, "OCB_APPS_", 9) != 0 || !isdigit((unsigned char)p[9]))
             continue;
-        strtoul(p + 9, &end, 10);
+        (void)strtoul(p + 9, &end, 10); /* only where the number ends matters */
         if (*end != '_')
             continue;
         field = end + 1;
@@ -1004,12 +1006,17 @@ enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_confi
 static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *path, char *out,
                                    size_t cap)
 {
-    size_t idx, o = 0;
+    size_t o = 0;
     int used = 0, n;
-    char field[16];
+    char field[16], *end = NULL;
 
-    if (sscanf(path, "apps[%zu].%15[a-z_]%n", &idx, field, &used) != 2 || path[used] != '\0' ||
-        idx >= cfg->n_apps)
+    /* strtoull, not sscanf's %zu: an out-of-range index must fail, not overflow. */
+    errno = 0;
+    unsigned long long idx = strncmp(path, "apps[", 5) == 0 && isdigit((unsigned char)path[5])
+                                 ? strtoull(path + 5, &end, 10)
+                                 : ULLONG_MAX;
+    if (!end || errno != 0 || sscanf(end, "].%15[a-z_]%n", field, &used) != 1 ||
+        end[used] != '\0' || idx >= cfg->n_apps)
         return OCB_ERR_NOT_FOUND;
     const struct ocb_app *app = &cfg->apps[idx];
     if (!strcmp(field, "app_id"))
@@ -1020,7 +1027,6 @@ static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *pat
         n = snprintf(out, cap, "%s", app->secret && app->secret[0] ? "(set)" : "(not set)");
     else if (!strcmp(field, "subscribe")) {
         out[0] = '\0';
-        n = 0;
         for (size_t i = 0; i < app->n_subscribe && o < cap; i++) {
             n = snprintf(out + o, cap - o, "%s%s", i ? "," : "", app->subscribe[i]);
             if (n < 0)
