@@ -353,7 +353,7 @@ static enum ocb_err set_from_json(struct loader *ld, const struct key *k, const 
         if (!cJSON_IsNumber(v))
             return fail(ld, k->path, "expected a number");
         double d = v->valuedouble;
-        if (d != (double)(long long)d || d < -9.2e18 || d > 9.2e18)
+        if (d < -9.2e18 || d > 9.2e18 || d != (double)(long long)d) /* range before the cast */
             return fail(ld, k->path, "expected an integer");
         return set_number(ld, k, (long long)d);
     }
