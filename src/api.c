@@ -401,7 +401,8 @@ static bool is_shadow(const cJSON *v, long long lo, long long hi)
             return false;
         unsigned keys = 0;
         for (const cJSON *k = e->child; k; k = k->next, keys++)
-            if (!k->string || (strcmp(k->string, "serviceId") && strcmp(k->string, "desired")))
+            if (!k->string ||
+                (strcmp(k->string, "serviceId") != 0 && strcmp(k->string, "desired") != 0))
                 return false;
         if (keys != 2 || !is_string_of(cJSON_GetObjectItemCaseSensitive(e, "serviceId"), 1, 64) ||
             !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(e, "desired")))

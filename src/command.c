@@ -122,7 +122,7 @@ static char *dup_string(const char *s)
 /* A non-empty string of at most max bytes, or NULL. */
 static const char *string_field(const cJSON *v, size_t max)
 {
-    if (!cJSON_IsString(v) || !v->valuestring)
+    if (!v || !cJSON_IsString(v) || !v->valuestring)
         return NULL;
     size_t n = strlen(v->valuestring);
     if (n == 0 || n > max)

@@ -20,8 +20,10 @@
 #include "ocb/grammar.h"
 #include "ocb/notify.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,7 +362,7 @@ static enum ocb_err set_from_json(struct loader *ld, const struct key *k, const 
         if (!cJSON_IsNumber(v))
             return fail(ld, k->path, "expected a number");
         double d = v->valuedouble;
-        if (d != (double)(long long)d || d < -9.2e18 || d > 9.2e18)
+        if (d < -9.2e18 || d > 9.2e18 || d != (double)(long long)d) /* range before the cast */
             return fail(ld, k->path, "expected an integer");
         return set_number(ld, k, (long long)d);
     }
@@ -389,6 +391,8 @@ static bool valid_token(const char *s)
 static enum ocb_err parse_app(struct loader *ld, size_t idx, const cJSON *obj, struct ocb_app *app)
 {
     char path[64];
+
+    assert(app != NULL); /* &cfg->apps[idx]; also tells the analyzer so */
     snprintf(path, sizeof(path), "apps[%zu]", idx);
     if (!cJSON_IsObject(obj))
         return fail(ld, path, "expected an object");
@@ -551,7 +555,7 @@ static enum ocb_err check_app_env(struct loader *ld)
 
         if (strncmp(p, "OCB_APPS_", 9) != 0 || !isdigit((unsigned char)p[9]))
             continue;
-        strtoul(p + 9, &end, 10);
+        (void)strtoul(p + 9, &end, 10); /* only where the number ends matters */
         if (*end != '_')
             continue;
         field = end + 1;
@@ -792,8 +796,8 @@ static enum ocb_err check(struct loader *ld)
         (cfg->coordination.replica_id[0] &&
          (why = grammar_level_problem(cfg->coordination.replica_id,
                                       strlen(cfg->coordination.replica_id))) != NULL))
-        return fail(ld, "coordination.replica_id", "must be one topic level of up to %d bytes",
-                    OCB_COORD_REPLICA_MAX - 17);
+        return fail(ld, "coordination.replica_id", "must be one topic level of up to %d bytes%s%s",
+                    OCB_COORD_REPLICA_MAX - 17, why != NULL ? ": " : "", why != NULL ? why : "");
     if (!cfg->coordination.key_prefix[0] || strlen(cfg->coordination.key_prefix) > 64 ||
         strpbrk(cfg->coordination.key_prefix, "{} \t\r\n"))
         return fail(ld, "coordination.key_prefix", "must be 1..64 bytes without braces or spaces");
@@ -1057,12 +1061,17 @@ enum ocb_err config_reload_merge(struct ocb_config *next, const struct ocb_confi
 static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *path, char *out,
                                    size_t cap)
 {
-    size_t idx, o = 0;
+    size_t o = 0;
     int used = 0, n;
-    char field[16];
+    char field[16], *end = NULL;
 
-    if (sscanf(path, "apps[%zu].%15[a-z_]%n", &idx, field, &used) != 2 || path[used] != '\0' ||
-        idx >= cfg->n_apps)
+    /* strtoull, not sscanf's %zu: an out-of-range index must fail, not overflow. */
+    errno = 0;
+    unsigned long long idx = strncmp(path, "apps[", 5) == 0 && isdigit((unsigned char)path[5])
+                                 ? strtoull(path + 5, &end, 10)
+                                 : ULLONG_MAX;
+    if (!end || errno != 0 || sscanf(end, "].%15[a-z_]%n", field, &used) != 1 ||
+        end[used] != '\0' || idx >= cfg->n_apps)
         return OCB_ERR_NOT_FOUND;
     const struct ocb_app *app = &cfg->apps[idx];
     if (!strcmp(field, "app_id"))
@@ -1073,7 +1082,6 @@ static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *pat
         n = snprintf(out, cap, "%s", app->secret && app->secret[0] ? "(set)" : "(not set)");
     else if (!strcmp(field, "subscribe")) {
         out[0] = '\0';
-        n = 0;
         for (size_t i = 0; i < app->n_subscribe && o < cap; i++) {
             n = snprintf(out + o, cap - o, "%s%s", i ? "," : "", app->subscribe[i]);
             if (n < 0)
@@ -1084,7 +1092,6 @@ static enum ocb_err format_app_key(const struct ocb_config *cfg, const char *pat
     } else if (!strcmp(field, "api")) {
         /* The allowed operations, resolved: shorthands print as the ops they mean. */
         out[0] = '\0';
-        n = 0;
         for (unsigned op = 0; op < OCB_API_N_OPS && o < cap; op++) {
             if (!(app->api_ops & OCB_API_OP_BIT(op)))
                 continue;

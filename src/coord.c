@@ -29,6 +29,7 @@
  */
 #include "ocb/coord.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -757,6 +758,8 @@ static enum ocb_err requester_put(struct ocb_coord *c, struct conn *cn,
                                   const struct ocb_requester *e, int64_t ttl_ms)
 {
     char key[KEY_MAX], px[24];
+
+    assert(e != NULL);
     if (key_for(c, key, e->app_id, "req", e->command_id) != OCB_OK)
         return OCB_ERR_TOO_BIG;
     snprintf(px, sizeof(px), "%" PRId64, ttl_ms > 0 ? ttl_ms : 1);

@@ -1373,6 +1373,7 @@ void mqtt_link_free(struct ocb_mqtt_link *link)
     }
     while (link->head.next != &link->head) {
         struct pending *p = link->head.next;
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): list_unlink() relinks the head
         list_unlink(link, p);
         free(p);
     }

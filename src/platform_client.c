@@ -54,7 +54,7 @@
 
 #define PATH_LOGIN         "/iocm/app/sec/v1.1.0/login"
 #define PATH_REFRESH       "/iocm/app/sec/v1.1.0/refreshToken"
-#define TOKEN_MAX          512
+#define TOKEN_MAX          OCB_PLATFORM_TOKEN_MAX
 #define MAX_TOKEN_RETRIES  2
 #define LOGIN_BACKOFF_MIN  1000
 #define LOGIN_BACKOFF_MAX  30000
@@ -742,34 +742,51 @@ static void start_waiting(struct ocb_platform_client *pc, struct app *app)
     }
 }
 
-/* A token reply: {"accessToken","refreshToken","expiresIn"}. */
-static bool take_token(struct app *app, const char *body, size_t len)
+bool platform_client_token_parse(const char *body, size_t len, struct ocb_platform_token *t)
 {
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    const long long max_secs = 30LL * 86400;
+    cJSON *root = (body && len) ? cJSON_ParseWithLength(body, len) : NULL;
     const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "accessToken");
     const cJSON *rt = cJSON_GetObjectItemCaseSensitive(root, "refreshToken");
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(root, "expiresIn");
     bool ok = cJSON_IsString(at) && at->valuestring && *at->valuestring &&
-              strlen(at->valuestring) < sizeof(app->token);
+              strlen(at->valuestring) < sizeof(t->access);
+    if (!ok)
+        goto out;
+    copy_trunc(t->access, sizeof(t->access), at->valuestring);
+    if (cJSON_IsString(rt) && rt->valuestring && strlen(rt->valuestring) < sizeof(t->refresh))
+        copy_trunc(t->refresh, sizeof(t->refresh), rt->valuestring);
+    else
+        t->refresh[0] = '\0';
+    /* expiresIn is documented as an integer ("fixed 3600"); accept a
+     * numeric string too and fall back to the documented value.  Clamp
+     * before converting: a double beyond long long's range is undefined. */
+    t->expires_in_s = DEFAULT_EXPIRES_IN;
+    if (cJSON_IsNumber(ex) && ex->valuedouble >= 1)
+        t->expires_in_s =
+            ex->valuedouble >= (double)max_secs ? max_secs : (long long)ex->valuedouble;
+    else if (cJSON_IsString(ex) && ex->valuestring) {
+        char *end = NULL;
+        long long v = strtoll(ex->valuestring, &end, 10);
+        if (end && end != ex->valuestring && *end == '\0' && v >= 1)
+            t->expires_in_s = v;
+    }
+    if (t->expires_in_s > max_secs)
+        t->expires_in_s = max_secs;
+out:
+    cJSON_Delete(root);
+    return ok;
+}
+
+/* A token reply: {"accessToken","refreshToken","expiresIn"}. */
+static bool take_token(struct app *app, const char *body, size_t len)
+{
+    struct ocb_platform_token t;
+    bool ok = platform_client_token_parse(body, len, &t);
     if (ok) {
-        copy_trunc(app->token, sizeof(app->token), at->valuestring);
-        if (cJSON_IsString(rt) && rt->valuestring && strlen(rt->valuestring) < TOKEN_MAX)
-            copy_trunc(app->refresh, sizeof(app->refresh), rt->valuestring);
-        else
-            app->refresh[0] = '\0';
-        /* expiresIn is documented as an integer ("fixed 3600"); accept a
-         * numeric string too and fall back to the documented value. */
-        long long secs = DEFAULT_EXPIRES_IN;
-        if (cJSON_IsNumber(ex) && ex->valuedouble >= 1)
-            secs = (long long)ex->valuedouble;
-        else if (cJSON_IsString(ex) && ex->valuestring) {
-            char *end = NULL;
-            long long v = strtoll(ex->valuestring, &end, 10);
-            if (end && *end == '\0' && v >= 1)
-                secs = v;
-        }
-        if (secs > 30LL * 86400)
-            secs = 30LL * 86400;
+        memcpy(app->token, t.access, sizeof(app->token));
+        memcpy(app->refresh, t.refresh, sizeof(app->refresh));
+        long long secs = t.expires_in_s;
         /* Refresh when 80 % of the lifetime is gone, at most 5 minutes
          * early: short test TTLs still refresh before expiry. */
         long long margin_ms = secs * 1000 / 5;
@@ -780,7 +797,6 @@ static bool take_token(struct app *app, const char *body, size_t len)
         app->refresh_at_ms = app->expires_at_ms - margin_ms;
         app->have_token = true;
     }
-    cJSON_Delete(root);
     return ok;
 }
 

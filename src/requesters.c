@@ -74,8 +74,11 @@ void requesters_free(struct ocb_requesters *rq)
 {
     if (!rq)
         return;
-    while (rq->head)
-        unlink_node(rq, rq->head);
+    while (rq->head) {
+        struct node *nd = rq->head;
+        rq->head = nd->next;
+        free(nd);
+    }
     for (unsigned i = 0; i < OCB_REQUESTERS_EARLY_MAX; i++)
         free(rq->early[i].body);
     pthread_mutex_destroy(&rq->lock);

@@ -922,7 +922,7 @@ enum ocb_err spool_report(sqlite3 *db, FILE *out)
     }
     fprintf(out, "\n");
     sqlite3_reset(s);
-    while (rc == OCB_OK && (src = sqlite3_step(s)) == SQLITE_ROW) {
+    while (rc == OCB_OK && sqlite3_step(s) == SQLITE_ROW) {
         fprintf(out, "  app %s: %" PRId64 " message(s), %" PRId64 " bytes, oldest ", col_text(s, 0),
                 (int64_t)sqlite3_column_int64(s, 1), (int64_t)sqlite3_column_int64(s, 2));
         print_age(out, now - sqlite3_column_int64(s, 3));

@@ -70,19 +70,12 @@ struct result {
     size_t len;
 };
 
-struct sub {
-    char *id;
-    char *type;
-    char *url;
-    bool gone; /* deleted during this run */
-};
-
 struct app_sync {
     const struct ocb_app *app;
     FILE *report;
     char url[URL_MAX];  /* our callbackUrl */
     char base[URL_MAX]; /* <public_url>/push/<appId> */
-    struct sub *subs;
+    struct ocb_subs_entry *subs;
     size_t n_subs;
     enum ocb_err rc;
 };
@@ -242,42 +235,47 @@ static char *json_string(const cJSON *o, const char *key)
     return d;
 }
 
+void subscriptions_entries_free(struct ocb_subs_entry *subs, size_t n)
+{
+    for (size_t i = 0; subs && i < n; i++) {
+        free(subs[i].id);
+        free(subs[i].type);
+        free(subs[i].url);
+    }
+    free(subs);
+}
+
 static void free_subs(struct app_sync *s)
 {
-    for (size_t i = 0; i < s->n_subs; i++) {
-        free(s->subs[i].id);
-        free(s->subs[i].type);
-        free(s->subs[i].url);
-    }
-    free(s->subs);
+    subscriptions_entries_free(s->subs, s->n_subs);
     s->subs = NULL;
     s->n_subs = 0;
 }
 
-/* Append one page of the list; *more when the platform has further pages.  *listed counts
- * every entry read so far, usable or not, against totalCount: the platform may honour a
- * smaller pageSize than asked for, so a short page does not mean the last one. */
-static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, bool *more,
-                              size_t *listed)
+/* *listed counts every entry read so far, usable or not, against totalCount: the platform
+ * may honour a smaller pageSize than asked for, so a short page does not mean the last one. */
+enum ocb_err subscriptions_page_parse(const char *body, size_t len, size_t page_size,
+                                      struct ocb_subs_entry **subs, size_t *n_subs, size_t *listed,
+                                      bool *more)
 {
     enum ocb_err rc = OCB_ERR_PROTOCOL;
-    cJSON *root = cJSON_ParseWithLength(body, len);
+    cJSON *root = (body && len) ? cJSON_ParseWithLength(body, len) : NULL;
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "subscriptions");
     const cJSON *total = cJSON_GetObjectItemCaseSensitive(root, "totalCount");
     *more = false;
     if (!cJSON_IsArray(arr))
         goto out;
     size_t n = (size_t)cJSON_GetArraySize(arr);
-    struct sub *grown = realloc(s->subs, (s->n_subs + n + 1) * sizeof(*grown));
+    struct ocb_subs_entry *grown = realloc(*subs, (*n_subs + n + 1) * sizeof(*grown));
     if (!grown) {
         rc = OCB_ERR_NOMEM;
         goto out;
     }
-    s->subs = grown;
+    *subs = grown;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr)
     {
-        struct sub sub = {
+        struct ocb_subs_entry sub = {
             .id = json_string(it, "subscriptionId"),
             .type = json_string(it, "notifyType"),
             .url = json_string(it, "callbackUrl"),
@@ -290,13 +288,13 @@ static enum ocb_err take_page(struct app_sync *s, const char *body, size_t len, 
             free(sub.url);
             continue;
         }
-        s->subs[s->n_subs++] = sub;
+        grown[(*n_subs)++] = sub;
     }
     *listed += n;
     if (cJSON_IsNumber(total))
         *more = n > 0 && (double)*listed < total->valuedouble;
     else
-        *more = n == PAGE_SIZE;
+        *more = n == page_size;
     rc = OCB_OK;
 out:
     cJSON_Delete(root);
@@ -329,7 +327,7 @@ bool subscriptions_same_endpoint(const char *a, const char *b)
  * we cannot judge where it points); if it does block, the create fails and
  * says so.
  */
-static bool elsewhere(const struct app_sync *s, const struct sub *sub)
+static bool elsewhere(const struct app_sync *s, const struct ocb_subs_entry *sub)
 {
     struct ocb_url u;
     return !sub->gone && endpoint_parse(sub->url, &u) &&
@@ -392,7 +390,7 @@ static bool delete_listed(struct ocb_subs_sync *y, enum phase wait, enum ocb_log
 /* The reply to delete_listed(): true when the subscription is gone (404: already was). */
 static bool deleted(struct ocb_subs_sync *y, const struct result *res)
 {
-    struct sub *sub = &y->s.subs[y->idx];
+    struct ocb_subs_entry *sub = &y->s.subs[y->idx];
     if (result_rc(res) != OCB_OK && res->status != 404) {
         char why[URL_MAX + 32];
         snprintf(why, sizeof(why), "delete of %s", sub->url);
@@ -482,7 +480,7 @@ static void move_next(struct ocb_subs_sync *y)
     for (; y->pass < 2; y->pass++, y->idx = 0) {
         bool wanted_pass = y->pass == 1;
         for (; y->idx < s->n_subs; y->idx++) {
-            struct sub *sub = &s->subs[y->idx];
+            struct ocb_subs_entry *sub = &s->subs[y->idx];
             if (!elsewhere(s, sub) || wanted(s->app, sub->type) != wanted_pass)
                 continue;
             if (wanted_pass)
@@ -545,7 +543,7 @@ static void free_type_next(struct ocb_subs_sync *y)
     struct app_sync *s = &y->s;
     const char *type = s->app->subscribe[y->type_i];
     for (; y->idx < s->n_subs; y->idx++) {
-        struct sub *sub = &s->subs[y->idx];
+        struct ocb_subs_entry *sub = &s->subs[y->idx];
         if (sub->gone || strcmp(sub->type, type) != 0)
             continue;
         y->free_listed = true;
@@ -567,7 +565,7 @@ static void remove_next(struct ocb_subs_sync *y)
 {
     struct app_sync *s = &y->s;
     for (; y->idx < s->n_subs; y->idx++) {
-        struct sub *sub = &s->subs[y->idx];
+        struct ocb_subs_entry *sub = &s->subs[y->idx];
         if (sub->gone || !points_here(s, sub->url) || wanted(s->app, sub->type))
             continue;
         snprintf(y->what, sizeof(y->what), "removed (no longer wanted) (%s)", sub->url);
@@ -628,7 +626,8 @@ static void on_result(struct ocb_subs_sync *y, const struct result *res)
         bool more = false;
         enum ocb_err rc = result_rc(res);
         if (rc == OCB_OK)
-            rc = take_page(s, res->body, res->len, &more, &y->listed);
+            rc = subscriptions_page_parse(res->body, res->len, PAGE_SIZE, &s->subs, &s->n_subs,
+                                          &y->listed, &more);
         if (rc != OCB_OK) {
             fail(s, "subscriptions", "list", res);
             s->rc = rc;

@@ -130,7 +130,7 @@ enum ocb_err coord_rate_take(struct ocb_coord *c, const char *app_id, unsigned c
 enum ocb_err coord_rate_done(struct ocb_coord *c, const char *app_id, const char *member);
 
 /* Remember a requester for ttl_ms (any replica may forward its statuses). */
-enum ocb_err coord_requester_put(struct ocb_coord *c, const struct ocb_requester *r,
+enum ocb_err coord_requester_put(struct ocb_coord *c, const struct ocb_requester *e,
                                  int64_t ttl_ms);
 
 /* Take or renew the named lease for ttl_ms.  OCB_OK: ours; OCB_ERR_FULL: holder

@@ -64,6 +64,25 @@ const char *platform_client_class_name(enum ocb_platform_class cls);
 void platform_client_classify(long status, const char *body, size_t len,
                               struct ocb_platform_reply *r);
 
+/* The longest access or refresh token kept, NUL included. */
+#define OCB_PLATFORM_TOKEN_MAX 512
+
+/* What a login or refresh reply grants. */
+struct ocb_platform_token {
+    char access[OCB_PLATFORM_TOKEN_MAX];  /* never "" when parsed */
+    char refresh[OCB_PLATFORM_TOKEN_MAX]; /* "" when absent or too long */
+    long long expires_in_s;               /* 1 .. 30 days; 3600 when absent or unusable */
+};
+
+/*
+ * Pure; thread-safe: read a login/refresh reply body
+ * {"accessToken","refreshToken","expiresIn"} into t.  expiresIn may be a
+ * number or a numeric string; it is clamped to 30 days.  false (t undefined)
+ * when there is no non-empty string accessToken shorter than
+ * OCB_PLATFORM_TOKEN_MAX.
+ */
+bool platform_client_token_parse(const char *body, size_t len, struct ocb_platform_token *t);
+
 /* One REST call; every pointer is borrowed and copied by submit. */
 struct ocb_platform_call {
     const char *app_id; /* an app with a secret */

@@ -74,6 +74,31 @@ void subscriptions_sync_free(struct ocb_subs_sync *y);
  */
 bool subscriptions_same_endpoint(const char *a, const char *b);
 
+/* One listed subscription; the sync marks gone the ones it deleted. */
+struct ocb_subs_entry {
+    char *id;   /* subscriptionId */
+    char *type; /* notifyType */
+    char *url;  /* callbackUrl (callbackurl on older deployments) */
+    bool gone;
+};
+
+/*
+ * Pure; thread-safe: append the usable entries (string subscriptionId,
+ * notifyType and callbackUrl) of one list page body
+ * {"totalCount","pageNo","pageSize","subscriptions":[...]} to *subs and *n_subs
+ * (a malloc'd array: free with subscriptions_entries_free()).  *listed grows
+ * by every entry of the page, usable or not; *more says whether to ask for
+ * another page (entries listed < totalCount, or a full page of page_size
+ * when totalCount is absent).  OCB_ERR_PROTOCOL when the body has no
+ * subscriptions array, OCB_ERR_NOMEM; on error nothing is appended.
+ */
+enum ocb_err subscriptions_page_parse(const char *body, size_t len, size_t page_size,
+                                      struct ocb_subs_entry **subs, size_t *n_subs, size_t *listed,
+                                      bool *more);
+
+/* Free n entries and the array; NULL is a no-op. */
+void subscriptions_entries_free(struct ocb_subs_entry *subs, size_t n);
+
 /* `ocbridge subscribe`: sync with a client of its own; returns the exit status. */
 int subscriptions_main(const struct ocb_config *cfg);
 

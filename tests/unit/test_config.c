@@ -331,6 +331,8 @@ static const struct {
     {"{\"http\":{\"listen\":\"0.0.0.0:70000\"}}", "t.json: http.listen: expected HOST:PORT"},
     {"{\"http\":{\"max_body_bytes\":10}}", "t.json: http.max_body_bytes: must be between"},
     {"{\"http\":{\"max_body_bytes\":1.5}}", "t.json: http.max_body_bytes: expected an integer"},
+    /* fuzz_config: a number beyond long long was converted before the range check (UB). */
+    {"{\"http\":{\"max_body_bytes\":2.6e29}}", "t.json: http.max_body_bytes: expected an integer"},
     {"{\"http\":{\"allow_from\":[\"10.0.0.0/33\"]}}", "t.json: http.allow_from: \"10.0.0.0/33\""},
     {"{\"http\":{\"allow_from\":\"10.0.0.0/8\"}}", "t.json: http.allow_from: expected an array"},
     {"{\"http\":{\"public_url\":\"http://example.com/cb\"}}",

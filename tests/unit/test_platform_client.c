@@ -71,12 +71,47 @@ START_TEST(classify_keeps_desc)
 }
 END_TEST
 
+static long long token_expiry(const char *body)
+{
+    struct ocb_platform_token t;
+    ck_assert_msg(platform_client_token_parse(body, strlen(body), &t), "%s", body);
+    ck_assert_str_eq(t.access, "a");
+    return t.expires_in_s;
+}
+
+START_TEST(token_parse)
+{
+    struct ocb_platform_token t;
+    const char *b = "{\"accessToken\":\"85fe\",\"tokenType\":\"bearer\",\"refreshToken\":\"c04a\","
+                    "\"expiresIn\":3600,\"scope\":\"default\"}";
+    ck_assert(platform_client_token_parse(b, strlen(b), &t));
+    ck_assert_str_eq(t.access, "85fe");
+    ck_assert_str_eq(t.refresh, "c04a");
+    ck_assert_int_eq(t.expires_in_s, 3600);
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\",\"expiresIn\":\"7200\"}"), 7200);
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\",\"expiresIn\":\"\"}"), 3600);
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\",\"expiresIn\":0}"), 3600);
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\"}"), 3600);
+    /* Beyond long long: clamped before the conversion, which would be undefined. */
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\",\"expiresIn\":1e300}"), 30LL * 86400);
+    ck_assert_int_eq(token_expiry("{\"accessToken\":\"a\",\"expiresIn\":\"99999999999999999999\"}"),
+                     30LL * 86400);
+    ck_assert(!platform_client_token_parse("{\"accessToken\":\"\"}", 17, &t));
+    ck_assert(!platform_client_token_parse("{\"accessToken\":1}", 16, &t));
+    ck_assert(!platform_client_token_parse("", 0, &t));
+    ck_assert(!platform_client_token_parse(NULL, 0, &t));
+}
+END_TEST
+
 static Suite *platform_client_suite(void)
 {
     Suite *s = suite_create("platform_client");
     TCase *tc = tcase_create("classify");
     tcase_add_loop_test(tc, classify_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
     tcase_add_test(tc, classify_keeps_desc);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("token");
+    tcase_add_test(tc, token_parse);
     suite_add_tcase(s, tc);
     return s;
 }

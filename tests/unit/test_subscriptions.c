@@ -8,6 +8,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "ocb/subscriptions.h"
 
@@ -46,11 +47,51 @@ START_TEST(same_endpoint)
 }
 END_TEST
 
+START_TEST(page_parse)
+{
+    struct ocb_subs_entry *subs = NULL;
+    size_t n = 0, listed = 0;
+    bool more = false;
+    const char *p1 =
+        "{\"pageNo\":0,\"pageSize\":2,\"totalCount\":3,\"subscriptions\":["
+        "{\"subscriptionId\":\"s1\",\"notifyType\":\"deviceAdded\",\"callbackUrl\":\"u1\"},"
+        "{\"subscriptionId\":\"s2\",\"notifyType\":\"commandRsp\"}]}";
+    ck_assert_int_eq(subscriptions_page_parse(p1, strlen(p1), 1000, &subs, &n, &listed, &more),
+                     OCB_OK);
+    /* The entry without a callbackUrl counts against totalCount but is not kept. */
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(listed, 2);
+    ck_assert(more);
+    ck_assert_str_eq(subs[0].id, "s1");
+    const char *p2 = "{\"totalCount\":3,\"subscriptions\":[{\"subscriptionId\":\"s3\","
+                     "\"notifyType\":\"deviceDeleted\",\"callbackurl\":\"u3\"}]}";
+    ck_assert_int_eq(subscriptions_page_parse(p2, strlen(p2), 1000, &subs, &n, &listed, &more),
+                     OCB_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(listed, 3);
+    ck_assert(!more);
+    ck_assert_str_eq(subs[1].url, "u3");
+    /* Without totalCount a full page asks for another. */
+    const char *p3 = "{\"subscriptions\":[{}]}";
+    ck_assert_int_eq(subscriptions_page_parse(p3, strlen(p3), 1, &subs, &n, &listed, &more),
+                     OCB_OK);
+    ck_assert(more);
+    ck_assert_int_eq(subscriptions_page_parse("{}", 2, 1, &subs, &n, &listed, &more),
+                     OCB_ERR_PROTOCOL);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(!more);
+    subscriptions_entries_free(subs, n);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("subscriptions");
     TCase *tc = tcase_create("endpoint");
     tcase_add_loop_test(tc, same_endpoint, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("page");
+    tcase_add_test(tc, page_parse);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

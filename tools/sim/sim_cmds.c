@@ -297,12 +297,13 @@ enum ocb_err sim_cmds_complete_locked(struct sim_cmd *c, const char *result_code
 static enum ocb_err make_room_locked(void)
 {
     if (g_sim.ncmds < SIM_MAX_COMMANDS)
-        return sim_grow((void **)&g_sim.cmds, &g_sim.cap_cmds, g_sim.ncmds + 1, sizeof *g_sim.cmds,
-                        SIM_MAX_COMMANDS);
+        return sim_grow((void **)&g_sim.cmds, &g_sim.cap_cmds, g_sim.ncmds + 1,
+                        sizeof(struct sim_cmd *), SIM_MAX_COMMANDS);
     for (size_t i = 0; i < g_sim.ncmds; i++)
         if (is_final(g_sim.cmds[i]->status)) {
             sim_cmd_free(g_sim.cmds[i]);
-            memmove(&g_sim.cmds[i], &g_sim.cmds[i + 1], (g_sim.ncmds - i - 1) * sizeof *g_sim.cmds);
+            memmove(&g_sim.cmds[i], &g_sim.cmds[i + 1],
+                    (g_sim.ncmds - i - 1) * sizeof(struct sim_cmd *));
             g_sim.ncmds--;
             return OCB_OK;
         }
@@ -360,7 +361,7 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
         sim_resp_error(resp, 400, "100022", "The input is invalid.");
         goto out;
     }
-    const char *callback = cJSON_IsString(cb) && cb->valuestring[0] ? cb->valuestring : NULL;
+    const char *callback = cb && cJSON_IsString(cb) && cb->valuestring[0] ? cb->valuestring : NULL;
     if (callback && !sim_url_callback_ok(callback)) {
         sim_resp_error(resp, 400, "100222", "The request callbackurl is illegal.");
         goto out;

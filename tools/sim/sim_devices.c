@@ -72,7 +72,7 @@ struct sim_device *sim_devices_add_locked(const char *app, const char *id, const
     if (id && sim_devices_find_locked(id))
         return NULL;
     if (sim_grow((void **)&g_sim.devices, &g_sim.cap_devices, g_sim.ndevices + 1,
-                 sizeof *g_sim.devices, SIM_MAX_DEVICES) != OCB_OK)
+                 sizeof(struct sim_device *), SIM_MAX_DEVICES) != OCB_OK)
         return NULL;
     struct sim_device *d = calloc(1, sizeof *d);
     if (!d)
@@ -146,7 +146,7 @@ void sim_devices_remove_locked(const char *id)
         sim_groups_forget_device_locked(d->id);
         free_device(d);
         memmove(&g_sim.devices[i], &g_sim.devices[i + 1],
-                (g_sim.ndevices - i - 1) * sizeof *g_sim.devices);
+                (g_sim.ndevices - i - 1) * sizeof(struct sim_device *));
         g_sim.ndevices--;
         return;
     }

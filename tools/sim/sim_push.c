@@ -123,7 +123,7 @@ static void remove_msg_locked(struct push_msg *m)
 {
     for (size_t i = 0; i < P.nq; i++)
         if (P.q[i] == m) {
-            memmove(&P.q[i], &P.q[i + 1], (P.nq - i - 1) * sizeof *P.q);
+            memmove(&P.q[i], &P.q[i + 1], (P.nq - i - 1) * sizeof(struct push_msg *));
             P.nq--;
             break;
         }
@@ -151,7 +151,7 @@ enum ocb_err sim_push_enqueue(const char *url, const char *body, const char *kin
         rc = OCB_ERR_FULL;
         goto out;
     }
-    rc = sim_grow((void **)&P.q, &P.capq, P.nq + 1, sizeof *P.q, SIM_PUSH_QUEUE_MAX);
+    rc = sim_grow((void **)&P.q, &P.capq, P.nq + 1, sizeof(struct push_msg *), SIM_PUSH_QUEUE_MAX);
     if (rc != OCB_OK)
         goto out;
     m->id = ++P.next_id;
@@ -270,6 +270,7 @@ static void result_locked(struct push_msg *m, long status, const char *error)
     remove_msg_locked(m);
 }
 
+/* NOLINTNEXTLINE(readability-non-const-parameter): libcurl's write callback type. */
 static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
     (void)p;

@@ -88,7 +88,8 @@ static void create(const struct sim_req *req, struct sim_resp *resp, struct sim_
                                            : "The input is invalid.");
         goto out;
     }
-    if (channel && (strlen(channel) > 32 || (strcmp(channel, "HTTP") && strcmp(channel, "MQTT")))) {
+    if (channel &&
+        (strlen(channel) > 32 || (strcmp(channel, "HTTP") != 0 && strcmp(channel, "MQTT") != 0))) {
         sim_resp_error(resp, 400, "100022", "The input is invalid.");
         goto out;
     }
