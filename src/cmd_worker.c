@@ -142,6 +142,7 @@ struct job {
 /* Per-app state, worker thread only. */
 struct wapp {
     const struct ocb_app *cfg;
+    const struct ocb_config *owner; /* a reference to the configuration cfg points into */
     bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
     struct ocb_rate_limit rate;
@@ -160,7 +161,7 @@ struct outmsg {
 };
 
 struct ocb_cmd_worker {
-    const struct ocb_config *cfg;
+    const struct ocb_config *cfg; /* a reference: the start-up one, for restart-only keys */
     struct ocb_mqtt_link *link;
     struct ocb_platform_client *pc;
 
@@ -173,11 +174,11 @@ struct ocb_cmd_worker {
     /* shared with libmicrohttpd's threads; thread-safe on its own */
     struct ocb_requesters *requesters;
 
-    /* A configuration handed over by cmd_worker_reload(), under lock. */
+    /* A configuration handed over by cmd_worker_reload() (a reference), under lock. */
     const struct ocb_config *pending_cfg;
 
     /* worker thread only */
-    const struct ocb_config *apps_cfg; /* apps[] as of the last reload (w->cfg at start) */
+    const struct ocb_config *apps_cfg; /* apps[] as of the last reload (a reference) */
     pthread_t thread;
     bool started;
     struct wapp apps[OCB_MAX_APPS];
@@ -1050,8 +1051,21 @@ static void subscriptions_turn(struct ocb_cmd_worker *w, int64_t now)
     }
 }
 
-/* Append the state of one app with a secret; OCB_ERR_FULL past OCB_MAX_APPS. */
-static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
+/* Point app at a, an app of owner, holding a reference to owner instead of
+ * the one it held.  An app a reload dropped keeps its last configuration
+ * (its queued commands still run under it): at most one retired
+ * configuration per app slot stays alive that way. */
+static void wapp_set_cfg(struct wapp *app, const struct ocb_config *owner, const struct ocb_app *a)
+{
+    config_ref(owner);
+    config_unref(app->owner);
+    app->owner = owner;
+    app->cfg = a;
+}
+
+/* Append the state of one app with a secret of owner; OCB_ERR_FULL past OCB_MAX_APPS. */
+static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_config *owner,
+                             const struct ocb_app *a)
 {
     unsigned calls;
     int64_t window_ms;
@@ -1061,21 +1075,23 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
                      &window_ms);
     struct wapp *app = &w->apps[w->n_apps];
     memset(app, 0, sizeof(*app));
-    app->cfg = a;
     app->active = true;
     /* A 10 ms margin for the platform's clock granularity. */
     enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
     if (rc != OCB_OK)
         return rc;
+    wapp_set_cfg(app, owner, a);
     w->n_apps++;
     return OCB_OK;
 }
 
 /*
- * Worker thread: take a configuration handed over by cmd_worker_reload().
- * Apps keep their queues and rate windows across a reload; a dropped app's
- * queued commands still run (its old configuration stays alive), new ones
- * are refused as for any unknown app.
+ * Worker thread: take a configuration handed over by cmd_worker_reload(),
+ * with its reference.  Apps keep their queues and rate windows across a
+ * reload; a dropped app's queued commands still run (its wapp keeps a
+ * reference to its old configuration), new ones are refused as for any
+ * unknown app.  The previous apps_cfg is given back: a subscription sync
+ * under way holds its own reference.
  */
 static void apply_reload(struct ocb_cmd_worker *w)
 {
@@ -1093,12 +1109,13 @@ static void apply_reload(struct ocb_cmd_worker *w)
             continue;
         struct wapp *app = find_wapp_any(w, a->app_id);
         if (app != NULL) {
-            app->cfg = a;
+            wapp_set_cfg(app, cfg, a);
             app->active = true;
-        } else if (wapp_add(w, a) != OCB_OK) {
+        } else if (wapp_add(w, cfg, a) != OCB_OK) {
             log_error(MOD, NULL, "app %s: cannot add it until a restart", a->app_id);
         }
     }
+    config_unref(w->apps_cfg);
     w->apps_cfg = cfg;
     platform_client_reload(w->pc, cfg);
     if (cfg->platform.manage_subscriptions)
@@ -1177,7 +1194,7 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     struct ocb_cmd_worker *w = calloc(1, sizeof(*w));
     if (!w)
         return OCB_ERR_NOMEM;
-    w->cfg = cfg;
+    w->cfg = config_ref(cfg);
     w->link = link;
     w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
@@ -1187,10 +1204,10 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     rc = platform_client_new(cfg, &w->pc);
     if (rc != OCB_OK)
         goto fail;
-    w->apps_cfg = cfg;
+    w->apps_cfg = config_ref(cfg);
     for (size_t i = 0; i < cfg->n_apps; i++) {
         const struct ocb_app *a = &cfg->apps[i];
-        if (a->secret && *a->secret && (rc = wapp_add(w, a)) != OCB_OK)
+        if (a->secret && *a->secret && (rc = wapp_add(w, cfg, a)) != OCB_OK)
             goto fail;
     }
     metrics_describe("ocb_subscription_changes_total", OCB_METRIC_COUNTER,
@@ -1267,9 +1284,14 @@ void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms)
 
 enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config *cfg)
 {
+    const struct ocb_config *unapplied;
+
+    config_ref(cfg);
     pthread_mutex_lock(&w->lock);
+    unapplied = w->pending_cfg; /* two reloads before the worker's next turn */
     w->pending_cfg = cfg;
     pthread_mutex_unlock(&w->lock);
+    config_unref(unapplied);
     platform_client_wakeup(w->pc);
     return OCB_OK;
 }
@@ -1287,8 +1309,10 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     cmd_worker_stop(w, 0);
     platform_client_free(w->pc);
     subscriptions_sync_free(w->subs);
-    for (size_t i = 0; i < w->n_apps; i++)
+    for (size_t i = 0; i < w->n_apps; i++) {
         rate_limit_cleanup(&w->apps[i].rate);
+        config_unref(w->apps[i].owner);
+    }
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;
@@ -1305,5 +1329,8 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     }
     requesters_free(w->requesters);
     pthread_mutex_destroy(&w->lock);
+    config_unref(w->pending_cfg);
+    config_unref(w->apps_cfg);
+    config_unref(w->cfg);
     free(w);
 }

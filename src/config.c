@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -827,6 +828,7 @@ enum ocb_err config_parse(const char *name, const char *json, size_t len, struct
     enum ocb_err rc = OCB_ERR_NOMEM;
     if (!cfg)
         goto out;
+    atomic_init(&cfg->refs, 1);
     if (!(cfg->path = strdup(name)))
         goto out;
     if ((rc = defaults(&ld)) != OCB_OK)
@@ -898,10 +900,36 @@ enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, s
     return rc;
 }
 
+const struct ocb_config *config_ref(const struct ocb_config *cfg)
+{
+    /* The count is the one mutable field of an otherwise immutable object,
+     * which was allocated writable: casting const away is sound here.
+     * Relaxed: the caller already holds a reference, so nothing is published. */
+    atomic_fetch_add_explicit(&((struct ocb_config *)cfg)->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+static void destroy(struct ocb_config *cfg);
+
+void config_unref(const struct ocb_config *cfg)
+{
+    struct ocb_config *c = (struct ocb_config *)cfg;
+
+    if (!c)
+        return;
+    /* acq_rel: every thread's reads of the configuration happen before its
+     * drop, and the drop of the last reference before the free. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        destroy(c);
+}
+
 void config_free(struct ocb_config *cfg)
 {
-    if (!cfg)
-        return;
+    config_unref(cfg);
+}
+
+static void destroy(struct ocb_config *cfg)
+{
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].kind == K_STR || keys[i].kind == K_FILE)
             free(*(char **)field(cfg, &keys[i]));

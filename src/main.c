@@ -105,20 +105,19 @@ static int install_signals(void)
 }
 
 /*
- * What a reload touches.  The configuration a module was started with stays
- * alive until exit: the MQTT link and the listener keep using its
- * restart-only keys, and requests under way finish under the configuration
- * they began with.  A reload is rare and a configuration is a few KiB, so
- * retired ones are simply kept (bounded by OCB_MAX_RELOADS) rather than
- * reference-counted across threads.
+ * What a reload touches.  Configurations are reference-counted (config.h):
+ * main holds one to the current configuration; the MQTT link holds the one
+ * it was started with (its restart-only keys), the listener the current one
+ * and every request the one it began under, the command worker those its
+ * apps point into.  A reload hands the new configuration to the listener and
+ * the worker, which take references of their own, and drops main's
+ * reference to the old one: the old one is freed when its last request or
+ * command is done, on whichever thread that is.  So there is no limit on
+ * the number of reloads, and memory does not grow with them.
  */
-#define OCB_MAX_RELOADS 256
-
 struct running {
     const char *path;
-    struct ocb_config *cfg; /* the current one */
-    struct ocb_config *retired[OCB_MAX_RELOADS];
-    size_t n_retired;
+    struct ocb_config *cfg; /* the current one: main's reference */
     struct ocb_http_rx *rx;
     struct ocb_cmd_worker *worker;
 };
@@ -143,12 +142,6 @@ static void reload(struct running *st)
     char err[CONFIG_ERR_MAX], kept[512];
     enum ocb_err rc;
 
-    if (st->n_retired == OCB_MAX_RELOADS) {
-        log_error(MOD, NULL, "SIGHUP: %d reloads already; restart to reload again",
-                  OCB_MAX_RELOADS);
-        count_reload("refused");
-        return;
-    }
     rc = config_load(st->path, &next, err, sizeof(err));
     if (rc != OCB_OK) {
         log_error(MOD, NULL, "SIGHUP: %s; keeping the running configuration", err);
@@ -173,7 +166,8 @@ static void reload(struct running *st)
                  "they start after a restart");
     http_rx_reload(st->rx, next);
     log_setup(next->log.level, next->log.format);
-    st->retired[st->n_retired++] = st->cfg;
+    /* Main's reference moves to next; whoever still uses the old one holds its own. */
+    config_unref(st->cfg);
     st->cfg = next;
     count_reload("ok");
     log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s)", st->path, next->n_apps);
@@ -206,10 +200,12 @@ static void wait_for_stop(struct running *st)
 }
 
 /* Runs the daemon; st->cfg is the configuration to start with.  On return,
- * st->cfg is the last one in use and the retired ones are freed. */
+ * st->cfg is the last one in use (main's reference, for the caller to drop). */
 static int run(struct running *st)
 {
-    const struct ocb_config *cfg = st->cfg;
+    /* The start-up configuration, kept for shutdown's restart-only keys
+     * while reloads replace st->cfg. */
+    const struct ocb_config *cfg = config_ref(st->cfg);
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
     struct ocb_cmd_worker *worker = NULL;
@@ -220,10 +216,11 @@ static int run(struct running *st)
 
     if (install_signals() != 0) {
         log_error(MOD, NULL, "cannot install signal handlers");
+        config_unref(cfg);
         return 1;
     }
     metrics_describe("ocb_config_reloads_total", OCB_METRIC_COUNTER,
-                     "SIGHUP reloads by outcome (ok, invalid, failed, refused)");
+                     "SIGHUP reloads by outcome (ok, invalid, failed)");
     rc = state_open(cfg->state.dir, STATE_QUEUE_MAX, &state);
     if (rc != OCB_OK) {
         log_error(MOD, NULL, "state.dir %s cannot be used (see above)", cfg->state.dir);
@@ -310,9 +307,7 @@ out:
     cmd_worker_free(worker);
     mqtt_link_free(link);
     state_close(state);
-    for (size_t i = 0; i < st->n_retired; i++)
-        config_free(st->retired[i]);
-    st->n_retired = 0;
+    config_unref(cfg);
     if (status == 0)
         log_info(MOD, NULL, "stopped");
     close(signal_pipe[0]);
