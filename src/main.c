@@ -170,7 +170,8 @@ static void reload(struct running *st)
     config_unref(st->cfg);
     st->cfg = next;
     count_reload("ok");
-    log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s)", st->path, next->n_apps);
+    log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s); %u configuration(s) in memory",
+             st->path, next->n_apps, config_alive());
 }
 
 /* Serve signals until SIGTERM or SIGINT: SIGHUP reloads. */

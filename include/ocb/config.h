@@ -151,6 +151,10 @@ const struct ocb_config *config_ref(const struct ocb_config *cfg);
 /* Give back one reference; the last one frees cfg.  NULL is a no-op.  Any thread. */
 void config_unref(const struct ocb_config *cfg);
 
+/* How many configurations exist in this process (loaded and not yet freed):
+ * the running one and those still held by work that began under an older one. */
+unsigned config_alive(void);
+
 /* The same as config_unref(), for a configuration that was never shared (the
  * command line's, the tests'). */
 void config_free(struct ocb_config *cfg);
