@@ -180,6 +180,7 @@ struct job {
 /* Per-app state, worker thread only. */
 struct wapp {
     const struct ocb_app *cfg;
+    const struct ocb_config *owner; /* a reference to the configuration cfg points into */
     bool active; /* in the current configuration with a secret (see apply_reload) */
     struct job *head, *tail;
     struct ocb_rate_limit rate;
@@ -200,7 +201,7 @@ struct outmsg {
 };
 
 struct ocb_cmd_worker {
-    const struct ocb_config *cfg;
+    const struct ocb_config *cfg; /* a reference: the start-up one, for restart-only keys */
     struct ocb_mqtt_link *link;
     struct ocb_platform_client *pc;
     struct ocb_coord *coord; /* NULL: one instance */
@@ -214,11 +215,11 @@ struct ocb_cmd_worker {
     /* shared with libmicrohttpd's threads; thread-safe on its own */
     struct ocb_requesters *requesters;
 
-    /* A configuration handed over by cmd_worker_reload(), under lock. */
+    /* A configuration handed over by cmd_worker_reload() (a reference), under lock. */
     const struct ocb_config *pending_cfg;
 
     /* worker thread only */
-    const struct ocb_config *apps_cfg; /* apps[] as of the last reload (w->cfg at start) */
+    const struct ocb_config *apps_cfg; /* apps[] as of the last reload (a reference) */
     pthread_t thread;
     bool started;
     struct wapp apps[OCB_MAX_APPS];
@@ -230,6 +231,7 @@ struct ocb_cmd_worker {
     int64_t subs_next_ms;       /* 0 = no subscription sync due */
     struct ocb_subs_sync *subs; /* the sync under way, or NULL */
     struct ocb_config subs_cfg; /* with coordination: the apps whose lease we hold (shallow) */
+    const struct ocb_config *subs_owner; /* a reference to the configuration subs_cfg copies */
     int64_t lease_renew_ms;
     uint64_t seen[2048];               /* dispatch's per-pass device set (SEEN_SLOTS) */
     uint64_t claims[RECONCILE_CLAIMS]; /* hashes of commandIds created or adopted (a ring) */
@@ -1476,7 +1478,13 @@ static const struct ocb_config *sync_config(struct ocb_cmd_worker *w)
 {
     if (!w->coord)
         return w->apps_cfg;
-    w->subs_cfg = *w->apps_cfg; /* shallow: the strings stay the configuration's */
+    /* Shallow: the strings stay apps_cfg's, which a reload may retire while the sync
+     * runs, so the copy holds a reference to it; the copy's own count starts at one
+     * (the sync's references on it never reach zero: it is not ours to free). */
+    config_unref(w->subs_owner);
+    w->subs_owner = config_ref(w->apps_cfg);
+    w->subs_cfg = *w->apps_cfg;
+    atomic_init(&w->subs_cfg.refs, 1);
     w->subs_cfg.n_apps = 0;
     for (size_t i = 0; i < w->apps_cfg->n_apps; i++) {
         const struct ocb_app *a = &w->apps_cfg->apps[i];
@@ -1555,8 +1563,21 @@ static void subscriptions_turn(struct ocb_cmd_worker *w, int64_t now)
     }
 }
 
-/* Append the state of one app with a secret; OCB_ERR_FULL past OCB_MAX_APPS. */
-static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
+/* Point app at a, an app of owner, holding a reference to owner instead of
+ * the one it held.  An app a reload dropped keeps its last configuration
+ * (its queued commands still run under it): at most one retired
+ * configuration per app slot stays alive that way. */
+static void wapp_set_cfg(struct wapp *app, const struct ocb_config *owner, const struct ocb_app *a)
+{
+    config_ref(owner);
+    config_unref(app->owner);
+    app->owner = owner;
+    app->cfg = a;
+}
+
+/* Append the state of one app with a secret of owner; OCB_ERR_FULL past OCB_MAX_APPS. */
+static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_config *owner,
+                             const struct ocb_app *a)
 {
     unsigned calls;
     int64_t window_ms;
@@ -1566,7 +1587,6 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
                      &window_ms);
     struct wapp *app = &w->apps[w->n_apps];
     memset(app, 0, sizeof(*app));
-    app->cfg = a;
     app->active = true;
     /* A 10 ms margin for the platform's clock granularity. */
     enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
@@ -1579,15 +1599,18 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_app *a)
         rate_limit_cleanup(&app->rate);
         return rc;
     }
+    wapp_set_cfg(app, owner, a);
     w->n_apps++;
     return OCB_OK;
 }
 
 /*
- * Worker thread: take a configuration handed over by cmd_worker_reload().
- * Apps keep their queues and rate windows across a reload; a dropped app's
- * queued commands still run (its old configuration stays alive), new ones
- * are refused as for any unknown app.
+ * Worker thread: take a configuration handed over by cmd_worker_reload(),
+ * with its reference.  Apps keep their queues and rate windows across a
+ * reload; a dropped app's queued commands still run (its wapp keeps a
+ * reference to its old configuration), new ones are refused as for any
+ * unknown app.  The previous apps_cfg is given back: a subscription sync
+ * under way holds its own reference.
  */
 static void apply_reload(struct ocb_cmd_worker *w)
 {
@@ -1605,12 +1628,13 @@ static void apply_reload(struct ocb_cmd_worker *w)
             continue;
         struct wapp *app = find_wapp_any(w, a->app_id);
         if (app != NULL) {
-            app->cfg = a;
+            wapp_set_cfg(app, cfg, a);
             app->active = true;
-        } else if (wapp_add(w, a) != OCB_OK) {
+        } else if (wapp_add(w, cfg, a) != OCB_OK) {
             log_error(MOD, NULL, "app %s: cannot add it until a restart", a->app_id);
         }
     }
+    config_unref(w->apps_cfg);
     w->apps_cfg = cfg;
     platform_client_reload(w->pc, cfg);
     if (cfg->platform.manage_subscriptions)
@@ -1691,7 +1715,7 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     struct ocb_cmd_worker *w = calloc(1, sizeof(*w));
     if (!w)
         return OCB_ERR_NOMEM;
-    w->cfg = cfg;
+    w->cfg = config_ref(cfg);
     w->link = link;
     w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
@@ -1701,10 +1725,10 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     rc = platform_client_new(cfg, &w->pc);
     if (rc != OCB_OK)
         goto fail;
-    w->apps_cfg = cfg;
+    w->apps_cfg = config_ref(cfg);
     for (size_t i = 0; i < cfg->n_apps; i++) {
         const struct ocb_app *a = &cfg->apps[i];
-        if (a->secret && *a->secret && (rc = wapp_add(w, a)) != OCB_OK)
+        if (a->secret && *a->secret && (rc = wapp_add(w, cfg, a)) != OCB_OK)
             goto fail;
     }
     metrics_describe("ocb_subscription_changes_total", OCB_METRIC_COUNTER,
@@ -1784,9 +1808,14 @@ void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms)
 
 enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config *cfg)
 {
+    const struct ocb_config *unapplied;
+
+    config_ref(cfg);
     pthread_mutex_lock(&w->lock);
+    unapplied = w->pending_cfg; /* two reloads before the worker's next turn */
     w->pending_cfg = cfg;
     pthread_mutex_unlock(&w->lock);
+    config_unref(unapplied);
     platform_client_wakeup(w->pc);
     return OCB_OK;
 }
@@ -1813,7 +1842,9 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     for (size_t i = 0; i < w->n_apps; i++) {
         rate_limit_cleanup(&w->apps[i].rate);
         rate_limit_cleanup(&w->apps[i].rate_local);
+        config_unref(w->apps[i].owner);
     }
+    config_unref(w->subs_owner);
     struct inmsg *m = w->in_head;
     while (m) {
         struct inmsg *next = m->next;
@@ -1830,5 +1861,8 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     }
     requesters_free(w->requesters);
     pthread_mutex_destroy(&w->lock);
+    config_unref(w->pending_cfg);
+    config_unref(w->apps_cfg);
+    config_unref(w->cfg);
     free(w);
 }

@@ -25,9 +25,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -35,7 +37,10 @@ extern char **environ;
 #include <cjson/cJSON.h>
 
 #define CONFIG_FILE_MAX (1u << 20)
-#define ID_MAX_LEN      128
+
+/* Configurations parsed and not yet freed, in the whole process (config_alive()). */
+static atomic_uint alive;
+#define ID_MAX_LEN 128
 
 enum kind {
     K_STR,    /* char * */
@@ -884,6 +889,8 @@ enum ocb_err config_parse(const char *name, const char *json, size_t len, struct
     enum ocb_err rc = OCB_ERR_NOMEM;
     if (!cfg)
         goto out;
+    atomic_init(&cfg->refs, 1);
+    atomic_fetch_add_explicit(&alive, 1, memory_order_relaxed);
     if (!(cfg->path = strdup(name)))
         goto out;
     if ((rc = defaults(&ld)) != OCB_OK)
@@ -933,14 +940,34 @@ enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, s
         snprintf(err, errlen, "%s: (file): %s", path, msg);
         return OCB_ERR_IO;
     }
-    char *buf = malloc(CONFIG_FILE_MAX + 1);
-    if (!buf) {
-        fclose(f);
-        return OCB_ERR_NOMEM;
+    /* A buffer the size of the file (one byte more, to see it end), grown
+     * up to the cap for files whose size is unknown: a reload should not
+     * cost a megabyte of heap for a file of a few hundred bytes. */
+    struct stat st;
+    size_t cap = 4096, n = 0;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= 0)
+        cap = (uint64_t)st.st_size < CONFIG_FILE_MAX ? (size_t)st.st_size + 1 : CONFIG_FILE_MAX + 1;
+    char *buf = malloc(cap);
+    bool nomem = !buf;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap || cap == CONFIG_FILE_MAX + 1)
+            break; /* the end, an error, or over the cap */
+        size_t bigger = cap > CONFIG_FILE_MAX / 2 ? CONFIG_FILE_MAX + 1 : cap * 2;
+        char *nb = realloc(buf, bigger);
+        if (!nb) {
+            nomem = true;
+            break;
+        }
+        buf = nb;
+        cap = bigger;
     }
-    size_t n = fread(buf, 1, CONFIG_FILE_MAX + 1, f);
     bool read_error = ferror(f);
     fclose(f);
+    if (nomem) {
+        free(buf);
+        return OCB_ERR_NOMEM;
+    }
     enum ocb_err rc;
     if (read_error) {
         snprintf(err, errlen, "%s: (file): read error", path);
@@ -955,10 +982,42 @@ enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, s
     return rc;
 }
 
+unsigned config_alive(void)
+{
+    return atomic_load_explicit(&alive, memory_order_relaxed);
+}
+
+const struct ocb_config *config_ref(const struct ocb_config *cfg)
+{
+    /* The count is the one mutable field of an otherwise immutable object,
+     * which was allocated writable: casting const away is sound here.
+     * Relaxed: the caller already holds a reference, so nothing is published. */
+    atomic_fetch_add_explicit(&((struct ocb_config *)cfg)->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+static void destroy(struct ocb_config *cfg);
+
+void config_unref(const struct ocb_config *cfg)
+{
+    struct ocb_config *c = (struct ocb_config *)cfg;
+
+    if (!c)
+        return;
+    /* acq_rel: every thread's reads of the configuration happen before its
+     * drop, and the drop of the last reference before the free. */
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        destroy(c);
+}
+
 void config_free(struct ocb_config *cfg)
 {
-    if (!cfg)
-        return;
+    config_unref(cfg);
+}
+
+static void destroy(struct ocb_config *cfg)
+{
+    atomic_fetch_sub_explicit(&alive, 1, memory_order_relaxed);
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].kind == K_STR || keys[i].kind == K_FILE)
             free(*(char **)field(cfg, &keys[i]));

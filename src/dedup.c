@@ -14,9 +14,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <openssl/evp.h>
+
+#include "ocb/util.h"
 
 #define WAYS    4
 #define BUCKETS (OCB_DEDUP_SLOTS / WAYS)
@@ -35,11 +36,8 @@ struct ocb_dedup {
 
 static int64_t mono_ms(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     /* +1 so that no real time is 0, the empty marker. */
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+    return ocb_now_ms() + 1;
 }
 
 static bool digest_of(const char *app, const void *body, size_t len, unsigned char out[DIGEST])

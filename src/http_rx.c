@@ -26,10 +26,22 @@
  * once the row is durable.  The section "the spool" below tells which path
  * leads there and how a late PUBACK is matched to its spooled row.
  *
+ * Configurations.  rx->cfg is the configuration new requests start under;
+ * the receiver holds a reference to it, and http_rx_reload() swaps it.  Each
+ * request takes a reference of its own in req_new() and gives it back when
+ * it is freed, so it runs under one configuration from its first byte to its
+ * answer (its app, push token, body cap and Retry-After), and a retired
+ * configuration is freed by whichever thread drops its last request -- MHD's,
+ * paho's, the timer's or the store writer's.  Reading the pointer and taking
+ * the reference happen together under cfg_mu: otherwise a reload could drop
+ * the receiver's reference, the last one, in between.  It is a short lock,
+ * taken once per request.
+ *
  * Lock order: req->mu before rx->tmu, and req->mu before the spool's and the
  * store's mutexes (spool_append() is called under req->mu; the spool calls
  * back with none of its locks held).  The timer thread pops under tmu and
  * resolves after releasing it; no MHD or paho call is made under tmu.
+ * cfg_mu is a leaf: nothing else is taken under it.
  */
 #include "ocb/http_rx.h"
 
@@ -60,6 +72,7 @@
 #include "ocb/metrics.h"
 #include "ocb/route.h"
 #include "ocb/spool.h"
+#include "ocb/util.h"
 
 #define MOD "http"
 
@@ -107,9 +120,11 @@ struct ready_hook {
 };
 
 struct ocb_http_rx {
-    /* Swapped by http_rx_reload(); each request reads it once, in req_new(),
-     * and keeps that configuration (and its apps) for its whole life. */
-    const struct ocb_config *_Atomic cfg;
+    /* A reference, swapped by http_rx_reload(); each request takes its own
+     * reference to it in req_new() and keeps that configuration (and its
+     * apps) for its whole life.  Under cfg_mu (see the head of the file). */
+    pthread_mutex_t cfg_mu;
+    const struct ocb_config *cfg;
     struct ocb_mqtt_link *link;
     struct MHD_Daemon *daemon;
     uint16_t port;
@@ -142,12 +157,11 @@ struct req {
     atomic_int refs;
     pthread_mutex_t mu;
     struct ocb_http_rx *rx;
-    const struct ocb_config *cfg; /* the configuration this request runs under */
+    const struct ocb_config *cfg; /* the configuration this request runs under: a reference */
     struct MHD_Connection *conn;
     char id[17];
     enum phase phase;
     bool is_push;
-    struct timespec started;
 
     const struct ocb_app *app;
     char *body;
@@ -169,8 +183,21 @@ struct req {
     /* Guarded by rx->tmu. */
     struct req *tprev, *tnext;
     bool in_timer;
-    struct timespec deadline;
+    int64_t deadline; /* ocb_now_ms() clock */
 };
+
+/* ---- configurations */
+
+/* A reference to the configuration new requests start under.  Any thread. */
+static const struct ocb_config *cfg_acquire(struct ocb_http_rx *rx)
+{
+    const struct ocb_config *cfg;
+
+    pthread_mutex_lock(&rx->cfg_mu);
+    cfg = config_ref(rx->cfg);
+    pthread_mutex_unlock(&rx->cfg_mu);
+    return cfg;
+}
 
 /* ---- requests and their references */
 
@@ -181,6 +208,8 @@ static void req_unref(struct req *r)
     route_cleanup(&r->route);
     free(r->body);
     pthread_mutex_destroy(&r->mu);
+    /* Possibly the last reference to a retired configuration: r->app points into it. */
+    config_unref(r->cfg);
     free(r);
 }
 
@@ -194,9 +223,8 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
     atomic_init(&r->refs, 1); /* MHD's, released in on_completed() */
     pthread_mutex_init(&r->mu, NULL);
     r->rx = rx;
-    r->cfg = atomic_load(&rx->cfg);
+    r->cfg = cfg_acquire(rx);
     r->conn = conn;
-    clock_gettime(CLOCK_MONOTONIC, &r->started);
     /* 16 hex chars: a per-process random salt and a counter, so ids are
      * unique within a run and unlikely to repeat across restarts. */
     n = atomic_fetch_add(&rx->seq, 1);
@@ -306,13 +334,7 @@ static enum MHD_Result unavailable(struct req *r, const char *outcome, const cha
 
 static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
 {
-    clock_gettime(CLOCK_MONOTONIC, &r->deadline);
-    r->deadline.tv_sec += r->cfg->mqtt.publish_timeout_ms / 1000;
-    r->deadline.tv_nsec += (long)(r->cfg->mqtt.publish_timeout_ms % 1000) * 1000000L;
-    if (r->deadline.tv_nsec >= 1000000000L) {
-        r->deadline.tv_sec++;
-        r->deadline.tv_nsec -= 1000000000L;
-    }
+    r->deadline = ocb_deadline_in(r->cfg->mqtt.publish_timeout_ms);
     atomic_fetch_add(&r->refs, 1);
     r->in_timer = true;
     r->tnext = NULL;
@@ -322,7 +344,8 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
     else
         rx->thead = r;
     rx->ttail = r;
-    /* Every request has the same timeout, so the list is in deadline order
+    /* Every request has the same timeout (mqtt.publish_timeout_ms is kept
+     * across reloads), so the list is in deadline order
      * and a new entry's deadline is never earlier than the one the timer
      * already sleeps towards: it finds the new head when it wakes.  Only a
      * timer waiting with no deadline at all needs a signal; signalling it
@@ -466,7 +489,6 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&rx->tmu);
     while (!rx->tstop) {
-        struct timespec now;
         struct req *r = rx->thead;
 
         if (r == NULL) {
@@ -475,10 +497,9 @@ static void *timer_main(void *arg)
             rx->tidle = false;
             continue;
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec < r->deadline.tv_sec ||
-            (now.tv_sec == r->deadline.tv_sec && now.tv_nsec < r->deadline.tv_nsec)) {
-            pthread_cond_timedwait(&rx->tcv, &rx->tmu, &r->deadline);
+        if (!ocb_deadline_passed(r->deadline)) {
+            /* Whatever woke us, the head may have changed while tmu was released. */
+            ocb_cond_wait_until(&rx->tcv, &rx->tmu, r->deadline);
             continue;
         }
         timer_unlink_locked(rx, r);
@@ -552,7 +573,7 @@ static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
     if (atomic_load(&rx->stopping))
         add_reason(why, cap, &n, "stopping");
     if (!mqtt_link_connected(rx->link)) {
-        const struct ocb_config *cfg = atomic_load(&rx->cfg);
+        const struct ocb_config *cfg = cfg_acquire(rx);
         char sw[96];
 
         /* While the spool takes pushes, a broker outage is no reason to have
@@ -563,6 +584,7 @@ static bool ready(struct ocb_http_rx *rx, char *why, size_t cap)
             add_reason(why, cap, &n, "broker not connected");
             add_reason(why, cap, &n, sw);
         }
+        config_unref(cfg);
     } else {
         char subs[256];
 
@@ -769,14 +791,6 @@ static enum MHD_Result collect(struct req *r, const char *data, size_t n)
 
 static enum MHD_Result finish(struct req *r);
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Straight to the spool (MHD thread): answer once the write is durable. */
 static enum MHD_Result spool_first(struct req *r)
 {
@@ -840,7 +854,7 @@ static enum MHD_Result publish(struct req *r)
                  r->app->app_id);
         return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
     }
-    r->received_ms = wall_ms();
+    r->received_ms = ocb_wall_ms();
     /* Through the spool: always, or while it holds messages (no overtaking). */
     if (spooling(r) && (cfg->spool.mode == OCB_SPOOL_ALWAYS || spool_busy(rx->spool)))
         return spool_first(r);
@@ -1151,21 +1165,18 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
                          struct ocb_http_rx **out)
 {
     struct ocb_http_rx *rx;
-    pthread_condattr_t ca;
 
     *out = NULL;
     rx = calloc(1, sizeof(*rx));
     if (rx == NULL)
         return OCB_ERR_NOMEM;
-    atomic_init(&rx->cfg, cfg);
+    pthread_mutex_init(&rx->cfg_mu, NULL);
+    rx->cfg = config_ref(cfg);
     rx->link = link;
     if (getrandom(&rx->id_salt, sizeof(rx->id_salt), GRND_NONBLOCK) != sizeof(rx->id_salt))
         rx->id_salt = (uint32_t)time(NULL) ^ (uint32_t)getpid();
     pthread_mutex_init(&rx->tmu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&rx->tcv, &ca);
-    pthread_condattr_destroy(&ca);
+    ocb_cond_init(&rx->tcv);
 
     metrics_describe("ocb_pushes_total", OCB_METRIC_COUNTER,
                      "Push requests by notifyType and outcome");
@@ -1220,9 +1231,8 @@ void http_rx_set_command_status_hook(struct ocb_http_rx *rx, ocb_http_command_st
     rx->on_status_ctx = ctx;
 }
 
-enum ocb_err http_rx_start(struct ocb_http_rx *rx)
+static enum ocb_err start_under(struct ocb_http_rx *rx, const struct ocb_config *cfg)
 {
-    const struct ocb_config *cfg = atomic_load(&rx->cfg);
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
@@ -1287,22 +1297,31 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx)
     return OCB_OK;
 }
 
+enum ocb_err http_rx_start(struct ocb_http_rx *rx)
+{
+    const struct ocb_config *cfg = cfg_acquire(rx);
+    enum ocb_err rc = start_under(rx, cfg);
+
+    config_unref(cfg);
+    return rc;
+}
+
 void http_rx_reload(struct ocb_http_rx *rx, const struct ocb_config *cfg)
 {
-    atomic_store(&rx->cfg, cfg);
+    const struct ocb_config *old;
+
+    config_ref(cfg);
+    pthread_mutex_lock(&rx->cfg_mu);
+    old = rx->cfg;
+    rx->cfg = cfg;
+    pthread_mutex_unlock(&rx->cfg_mu);
+    /* Requests under way hold their own references: the old one lives on until they are done. */
+    config_unref(old);
 }
 
 uint16_t http_rx_port(const struct ocb_http_rx *rx)
 {
     return rx->port;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* Wait until no request is open, for up to ms.  True when none is. */
@@ -1311,7 +1330,7 @@ static bool wait_idle(struct ocb_http_rx *rx, unsigned ms)
     for (unsigned waited = 0; atomic_load(&rx->active) > 0; waited += 10) {
         if (waited >= ms)
             return false;
-        sleep_ms(10);
+        ocb_sleep_ms(10);
     }
     return true;
 }
@@ -1377,6 +1396,8 @@ void http_rx_free(struct ocb_http_rx *rx)
     pthread_mutex_unlock(&rx->tmu);
     pthread_cond_destroy(&rx->tcv);
     pthread_mutex_destroy(&rx->tmu);
+    config_unref(rx->cfg);
+    pthread_mutex_destroy(&rx->cfg_mu);
     free(rx->tls_cert);
     free(rx->tls_key);
     free(rx->tls_ca);

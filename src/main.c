@@ -110,20 +110,19 @@ static int install_signals(void)
 }
 
 /*
- * What a reload touches.  The configuration a module was started with stays
- * alive until exit: the MQTT link and the listener keep using its
- * restart-only keys, and requests under way finish under the configuration
- * they began with.  A reload is rare and a configuration is a few KiB, so
- * retired ones are simply kept (bounded by OCB_MAX_RELOADS) rather than
- * reference-counted across threads.
+ * What a reload touches.  Configurations are reference-counted (config.h):
+ * main holds one to the current configuration; the MQTT link holds the one
+ * it was started with (its restart-only keys), the listener the current one
+ * and every request the one it began under, the command worker those its
+ * apps point into.  A reload hands the new configuration to the listener and
+ * the worker, which take references of their own, and drops main's
+ * reference to the old one: the old one is freed when its last request or
+ * command is done, on whichever thread that is.  So there is no limit on
+ * the number of reloads, and memory does not grow with them.
  */
-#define OCB_MAX_RELOADS 256
-
 struct running {
     const char *path;
-    struct ocb_config *cfg; /* the current one */
-    struct ocb_config *retired[OCB_MAX_RELOADS];
-    size_t n_retired;
+    struct ocb_config *cfg; /* the current one: main's reference */
     struct ocb_http_rx *rx;
     struct ocb_cmd_worker *worker;
 };
@@ -148,12 +147,6 @@ static void reload(struct running *st)
     char err[CONFIG_ERR_MAX], kept[512];
     enum ocb_err rc;
 
-    if (st->n_retired == OCB_MAX_RELOADS) {
-        log_error(MOD, NULL, "SIGHUP: %d reloads already; restart to reload again",
-                  OCB_MAX_RELOADS);
-        count_reload("refused");
-        return;
-    }
     rc = config_load(st->path, &next, err, sizeof(err));
     if (rc != OCB_OK) {
         log_error(MOD, NULL, "SIGHUP: %s; keeping the running configuration", err);
@@ -178,10 +171,12 @@ static void reload(struct running *st)
                  "they start after a restart");
     http_rx_reload(st->rx, next);
     log_setup(next->log.level, next->log.format);
-    st->retired[st->n_retired++] = st->cfg;
+    /* Main's reference moves to next; whoever still uses the old one holds its own. */
+    config_unref(st->cfg);
     st->cfg = next;
     count_reload("ok");
-    log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s)", st->path, next->n_apps);
+    log_info(MOD, NULL, "configuration reloaded from %s: %zu app(s); %u configuration(s) in memory",
+             st->path, next->n_apps, config_alive());
 }
 
 /* Serve signals until SIGTERM or SIGINT: SIGHUP reloads. */
@@ -263,10 +258,12 @@ static bool redis_unreachable(void *ctx)
 }
 
 /* Runs the daemon; st->cfg is the configuration to start with.  On return,
- * st->cfg is the last one in use and the retired ones are freed. */
+ * st->cfg is the last one in use (main's reference, for the caller to drop). */
 static int run(struct running *st)
 {
-    const struct ocb_config *cfg = st->cfg;
+    /* The start-up configuration, kept for shutdown's restart-only keys
+     * while reloads replace st->cfg. */
+    const struct ocb_config *cfg = config_ref(st->cfg);
     struct ocb_mqtt_link *link = NULL;
     struct ocb_http_rx *rx = NULL;
     struct ocb_cmd_worker *worker = NULL;
@@ -278,10 +275,11 @@ static int run(struct running *st)
 
     if (install_signals() != 0) {
         log_error(MOD, NULL, "cannot install signal handlers");
+        config_unref(cfg);
         return 1;
     }
     metrics_describe("ocb_config_reloads_total", OCB_METRIC_COUNTER,
-                     "SIGHUP reloads by outcome (ok, invalid, failed, refused)");
+                     "SIGHUP reloads by outcome (ok, invalid, failed)");
     rc = state_open(cfg->state.dir, STATE_QUEUE_MAX, &state);
     if (rc != OCB_OK) {
         log_error(MOD, NULL, "state.dir %s cannot be used (see above)", cfg->state.dir);
@@ -389,9 +387,7 @@ out:
     /* After the link: its last publish callbacks may still queue for coord (refused then). */
     coord_free(coord);
     state_close(state);
-    for (size_t i = 0; i < st->n_retired; i++)
-        config_free(st->retired[i]);
-    st->n_retired = 0;
+    config_unref(cfg);
     if (status == 0)
         log_info(MOD, NULL, "stopped");
     close(signal_pipe[0]);

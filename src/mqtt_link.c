@@ -45,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <MQTTAsync.h>
@@ -53,6 +52,7 @@
 #include "ocb/grammar.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
+#include "ocb/util.h"
 
 #define MOD "mqtt"
 
@@ -71,7 +71,7 @@ struct pending {
     ocb_mqtt_done done;
     void *ctx;
     bool active;
-    struct timespec started;
+    int64_t started_ns; /* ocb_now_ns(), for the ack latency histogram */
 };
 
 /* Where the connection is.  Every way a connection ends -- a server-sent
@@ -121,10 +121,10 @@ struct ocb_mqtt_link {
     bool stopping;
     bool disconnected; /* the stop-time disconnect finished */
     unsigned backoff_ms;
-    uint64_t rng;      /* jitter */
-    unsigned failures; /* consecutive failed connect attempts */
-    unsigned said;     /* SAID_* bits */
-    struct timespec next_attempt;
+    uint64_t rng;         /* jitter */
+    unsigned failures;    /* consecutive failed connect attempts */
+    unsigned said;        /* SAID_* bits */
+    int64_t next_attempt; /* ocb_now_ms() clock */
     unsigned active;
     size_t n_pending;
     struct pending head; /* circular list sentinel */
@@ -149,34 +149,6 @@ struct ocb_mqtt_link {
 };
 
 /* ---- small helpers */
-
-static void now_mono(struct timespec *ts)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-}
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-
-    now_mono(&t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void add_ms(struct timespec *ts, unsigned ms)
-{
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
-static bool before(const struct timespec *a, const struct timespec *b)
-{
-    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
-}
 
 static void list_unlink(struct ocb_mqtt_link *link, struct pending *p)
 {
@@ -278,7 +250,8 @@ static void pending_finish(struct pending *p, enum ocb_err rc)
 
     if (was_active) {
         if (rc == OCB_OK)
-            metrics_histogram_observe("ocb_publish_ack_seconds", "", seconds_since(&p->started));
+            metrics_histogram_observe("ocb_publish_ack_seconds", "",
+                                      ocb_seconds_since(p->started_ns));
         if (p->done != NULL)
             p->done(p->ctx, rc);
     }
@@ -371,8 +344,7 @@ static void link_down(struct ocb_mqtt_link *link, uint64_t serial, const char *w
     if (was == LINK_CONNECTING)
         link->failures++;
     wait = next_wait_locked(link);
-    now_mono(&link->next_attempt);
-    add_ms(&link->next_attempt, wait);
+    link->next_attempt = ocb_deadline_in(wait);
     atomic_store(&link->connected, false);
     metrics_gauge_set("ocb_mqtt_connected", "", 0);
     fail_active_locked(link, OCB_ERR_NOT_CONNECTED);
@@ -958,7 +930,6 @@ static void *connector_main(void *arg)
 
     pthread_mutex_lock(&link->mu);
     while (!link->stopping) {
-        struct timespec now;
         struct attempt *a;
         uint64_t serial;
         int rc;
@@ -967,9 +938,8 @@ static void *connector_main(void *arg)
             pthread_cond_wait(&link->cv, &link->mu);
             continue;
         }
-        now_mono(&now);
-        if (before(&now, &link->next_attempt)) {
-            pthread_cond_timedwait(&link->cv, &link->mu, &link->next_attempt);
+        if (!ocb_deadline_passed(link->next_attempt)) {
+            ocb_cond_wait_until(&link->cv, &link->mu, link->next_attempt);
             continue;
         }
         link->state = LINK_CONNECTING;
@@ -997,30 +967,22 @@ enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **
 {
     MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
     struct ocb_mqtt_link *link;
-    pthread_condattr_t ca;
     int rc;
 
     *out = NULL;
     link = calloc(1, sizeof(*link));
     if (link == NULL)
         return OCB_ERR_NOMEM;
-    link->cfg = cfg;
+    link->cfg = config_ref(cfg);
     link->v5 = cfg->mqtt.version == 5;
     link->head.next = link->head.prev = &link->head;
     link->backoff_ms = cfg->mqtt.reconnect_min_ms;
-    {
-        struct timespec t;
-
-        clock_gettime(CLOCK_REALTIME, &t);
-        link->rng = ((uint64_t)t.tv_nsec << 20) ^ (uint64_t)t.tv_sec ^ (uint64_t)getpid();
-        if (link->rng == 0)
-            link->rng = 0x9e3779b97f4a7c15ull;
-    }
+    /* Seeds differ between bridges started together (pid) and between restarts (time). */
+    link->rng = ((uint64_t)ocb_now_ns() << 20) ^ (uint64_t)ocb_wall_ms() ^ (uint64_t)getpid();
+    if (link->rng == 0)
+        link->rng = 0x9e3779b97f4a7c15ull;
     pthread_mutex_init(&link->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&link->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    ocb_cond_init(&link->cv);
 
     copts.sendWhileDisconnected = 0; /* a push the broker did not ack is a 503, not a queue */
     copts.MQTTVersion = link->v5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
@@ -1101,7 +1063,7 @@ enum ocb_err mqtt_link_start(struct ocb_mqtt_link *link)
 
     if (link->connector_started)
         return OCB_OK;
-    now_mono(&link->next_attempt);
+    link->next_attempt = ocb_now_ms();
     rc = pthread_create(&link->connector, NULL, connector_main, link);
     if (rc != 0)
         return OCB_ERR_IO;
@@ -1186,7 +1148,7 @@ enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt
     p->done = done;
     p->ctx = ctx;
     p->active = true;
-    now_mono(&p->started);
+    p->started_ns = ocb_now_ns();
 
     pthread_mutex_lock(&link->mu);
     if (link->stopping)
@@ -1299,7 +1261,7 @@ static void on_disconnect_fail5(void *context, MQTTAsync_failureData5 *response)
 
 void mqtt_link_stop(struct ocb_mqtt_link *link, unsigned drain_ms)
 {
-    struct timespec deadline;
+    int64_t deadline;
     bool was_stopping;
     int rc;
 
@@ -1311,10 +1273,9 @@ void mqtt_link_stop(struct ocb_mqtt_link *link, unsigned drain_ms)
         pthread_mutex_unlock(&link->mu);
         return;
     }
-    now_mono(&deadline);
-    add_ms(&deadline, drain_ms);
+    deadline = ocb_deadline_in(drain_ms);
     while (link->active > 0 && atomic_load(&link->connected)) {
-        if (pthread_cond_timedwait(&link->cv, &link->mu, &deadline) == ETIMEDOUT)
+        if (ocb_cond_wait_until(&link->cv, &link->mu, deadline))
             break;
     }
     if (link->active > 0)
@@ -1343,10 +1304,9 @@ void mqtt_link_stop(struct ocb_mqtt_link *link, unsigned drain_ms)
         rc = MQTTAsync_disconnect(link->client, d);
         pthread_mutex_lock(&link->mu);
         if (rc == MQTTASYNC_SUCCESS) {
-            now_mono(&deadline);
-            add_ms(&deadline, LINK_DISCONNECT_WAIT_MS);
+            deadline = ocb_deadline_in(LINK_DISCONNECT_WAIT_MS);
             while (!link->disconnected) {
-                if (pthread_cond_timedwait(&link->cv, &link->mu, &deadline) == ETIMEDOUT)
+                if (ocb_cond_wait_until(&link->cv, &link->mu, deadline))
                     break;
             }
         }
@@ -1383,5 +1343,6 @@ void mqtt_link_free(struct ocb_mqtt_link *link)
         free(link->prev[i]);
     pthread_cond_destroy(&link->cv);
     pthread_mutex_destroy(&link->mu);
+    config_unref(link->cfg);
     free(link);
 }

@@ -91,6 +91,7 @@ struct request {
 
 struct app {
     const struct ocb_app *cfg;
+    const struct ocb_config *owner; /* a reference to the configuration cfg points into */
     char token[TOKEN_MAX];
     char refresh[TOKEN_MAX];
     bool have_token;
@@ -119,7 +120,7 @@ struct app {
 };
 
 struct ocb_platform_client {
-    const struct ocb_config *cfg;
+    const struct ocb_config *cfg; /* a reference: the start-up one, for the connection keys */
     CURLM *multi;
     char *base; /* platform.url without a trailing '/' */
     struct app apps[OCB_MAX_APPS];
@@ -1172,6 +1173,17 @@ static void describe_metrics(void)
                      "Platform token acquisitions started (kind=login|refresh)");
 }
 
+/* Point app at a, an app of owner, holding a reference to owner instead of
+ * the one it held: a retired configuration lives as long as an app of the
+ * client still points into it (an app a reload dropped keeps its last one). */
+static void app_set_cfg(struct app *app, const struct ocb_config *owner, const struct ocb_app *a)
+{
+    config_ref(owner);
+    config_unref(app->owner);
+    app->owner = owner;
+    app->cfg = a;
+}
+
 enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platform_client **out)
 {
     static atomic_flag curl_inited = ATOMIC_FLAG_INIT;
@@ -1183,7 +1195,7 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
     struct ocb_platform_client *pc = calloc(1, sizeof(*pc));
     if (!pc)
         return OCB_ERR_NOMEM;
-    pc->cfg = cfg;
+    pc->cfg = config_ref(cfg);
     pc->base = ocb_strdup_or_null(cfg->platform.url ? cfg->platform.url : "");
     pc->multi = curl_multi_init();
     if (!pc->base || !pc->multi) {
@@ -1201,7 +1213,7 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
         if (!a->secret || !*a->secret)
             continue; /* push-only app: no platform calls */
         struct app *app = &pc->apps[pc->n_apps];
-        app->cfg = a;
+        app_set_cfg(app, cfg, a);
         atomic_init(&app->ready, false);
         atomic_init(&app->active, true);
         pc->n_apps++;
@@ -1226,7 +1238,7 @@ void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_con
             }
             app = &pc->apps[pc->n_apps];
             memset(app, 0, sizeof(*app));
-            app->cfg = a;
+            app_set_cfg(app, cfg, a);
             atomic_init(&app->ready, false);
             atomic_init(&app->active, true);
             pc->n_apps++;
@@ -1234,7 +1246,7 @@ void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_con
             start_auth(pc, app, false);
         } else {
             bool new_secret = strcmp(app->cfg->secret, a->secret) != 0;
-            app->cfg = a;
+            app_set_cfg(app, cfg, a);
             atomic_store(&app->active, true);
             if (new_secret) {
                 /* Tokens of the old secret may still work, but a wrong new
@@ -1284,5 +1296,8 @@ void platform_client_free(struct ocb_platform_client *pc)
     if (pc->multi)
         curl_multi_cleanup(pc->multi);
     free(pc->base);
+    for (size_t i = 0; i < pc->n_apps; i++)
+        config_unref(pc->apps[i].owner);
+    config_unref(pc->cfg);
     free(pc);
 }

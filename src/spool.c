@@ -40,10 +40,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "ocb/log.h"
 #include "ocb/metrics.h"
+#include "ocb/util.h"
 
 #define MOD "spool"
 
@@ -127,14 +127,6 @@ struct ocb_spool {
     pthread_t thread;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint32_t msg_size(size_t body_len, size_t topic_len)
 {
     uint64_t s = (uint64_t)body_len + topic_len;
@@ -194,7 +186,7 @@ static void gauges_locked(struct ocb_spool *sp)
 
     for (size_t i = sp->start; i < sp->n; i++) {
         if (sp->e[i].state != E_GONE && sp->e[i].state != E_DELETING) {
-            oldest = (wall_ms() - sp->e[i].received_ms) / 1000;
+            oldest = (ocb_wall_ms() - sp->e[i].received_ms) / 1000;
             break;
         }
     }
@@ -413,7 +405,7 @@ enum ocb_err spool_append(struct ocb_spool *sp, const struct ocb_spool_msg *msg,
     a->ocb_request_id = pack(&p, msg->ocb_request_id);
     a->content_type = pack(&p, msg->content_type);
     a->utf8 = msg->utf8;
-    a->received_ms = msg->received_ms != 0 ? msg->received_ms : wall_ms();
+    a->received_ms = msg->received_ms != 0 ? msg->received_ms : ocb_wall_ms();
     a->sp = sp;
     a->done = done;
     a->ctx = ctx;
@@ -638,7 +630,7 @@ out:
 
 static void expire_locked(struct ocb_spool *sp)
 {
-    int64_t cutoff = wall_ms() - (int64_t)sp->max_age_s * 1000;
+    int64_t cutoff = ocb_wall_ms() - (int64_t)sp->max_age_s * 1000;
     uint64_t n = 0;
 
     for (size_t i = sp->start; i < sp->n; i++) {
@@ -662,19 +654,18 @@ static void expire_locked(struct ocb_spool *sp)
 static void *drain_main(void *arg)
 {
     struct ocb_spool *sp = arg;
-    struct timespec last_tick = {0, 0};
+    int64_t last_tick_s = -1;
     int64_t ids[DRAIN_WINDOW];
     bool sent[DRAIN_WINDOW];
 
     pthread_mutex_lock(&sp->mu);
     while (!sp->stop) {
-        struct timespec now, until;
+        int64_t now_s = ocb_now_ms() / 1000;
         size_t k = 0;
         bool connected;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec != last_tick.tv_sec) {
-            last_tick = now;
+        if (now_s != last_tick_s) {
+            last_tick_s = now_s;
             expire_locked(sp);
             kick_deletes_locked(sp);
             probe_locked(sp);
@@ -694,13 +685,7 @@ static void *drain_main(void *arg)
             sp->inflight++;
         }
         if (k == 0) {
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += DRAIN_TICK_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&sp->cv, &sp->mu, &until);
+            ocb_cond_wait_until(&sp->cv, &sp->mu, ocb_deadline_in(DRAIN_TICK_MS));
             continue;
         }
         pthread_mutex_unlock(&sp->mu);
@@ -729,13 +714,7 @@ static void *drain_main(void *arg)
         }
         if (rc != OCB_OK && rc != OCB_ERR_NOT_FOUND) {
             /* Not connected, window full, or a read error: wait for a tick. */
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += DRAIN_TICK_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&sp->cv, &sp->mu, &until);
+            ocb_cond_wait_until(&sp->cv, &sp->mu, ocb_deadline_in(DRAIN_TICK_MS));
         }
     }
     pthread_mutex_unlock(&sp->mu);
@@ -786,7 +765,6 @@ enum ocb_err spool_new(struct ocb_state *st, struct ocb_mqtt_link *link,
                        const struct ocb_config *cfg, struct ocb_spool **out)
 {
     struct ocb_spool *sp;
-    pthread_condattr_t ca;
     enum ocb_err rc;
     char dir[4096];
     const char *path = state_path(st);
@@ -824,10 +802,7 @@ enum ocb_err spool_new(struct ocb_state *st, struct ocb_mqtt_link *link,
     if (sp->window == 0)
         sp->window = 1;
     pthread_mutex_init(&sp->mu, NULL);
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_REALTIME);
-    pthread_cond_init(&sp->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    ocb_cond_init(&sp->cv);
     pthread_cond_init(&sp->ocv, NULL);
 
     snprintf(dir, sizeof(dir), "%.*s", slash != NULL ? (int)(slash - path) : 1,
@@ -896,7 +871,7 @@ enum ocb_err spool_report(sqlite3 *db, FILE *out)
 {
     sqlite3_stmt *s = NULL;
     enum ocb_err rc = OCB_OK;
-    int64_t now = wall_ms(), total_n = 0, total_b = 0, oldest = 0;
+    int64_t now = ocb_wall_ms(), total_n = 0, total_b = 0, oldest = 0;
     int src;
 
     if (sqlite3_prepare_v2(db,

@@ -43,6 +43,7 @@
 
 #include "ocb/log.h"
 #include "ocb/metrics.h"
+#include "ocb/util.h"
 
 #define MOD "state"
 
@@ -87,14 +88,6 @@ struct ocb_state {
     pthread_mutex_t rmu; /* guards rdb */
     sqlite3 *rdb;
 };
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int path_join(char *out, size_t cap, const char *dir, const char *name)
 {
@@ -329,7 +322,7 @@ static void run_batch(struct ocb_state *st, struct ocb_state_op *batch)
         atomic_store(&st->failing, false);
     }
 
-    int64_t now = now_ns();
+    int64_t now = ocb_now_ns();
     for (struct ocb_state_op *op = batch, *next; op != NULL; op = next) {
         next = op->next; /* op may be freed or reused by done */
         if (batch_rc != OCB_OK)
@@ -432,7 +425,7 @@ enum ocb_err state_submit(struct ocb_state *st, struct ocb_state_op *op)
 
     op->next = NULL;
     op->rc = OCB_OK;
-    op->submitted_ns = now_ns();
+    op->submitted_ns = ocb_now_ns();
     pthread_mutex_lock(&st->mu);
     if (st->stop || !st->started) {
         rc = OCB_ERR_STOPPED;

@@ -716,7 +716,7 @@ enum ocb_err subscriptions_sync_new(struct ocb_platform_client *pc, const struct
     if (!y)
         return OCB_ERR_NOMEM;
     y->pc = pc;
-    y->cfg = cfg;
+    y->cfg = config_ref(cfg);
     y->report = report;
     y->phase = P_APP;
     y->rc = OCB_OK;
@@ -764,6 +764,7 @@ void subscriptions_sync_free(struct ocb_subs_sync *y)
     free_subs(&y->s);
     free(y->reply.body);
     cJSON_free(y->create_body);
+    config_unref(y->cfg);
     free(y);
 }
 

@@ -38,8 +38,9 @@ struct ocb_cmd_worker;
 #define OCB_CMD_REQUESTERS_MAX 4096
 
 /*
- * cfg and link are borrowed and must outlive the worker.  Creates the
- * platform client (so readiness can be asked at once) but no thread.
+ * Holds references to cfg (config.h) until cmd_worker_free(); link is
+ * borrowed and must outlive the worker.  Creates the platform client (so
+ * readiness can be asked at once) but no thread.
  */
 enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
                             struct ocb_cmd_worker **out);
@@ -67,8 +68,11 @@ void cmd_worker_stop(struct ocb_cmd_worker *w, unsigned drain_ms);
 /*
  * Main thread (SIGHUP): apply the apps of cfg — new apps, changed secrets,
  * removed apps — on the worker thread at its next turn; tokens of unchanged
- * apps, queues and the MQTT subscriptions are kept.  cfg is borrowed and must
- * outlive the worker (as must the configurations before it).
+ * apps, queues and the MQTT subscriptions are kept.  Takes a reference to
+ * cfg, handed to the worker thread; the caller keeps its own.  A
+ * configuration an earlier reload handed over is given back when nothing
+ * of the worker points into it any more (an app a reload dropped keeps the
+ * last configuration that named it, for its queued commands).
  */
 enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config *cfg);
 

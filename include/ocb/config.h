@@ -9,10 +9,22 @@
  * Pure apart from reading the file and the environment.  A loaded
  * struct ocb_config is immutable and may be read from any thread; a reload
  * (SIGHUP) builds a new one and swaps it.
+ *
+ * References.  A configuration is reference-counted so that a reload can
+ * retire the old one without waiting for exit: whoever keeps a configuration
+ * beyond a call (a module for its lifetime, an HTTP request, the command
+ * worker's apps) holds a reference taken with config_ref() and gives it back
+ * with config_unref(); the last one frees it.  The count is the one field
+ * that changes after loading, atomically, so references may be taken and
+ * dropped on any thread.  Taking a reference needs one already held (or the
+ * lock that guards the pointer it was read from): config_ref() on a
+ * configuration whose last reference another thread may be dropping is a
+ * use after free.
  */
 #ifndef OCB_CONFIG_H
 #define OCB_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +57,8 @@ enum ocb_spool_mode {
 };
 
 struct ocb_config {
-    char *path; /* the file it came from, for messages */
+    atomic_uint refs; /* config_ref()/config_unref(); the only mutable field */
+    char *path;       /* the file it came from, for messages */
 
     struct {
         char *listen;     /* "host:port" */
@@ -134,7 +147,8 @@ struct ocb_config {
 
 /*
  * Load FILE (NULL = defaults plus environment only).  On success *out is a
- * new configuration the caller frees with config_free().  On failure returns
+ * new configuration holding one reference, the caller's (config_unref() or
+ * config_free() gives it back).  On failure returns
  * OCB_ERR_INVALID (or NOMEM/IO) and writes "FILE: key.path: reason" to err.
  */
 enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, size_t errlen);
@@ -143,6 +157,19 @@ enum ocb_err config_load(const char *path, struct ocb_config **out, char *err, s
 enum ocb_err config_parse(const char *name, const char *json, size_t len, struct ocb_config **out,
                           char *err, size_t errlen);
 
+/* Take one more reference to cfg (held by the caller already, see above) and return cfg.
+ * Any thread. */
+const struct ocb_config *config_ref(const struct ocb_config *cfg);
+
+/* Give back one reference; the last one frees cfg.  NULL is a no-op.  Any thread. */
+void config_unref(const struct ocb_config *cfg);
+
+/* How many configurations exist in this process (loaded and not yet freed):
+ * the running one and those still held by work that began under an older one. */
+unsigned config_alive(void);
+
+/* The same as config_unref(), for a configuration that was never shared (the
+ * command line's, the tests'). */
 void config_free(struct ocb_config *cfg);
 
 /*

@@ -16,7 +16,9 @@
  *
  * Threads: http_rx_new/add_ready_hook/set_command_status_hook/start/stop/free
  * are called from one thread (main).  Hooks run on MHD threads and must not
- * block.  The config and the link are borrowed and must outlive the receiver.
+ * block.  The receiver holds a reference to its configuration (config.h) and
+ * each request one to the configuration it started under; the link is
+ * borrowed and must outlive the receiver.
  */
 #ifndef OCB_HTTP_RX_H
 #define OCB_HTTP_RX_H
@@ -46,7 +48,7 @@ typedef bool (*ocb_http_ready_fn)(void *ctx);
 typedef void (*ocb_http_command_status_fn)(void *ctx, const char *app_id, const char *device_id,
                                            const char *command_id, const char *body, size_t len);
 
-/* cfg and link are borrowed.  Does not listen yet. */
+/* Takes a reference to cfg (the caller keeps its own); link is borrowed.  Does not listen yet. */
 enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
                          struct ocb_http_rx **out);
 
@@ -78,10 +80,10 @@ enum ocb_err http_rx_start(struct ocb_http_rx *rx);
 /*
  * Serve new requests under cfg (SIGHUP): apps, push tokens, allow_from,
  * max_body_bytes, retry_after_s.  Listener keys (address, TLS) stay as bound
- * at start; config_reload_merge() keeps them equal.  Requests already under
- * way finish under the configuration they started with, so the old one must
- * stay alive until every such request has been answered (main.c keeps
- * retired configurations until exit).  Any thread.
+ * at start; config_reload_merge() keeps them equal.  Takes a reference to
+ * cfg and gives back the one to the configuration it replaces; requests
+ * already under way hold their own and finish under the configuration they
+ * started with, which is freed when the last of them is.  Any thread.
  */
 void http_rx_reload(struct ocb_http_rx *rx, const struct ocb_config *cfg);
 

@@ -60,7 +60,7 @@ typedef void (*ocb_mqtt_on_state)(void *ctx, bool connected);
 /* The broker granted every filter in filters (the wanted set, borrowed for the call). */
 typedef void (*ocb_mqtt_on_subscribed)(void *ctx, const char *const *filters, size_t n);
 
-/* cfg is borrowed and must outlive the link. */
+/* Takes a reference to cfg (config.h) for the link's lifetime; the caller keeps its own. */
 enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **out);
 
 /* Before mqtt_link_start(): where arriving messages and state changes go (either may be NULL). */

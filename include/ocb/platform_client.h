@@ -95,7 +95,8 @@ struct ocb_platform_call {
 /* Runs once per submitted call, on the client's thread; reply is borrowed. */
 typedef void (*ocb_platform_done)(void *ctx, const struct ocb_platform_reply *reply);
 
-/* cfg is borrowed and must outlive the client.  OCB_ERR_TLS/IO when libcurl cannot start. */
+/* Holds references to cfg (config.h) until platform_client_free(); the caller keeps its own.
+ * OCB_ERR_TLS/IO when libcurl cannot start. */
 enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platform_client **out);
 
 /* Completes every outstanding call with transport OCB_ERR_STOPPED, then frees.  NULL is a no-op. */
@@ -146,7 +147,8 @@ bool platform_client_ready(const struct ocb_platform_client *pc);
  * apps with a secret log in; an app whose secret changed logs in again; apps
  * gone (or without a secret now) stop counting for readiness, while calls
  * already accepted for them finish.  Connection keys (platform.url, TLS) keep
- * their start-up values.  cfg is borrowed and must outlive the client.
+ * their start-up values.  Each app holds a reference to the configuration
+ * it was last named in, so cfg may be given back by the caller at once.
  */
 void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_config *cfg);
 

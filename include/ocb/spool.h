@@ -67,7 +67,8 @@ typedef void (*ocb_spool_appended)(void *ctx, enum ocb_err rc, int64_t id);
 
 /*
  * Load the accounting of what st already holds.  st and link are borrowed
- * and must outlive the spool; cfg's spool.* keys are read once.
+ * and must outlive the spool; cfg is only read during the call (spool.*
+ * and mqtt.max_inflight are restart-only keys).
  */
 enum ocb_err spool_new(struct ocb_state *st, struct ocb_mqtt_link *link,
                        const struct ocb_config *cfg, struct ocb_spool **out);

@@ -35,8 +35,9 @@ struct ocb_subs_sync;
 
 /*
  * A sync of every app with a secret in cfg, not started yet: the first
- * subscriptions_sync_step() makes the first call.  pc and cfg are borrowed
- * and must outlive the sync; report (may be NULL) gets one line per action
+ * subscriptions_sync_step() makes the first call.  Holds a reference to cfg
+ * (config.h) until subscriptions_sync_free(); pc is borrowed and must
+ * outlive the sync; report (may be NULL) gets one line per action
  * for humans; everything is logged too.
  */
 enum ocb_err subscriptions_sync_new(struct ocb_platform_client *pc, const struct ocb_config *cfg,

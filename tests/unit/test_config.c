@@ -6,6 +6,7 @@
 #include <check.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -415,6 +416,87 @@ START_TEST(load_reports_missing_file_and_reads_real_one)
 }
 END_TEST
 
+/* The loader reads a file of any size up to the cap (its buffer follows the file), and
+ * not a byte more. */
+START_TEST(load_reads_files_of_any_size_up_to_the_cap)
+{
+    static const char head[] = "{\"apps\":[{\"app_id\":\"big\"}]";
+    const size_t sizes[] = {sizeof(head), 4095, 4096, 4097, 100000, 1u << 20, (1u << 20) + 1};
+    char path[] = "/tmp/ocb-config-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t size = sizes[i];
+        char *text = malloc(size);
+        ck_assert_ptr_nonnull(text);
+        memset(text, ' ', size);
+        memcpy(text, head, sizeof(head) - 1);
+        text[size - 1] = '}';
+        FILE *f = fopen(path, "wb");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_uint_eq(fwrite(text, 1, size, f), size);
+        fclose(f);
+        free(text);
+        struct ocb_config *cfg = NULL;
+        enum ocb_err rc = config_load(path, &cfg, err, sizeof(err));
+        if (size <= (1u << 20)) {
+            ck_assert_msg(rc == OCB_OK, "%zu bytes: %s", size, err);
+            ck_assert_str_eq(cfg->apps[0].app_id, "big");
+        } else {
+            ck_assert_int_eq(rc, OCB_ERR_TOO_BIG);
+            ck_assert_msg(strstr(err, "larger than 1048576 bytes") != NULL, "%s", err);
+            ck_assert_ptr_null(cfg);
+        }
+        config_free(cfg);
+    }
+    unlink(path);
+}
+END_TEST
+
+#define REF_THREADS 4
+#define REF_ROUNDS  20000
+
+static void *ref_and_unref(void *arg)
+{
+    const struct ocb_config *cfg = arg;
+    for (int i = 0; i < REF_ROUNDS; i++) {
+        const struct ocb_config *mine = config_ref(cfg);
+        ck_assert_ptr_eq(mine, cfg);
+        ck_assert_str_eq(mine->apps[0].app_id, "a");
+        config_unref(mine);
+    }
+    config_unref(cfg); /* the reference this thread was handed */
+    return NULL;
+}
+
+/* A configuration lives until its last reference is dropped, on whichever thread. */
+START_TEST(references_keep_a_configuration_until_the_last_one_goes)
+{
+    unsigned before = config_alive();
+    struct ocb_config *cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\"}]}");
+    ck_assert_uint_eq(config_alive(), before + 1);
+
+    pthread_t threads[REF_THREADS];
+    for (int t = 0; t < REF_THREADS; t++)
+        ck_assert_int_eq(pthread_create(&threads[t], NULL, ref_and_unref, (void *)config_ref(cfg)),
+                         0);
+    config_unref(cfg); /* the loader's: the threads' references keep it */
+    for (int t = 0; t < REF_THREADS; t++)
+        pthread_join(threads[t], NULL);
+    ck_assert_uint_eq(config_alive(), before);
+
+    cfg = parse_ok("{\"apps\":[{\"app_id\":\"a\"}]}");
+    const struct ocb_config *held = config_ref(cfg);
+    config_free(cfg);
+    ck_assert_uint_eq(config_alive(), before + 1);
+    ck_assert_str_eq(held->apps[0].app_id, "a");
+    config_unref(held);
+    ck_assert_uint_eq(config_alive(), before);
+    config_unref(NULL);
+}
+END_TEST
+
 START_TEST(cidr_matching)
 {
     struct ocb_cidr c;
@@ -521,6 +603,8 @@ int main(void)
     tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
                         (int)(sizeof(bad) / sizeof(bad[0])));
     tcase_add_test(tc, load_reports_missing_file_and_reads_real_one);
+    tcase_add_test(tc, load_reads_files_of_any_size_up_to_the_cap);
+    tcase_add_test(tc, references_keep_a_configuration_until_the_last_one_goes);
     tcase_add_test(tc, cidr_matching);
     tcase_add_test(tc, reload_keeps_restart_only_keys);
     tcase_add_test(tc, format_key_prints_effective_values);
