@@ -904,8 +904,13 @@ static void journal_resume(const struct inmsg *m, struct job *job)
     if (m->jstate != OCB_JOURNAL_SENDING)
         return;
     job->jsending = true;
-    if (job->req.kind == OCB_COMMAND_CREATE)
-        reconcile_begin(job, m->first_s > 0 ? m->first_s : (long long)time(NULL));
+    if (job->req.kind != OCB_COMMAND_CREATE)
+        return;
+    reconcile_begin(job, m->first_s > 0 ? m->first_s : (long long)time(NULL));
+    /* The create may have left just before the crash and still be on its way through the
+     * platform: give it platform.timeout_ms, as for any unanswered create, before asking. */
+    job->rec.grace = false;
+    job->next_try_ms = ocb_now_ms() + job->w->cfg->platform.timeout_ms;
 }
 
 /* Validate one inbox message: either a job in its app's FIFO, or an answer now. */
