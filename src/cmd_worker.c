@@ -1884,6 +1884,9 @@ static void recover_row(void *ctx, const struct ocb_journal_row *r)
         m->deadline_ms = mono + (r->cmd.deadline_ms - wall);
         m->jid = r->cmd.id;
         m->jstate = (int)r->state;
+        /* A commandId the last run got is ours: never adopted by another job's query. */
+        if (r->command_id)
+            reconcile_claim(w, r->command_id);
         m->first_s = r->first_s;
         if (r->answer) {
             m->answer = ocb_memdup(r->answer, r->answer_len + 1);
@@ -1912,6 +1915,7 @@ static void recover_requester(void *ctx, const struct ocb_requester *r, int64_t 
     int64_t now = ocb_now_ms();
     e.expires_ms = now + (expires_ms - wall_now_ms());
     requesters_insert(w->requesters, &e, now, NULL, NULL, NULL);
+    reconcile_claim(w, r->command_id);
 }
 
 /* Load what the journal holds: requesters first (answers re-published may have some), then

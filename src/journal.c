@@ -18,7 +18,8 @@
  * Asynchronous ops are heap-allocated and free themselves in done;
  * `pending` counts them so that journal_free() can wait for the last one
  * (the store calls done even for ops it fails).  Lock: j->mu guards
- * `pending` only and is a leaf.
+ * `pending` and serialises the gauge updates; nothing but metrics is called
+ * under it.
  */
 #include "ocb/journal.h"
 
@@ -63,13 +64,17 @@ static void publish_gauges(struct ocb_journal *j)
     }
 }
 
+/* Under j->mu so that two threads (the writer's done, the worker's mark) cannot leave an
+ * older value in the gauge last. */
 static void count_move(struct ocb_journal *j, int from, int to)
 {
+    pthread_mutex_lock(&j->mu);
     if (from >= 0 && from < OCB_JOURNAL_STATES)
         atomic_fetch_sub(&j->counts[from], 1);
     if (to >= 0 && to < OCB_JOURNAL_STATES)
         atomic_fetch_add(&j->counts[to], 1);
     publish_gauges(j);
+    pthread_mutex_unlock(&j->mu);
 }
 
 static void write_error(const char *what, int64_t id, enum ocb_err rc)
