@@ -44,6 +44,19 @@
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
  * dropped with a log line and a metric.
+ *
+ * The command journal (journal.h, with cmd_worker_use_state()) makes all of
+ * this survive a crash.  paho's thread does not put a message on the inbox
+ * itself: it submits the message's row and the store's writer thread puts it
+ * there once the row is durable (on_journaled), so no command runs that a
+ * crash could forget.  The journal is touched at four points of a job's
+ * life, each in a function of its own: the append (cmd_worker_on_message),
+ * `sending` before the call leaves (send_pending: one durable write per
+ * dispatch pass, which the worker waits for), the answer stored and the row
+ * deleted once every copy of it was PUBACKed (answer_publish, answer_send,
+ * struct jtrack), and the load at start (journal_recover, journal_resume,
+ * journal_taken).  A graceful stop leaves unfinished journaled jobs in the
+ * journal instead of answering them SHUTTING_DOWN.
  */
 #include "ocb/cmd_worker.h"
 
