@@ -4,8 +4,10 @@
  * a graceful stop keeps queued commands for the next start (no
  * SHUTTING_DOWN, each created once after the restart); `ocbridge state`
  * shows them while the bridge runs; an MQTT 5 requester still gets its
- * statuses after the bridge was killed and restarted; and an answer the
- * broker never took (it was down) is published after the restart.
+ * statuses after the bridge was killed and restarted; an answer the broker
+ * never took (it was down) is published after the restart; and a kept
+ * command whose deadline passed while the bridge was down is answered
+ * EXPIRED_IN_QUEUE, not executed.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -237,6 +239,42 @@ START_TEST(answer_the_broker_never_took_is_published_after_a_restart)
 }
 END_TEST
 
+START_TEST(a_kept_command_past_its_deadline_is_expired_at_the_next_start)
+{
+    unsigned ok;
+
+    fx_start_platform(NULL, "iot/#");
+    start_bridge(",\"rate_limit\":{\"calls\":1,\"per_seconds\":60},\"command_deadline_s\":6");
+    publish_level(0, 1, "e1");
+    publish_level(1, 2, "e2");
+    for (long long end = th_now_ms() + WAIT_MS; answers_for("e1", &ok) < 1; th_sleep_ms(50))
+        ck_assert_msg(th_now_ms() < end, "e1 was never answered");
+    ck_assert_msg(
+        th_wait_metric(&fx_bridge, NULL, "ocb_journal_commands{state=\"queued\"}", 1, WAIT_MS),
+        "e2 is not in the journal");
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+    ck_assert_uint_eq(answers_for("e2", &ok), 0);
+    th_sleep_ms(6500); /* past e2's deadline while the bridge is down */
+    start_bridge(",\"command_deadline_s\":6");
+    for (long long end = th_now_ms() + WAIT_MS; answers_for("e2", &ok) < 1; th_sleep_ms(50))
+        ck_assert_msg(th_now_ms() < end, "e2 was never answered after the restart");
+    size_t total = th_mqtt_count(fx_client);
+    for (size_t i = 0; i < total; i++) {
+        const struct th_msg *m = th_mqtt_msg(fx_client, i);
+        const char *leaf = strrchr(m->topic, '/');
+        if (leaf && strcmp(leaf, "/commandResponse") == 0 &&
+            strstr((const char *)m->payload, "\"e2\"") != NULL) {
+            cJSON *a = cJSON_Parse((const char *)m->payload);
+            fx_assert_bridge_error(a, "EXPIRED_IN_QUEUE");
+            cJSON_Delete(a);
+        }
+    }
+    ck_assert_int_eq((int)fx_metric("ocb_journal_recovered_total{state=\"queued\"}"), 1);
+    ck_assert_int_eq(sim_command_count(), 1); /* e2 was never created */
+    ck_assert_int_eq(th_bridge_stop(&fx_bridge), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("commands_journal");
@@ -246,6 +284,7 @@ int main(void)
     tcase_add_test(tc, graceful_stop_keeps_queued_commands_for_the_next_start);
     tcase_add_test(tc, requester_gets_statuses_after_a_kill_and_restart);
     tcase_add_test(tc, answer_the_broker_never_took_is_published_after_a_restart);
+    tcase_add_test(tc, a_kept_command_past_its_deadline_is_expired_at_the_next_start);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
