@@ -1,12 +1,14 @@
 /*
  * test_journal.c: the command journal on the state store: append and the
  * state moves, load order and contents after a reopen, the row bound, the
- * persisted requesters (put, prune, load), `ocbridge state`'s lines, and
- * migration 2 of a schema-1 file that holds spooled messages (they survive).
+ * persisted requesters (put, prune, load), `ocbridge state`'s lines, a disk
+ * that refuses an append, and migration 2 of a schema-1 file that holds
+ * spooled messages (they survive).
  * Real SQLite files in a temporary directory.
  */
 #include <check.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +61,12 @@ static int noop_fn(sqlite3 *db, void *ctx)
 static void barrier(struct ocb_state *st)
 {
     ck_assert_int_eq(state_run(st, noop_fn, NULL), OCB_OK);
+}
+
+/* The same when the barrier may share a batch that the disk refuses (it fails with it). */
+static void barrier_any(struct ocb_state *st)
+{
+    (void)state_run(st, noop_fn, NULL);
 }
 
 struct appended {
@@ -390,6 +398,53 @@ START_TEST(report_lists_unfinished_commands_and_requesters)
 }
 END_TEST
 
+/* PRAGMA max_page_count=ctx: SQLite keeps it at least the current size, so 1 = "no growth". */
+static int limit_fn(sqlite3 *db, void *ctx)
+{
+    char sql[64];
+
+    snprintf(sql, sizeof(sql), "PRAGMA max_page_count=%d", (int)(intptr_t)ctx);
+    return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+START_TEST(a_disk_that_refuses_fails_the_append_and_frees_its_slot)
+{
+    struct ocb_state *st = NULL;
+    struct ocb_journal *j = NULL;
+    struct appended ap = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    struct ocb_journal_append op[2];
+    struct ocb_journal_cmd c[2];
+    static char big[200000];
+    double errors = (double)metrics_value("ocb_journal_write_errors_total", "");
+
+    fresh_dir();
+    memset(big, 'x', sizeof(big) - 1);
+    ck_assert_int_eq(state_open(dir, 64, &st), OCB_OK);
+    ck_assert_int_eq(journal_open(st, 1, &j), OCB_OK);
+    ck_assert_int_eq(journal_load(j, NULL, NULL, NULL), OCB_OK);
+    ck_assert_int_eq(state_run(st, limit_fn, (void *)(intptr_t)1), OCB_OK); /* disk "full" */
+    ck_assert_int_eq(journal_reserve(j), 1);
+    c[0] = cmd_for(1, "iot/a/d/command", big);
+    ck_assert_int_eq(journal_append(j, &op[0], &c[0], on_appended, &ap), OCB_OK);
+    barrier_any(st);
+    ck_assert_uint_eq(ap.n, 1);
+    ck_assert_int_eq(ap.rc[0], OCB_ERR_IO);
+    ck_assert_uint_eq(journal_rows(j), 0); /* the slot is free again */
+    ck_assert(metrics_value("ocb_journal_write_errors_total", "") >= errors + 1);
+    /* Space returns: the next append works, with the next id. */
+    ck_assert_int_eq(state_run(st, limit_fn, (void *)(intptr_t)1073741823), OCB_OK);
+    ck_assert_int_eq(journal_reserve(j), 2);
+    c[1] = cmd_for(2, "iot/a/d/command", big);
+    ck_assert_int_eq(journal_append(j, &op[1], &c[1], on_appended, &ap), OCB_OK);
+    barrier(st);
+    ck_assert_int_eq(ap.rc[1], OCB_OK);
+    ck_assert_int_eq(reader_int("SELECT count(*) FROM journal"), 1);
+    journal_free(j);
+    state_close(st);
+    rm_dir();
+}
+END_TEST
+
 /* Schema 1 as the first release wrote it, with two spooled pushes. */
 START_TEST(migration_from_schema_1_keeps_spooled_messages)
 {
@@ -452,6 +507,7 @@ int main(void)
     tcase_add_test(tc, requesters_put_prune_load);
     tcase_add_test(tc, report_lists_unfinished_commands_and_requesters);
     tcase_add_test(tc, migration_from_schema_1_keeps_spooled_messages);
+    tcase_add_test(tc, a_disk_that_refuses_fails_the_append_and_frees_its_slot);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
