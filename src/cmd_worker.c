@@ -53,6 +53,19 @@
  * Answers that cannot be published (broker down, in-flight window full)
  * wait in a bounded outbox and are retried; past its bound or age they are
  * dropped with a log line and a metric.
+ *
+ * The command journal (journal.h, with cmd_worker_use_state()) makes all of
+ * this survive a crash.  paho's thread does not put a message on the inbox
+ * itself: it submits the message's row and the store's writer thread puts it
+ * there once the row is durable (on_journaled), so no command runs that a
+ * crash could forget.  The journal is touched at four points of a job's
+ * life, each in a function of its own: the append (cmd_worker_on_message),
+ * `sending` before the call leaves (send_pending: one durable write per
+ * dispatch pass, which the worker waits for), the answer stored and the row
+ * deleted once every copy of it was PUBACKed (answer_publish, answer_send,
+ * struct jtrack), and the load at start (journal_recover, journal_resume,
+ * journal_taken).  A graceful stop leaves unfinished journaled jobs in the
+ * journal instead of answering them SHUTTING_DOWN.
  */
 #include "ocb/cmd_worker.h"
 
@@ -67,6 +80,7 @@
 
 #include "ocb/command.h"
 #include "ocb/coord.h"
+#include "ocb/journal.h"
 #include "ocb/log.h"
 #include "ocb/util.h"
 #include "ocb/metrics.h"
@@ -90,6 +104,7 @@
 #define RECONCILE_CLAIMS     1024   /* commandIds of this bridge's creates, remembered */
 #define LEASE_MS             300000 /* subscription-sync lease; renewed every LEASE_RENEW_MS */
 #define LEASE_RENEW_MS       60000
+#define PRUNE_EVERY_MS       60000 /* persisted requesters: expiry sweep */
 
 #define PATH_COMMANDS     "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define PATH_CANCEL_TASKS "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -105,6 +120,17 @@ struct inmsg {
     void *corr;
     size_t corr_len;
     int64_t arrived_ms;
+    /* the command journal (0: not journaled) */
+    int64_t jid;
+    enum ocb_err jrc;    /* the append's outcome */
+    int jstate;          /* recovered: the row's state; -1 = a live message */
+    int64_t deadline_ms; /* recovered: the deadline (ocb_now_ms clock) */
+    long long first_s;   /* recovered: the first create attempt */
+    char *answer;        /* recovered (answered): the stored commandResponse */
+    size_t answer_len;
+    struct ocb_journal_cmd jc; /* what the append writes (points into this message) */
+    struct ocb_journal_append jop;
+    struct ocb_cmd_worker *w;
 };
 
 struct wapp;
@@ -175,6 +201,10 @@ struct job {
     char last_text[256];
     char last_desc[320]; /* code and text, for logs */
     struct job_reconcile rec;
+    int64_t jid;         /* the journal row, 0 = not journaled */
+    bool jsending;       /* the row is in state sending */
+    struct job *to_send; /* dispatch's list of calls waiting for the journal */
+    struct ocb_platform_call call;
 };
 
 /* Per-app state, worker thread only. */
@@ -198,6 +228,7 @@ struct outmsg {
     void *corr;
     size_t corr_len;
     int64_t born_ms;
+    struct jtrack *track; /* a journaled answer's reference, or NULL */
 };
 
 struct ocb_cmd_worker {
@@ -214,6 +245,10 @@ struct ocb_cmd_worker {
 
     /* shared with libmicrohttpd's threads; thread-safe on its own */
     struct ocb_requesters *requesters;
+
+    /* The command journal (journal.h), thread-safe on its own; NULL without a store. */
+    struct ocb_journal *journal;
+    int64_t prune_next_ms; /* worker thread */
 
     /* A configuration handed over by cmd_worker_reload() (a reference), under lock. */
     const struct ocb_config *pending_cfg;
@@ -247,8 +282,61 @@ static void count_outcome(const char *outcome)
 
 /* ---- publishing answers (any thread; the outbox is the worker's) */
 
+/*
+ * A journaled answer's copies in flight (the commandResponse topic and the
+ * requester's response topic).  The journal row is deleted once every copy
+ * was PUBACKed; a copy dropped from the outbox, or whose connection went
+ * before its PUBACK, keeps the row (state answered), so the answer is
+ * published again at the next start.  References: one per publish awaiting
+ * its done callback (paho's thread), one per outbox entry, one held by
+ * answer_send() while it publishes.
+ */
+struct jtrack {
+    struct ocb_journal *journal;
+    int64_t jid;
+    atomic_uint refs;
+    atomic_bool failed;
+};
+
+static struct jtrack *jtrack_new(struct ocb_journal *journal, int64_t jid)
+{
+    struct jtrack *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->journal = journal;
+    t->jid = jid;
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->failed, false);
+    return t;
+}
+
+static void jtrack_get(struct jtrack *t)
+{
+    if (t)
+        atomic_fetch_add(&t->refs, 1);
+}
+
+static void jtrack_put(struct jtrack *t, bool ok)
+{
+    if (!t)
+        return;
+    if (!ok)
+        atomic_store(&t->failed, true);
+    if (atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    if (!atomic_load(&t->failed))
+        journal_delete(t->journal, t->jid);
+    free(t);
+}
+
+/* An ocb_mqtt_done (paho's thread) for a journaled copy. */
+static void jtrack_done(void *ctx, enum ocb_err rc)
+{
+    jtrack_put(ctx, rc == OCB_OK);
+}
+
 static enum ocb_err publish(struct ocb_cmd_worker *w, const char *topic, const char *payload,
-                            size_t len, const void *corr, size_t corr_len)
+                            size_t len, const void *corr, size_t corr_len, struct jtrack *t)
 {
     struct ocb_mqtt_pub pub = {
         .topic = topic,
@@ -259,12 +347,16 @@ static enum ocb_err publish(struct ocb_cmd_worker *w, const char *topic, const c
         .correlation = corr,
         .correlation_len = corr_len,
     };
-    return mqtt_link_publish(w->link, &pub, NULL, NULL);
+    jtrack_get(t);
+    enum ocb_err rc = mqtt_link_publish(w->link, &pub, t ? jtrack_done : NULL, t);
+    if (rc != OCB_OK && t)
+        atomic_fetch_sub(&t->refs, 1); /* done never runs; answer_send still holds one */
+    return rc;
 }
 
 /* Worker thread: keep an answer the broker could not take yet. */
 static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *payload, size_t len,
-                       const void *corr, size_t corr_len)
+                       const void *corr, size_t corr_len, struct jtrack *t)
 {
     struct outmsg *m = NULL;
     if (w->n_out >= w->cfg->platform.max_queue)
@@ -280,6 +372,8 @@ static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *
     m->born_ms = ocb_now_ms();
     if (!m->topic || !m->payload || (corr && corr_len && !m->corr))
         goto drop;
+    jtrack_get(t);
+    m->track = t;
     if (w->out_tail)
         w->out_tail->next = m;
     else
@@ -288,6 +382,8 @@ static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *
     w->n_out++;
     return;
 drop:
+    if (t)
+        atomic_store(&t->failed, true);
     if (m) {
         free(m->topic);
         free(m->payload);
@@ -306,8 +402,12 @@ static void outbox_flush(struct ocb_cmd_worker *w)
         if (now - m->born_ms > OUTBOX_MAX_AGE_MS) {
             metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
             log_error(MOD, NULL, "answer on %s dropped: broker unavailable for too long", m->topic);
-        } else if (publish(w, m->topic, m->payload, m->len, m->corr, m->corr_len) != OCB_OK) {
+            jtrack_put(m->track, false);
+        } else if (publish(w, m->topic, m->payload, m->len, m->corr, m->corr_len, m->track) !=
+                   OCB_OK) {
             return; /* still down or full: keep order, try again later */
+        } else {
+            jtrack_put(m->track, true); /* the publish holds its own reference now */
         }
         w->out_head = m->next;
         if (!w->out_head)
@@ -323,11 +423,12 @@ static void outbox_flush(struct ocb_cmd_worker *w)
 /*
  * Publish an answer on its commandResponse topic and, for MQTT 5 requesters,
  * on their response topic.  on_worker: failures go to the outbox; on paho's
- * thread they are only logged (it must not touch worker state).
+ * thread they are only logged (it must not touch worker state).  jid: the
+ * journal row (0: none), deleted once every copy was PUBACKed.
  */
-static void answer_publish(struct ocb_cmd_worker *w, bool on_worker, const char *topic,
-                           const char *response_topic, const void *corr, size_t corr_len,
-                           const char *payload, size_t len)
+static void answer_send_tracked(struct ocb_cmd_worker *w, bool on_worker, const char *topic,
+                                const char *response_topic, const void *corr, size_t corr_len,
+                                const char *payload, size_t len, struct jtrack *t)
 {
     const char *topics[2] = {topic, response_topic};
     for (int i = 0; i < 2; i++) {
@@ -336,17 +437,39 @@ static void answer_publish(struct ocb_cmd_worker *w, bool on_worker, const char 
         const void *c = i == 1 ? corr : NULL;
         size_t cl = i == 1 ? corr_len : 0;
         /* Keep the order of answers: once something waits, queue behind it. */
-        enum ocb_err rc =
-            (on_worker && w->out_head) ? OCB_ERR_FULL : publish(w, topics[i], payload, len, c, cl);
+        enum ocb_err rc = (on_worker && w->out_head)
+                              ? OCB_ERR_FULL
+                              : publish(w, topics[i], payload, len, c, cl, t);
         if (rc == OCB_OK)
             continue;
         if (on_worker) {
-            outbox_add(w, topics[i], payload, len, c, cl);
+            outbox_add(w, topics[i], payload, len, c, cl, t);
         } else {
             metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
             log_error(MOD, NULL, "answer on %s not published: %s", topics[i], ocb_strerror(rc));
         }
     }
+}
+
+static void answer_send(struct ocb_cmd_worker *w, bool on_worker, const char *topic,
+                        const char *response_topic, const void *corr, size_t corr_len,
+                        const char *payload, size_t len, int64_t jid)
+{
+    struct jtrack *t = jid && w->journal && on_worker ? jtrack_new(w->journal, jid) : NULL;
+
+    answer_send_tracked(w, on_worker, topic, response_topic, corr, corr_len, payload, len, t);
+    jtrack_put(t, true);
+}
+
+/* answer_send(), after storing the answer (and the commandId) in the journal row first:
+ * the store runs the update before the delete that a PUBACK triggers. */
+static void answer_publish(struct ocb_cmd_worker *w, bool on_worker, const char *topic,
+                           const char *response_topic, const void *corr, size_t corr_len,
+                           const char *payload, size_t len, int64_t jid, const char *command_id)
+{
+    if (jid && w->journal && on_worker)
+        journal_answer(w->journal, jid, command_id, payload, len);
+    answer_send(w, on_worker, topic, response_topic, corr, corr_len, payload, len, jid);
 }
 
 struct answer {
@@ -355,6 +478,7 @@ struct answer {
     const void *corr;
     size_t corr_len;
     const char *correlation_id; /* JSON text */
+    int64_t jid;                /* the journal row, 0 = none */
 };
 
 /* A bridge-side error answer. */
@@ -380,7 +504,8 @@ static void answer_bridge(struct ocb_cmd_worker *w, bool on_worker, const struct
         return;
     }
     log_info(MOD, NULL, "%s: %s (%s)", a->topic, command_code_name(code), desc);
-    answer_publish(w, on_worker, a->topic, a->response_topic, a->corr, a->corr_len, payload, len);
+    answer_publish(w, on_worker, a->topic, a->response_topic, a->corr, a->corr_len, payload, len,
+                   a->jid, NULL);
     free(payload);
 }
 
@@ -404,7 +529,45 @@ static void inmsg_free(struct inmsg *m)
     free(m->payload);
     free(m->response_topic);
     free(m->corr);
+    free(m->answer);
     free(m);
+}
+
+/* Any thread: hand m to the worker (a live message once journaled, or a recovered one). */
+static void inbox_push(struct ocb_cmd_worker *w, struct inmsg *m)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->in_tail)
+        w->in_tail->next = m;
+    else
+        w->in_head = m;
+    w->in_tail = m;
+    /* Under the lock: cmd_worker_stop() sets `stopping` under it before the
+     * platform client goes away, so pc is alive here.  The wakeup is one
+     * non-blocking write; the gauge is set under the lock so that racing
+     * updates cannot leave a stale depth behind.  A message that comes in
+     * while the worker stops stays in its journal row for the next start. */
+    if (!w->stopping && w->pc)
+        platform_client_wakeup(w->pc);
+    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)w->held);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int64_t wall_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The store's writer thread: the append of m is durable (or failed); the job may run now. */
+static void on_journaled(void *ctx, enum ocb_err rc)
+{
+    struct inmsg *m = ctx;
+    m->jrc = rc;
+    if (rc != OCB_OK)
+        m->jid = 0; /* there is no row */
+    inbox_push(m->w, m);
 }
 
 /* Answer QUEUE_FULL (or SHUTTING_DOWN) without queueing: pure parse + publish. */
@@ -430,6 +593,8 @@ static void reject_now(struct ocb_cmd_worker *w, const struct ocb_mqtt_msg *msg,
     command_req_cleanup(&req);
 }
 
+static void release_slot(struct ocb_cmd_worker *w);
+
 void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
 {
     struct ocb_cmd_worker *w = ctx;
@@ -447,6 +612,13 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
     }
     if (full) {
         reject_now(w, msg, OCB_CMD_QUEUE_FULL, "platform.max_queue commands are waiting");
+        return;
+    }
+    int64_t jid = 0;
+    if (w->journal && !(jid = journal_reserve(w->journal))) {
+        release_slot(w);
+        reject_now(w, msg, OCB_CMD_QUEUE_FULL,
+                   "the command journal is full (unfinished commands and unacknowledged answers)");
         return;
     }
     /* Copy only what is bounded: payloads over the cap are kept short (their
@@ -468,29 +640,51 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
         m->corr = ocb_memdup(msg->correlation, msg->correlation_len);
         m->corr_len = m->corr ? msg->correlation_len : 0;
         m->arrived_ms = ocb_now_ms();
+        m->w = w;
+        m->jid = jid;
+        m->jstate = -1;
     }
     if (!m || !m->topic || !m->payload || (msg->response_topic && !m->response_topic) ||
         (msg->correlation && msg->correlation_len && !m->corr)) {
         inmsg_free(m);
-        pthread_mutex_lock(&w->lock);
-        w->held--;
-        pthread_mutex_unlock(&w->lock);
+        if (jid)
+            journal_unreserve(w->journal);
+        release_slot(w);
         reject_now(w, msg, OCB_CMD_INTERNAL, "out of memory");
         return;
     }
-    pthread_mutex_lock(&w->lock);
-    if (w->in_tail)
-        w->in_tail->next = m;
-    else
-        w->in_head = m;
-    w->in_tail = m;
-    /* Under the lock: cmd_worker_stop() sets `stopping` under it before the
-     * platform client goes away, so pc is alive here.  The wakeup is one
-     * non-blocking write; the gauge is set under the lock so that racing
-     * updates cannot leave a stale depth behind. */
-    platform_client_wakeup(w->pc);
-    metrics_gauge_set("ocb_command_queue_depth", "", (int64_t)w->held);
-    pthread_mutex_unlock(&w->lock);
+    if (jid) {
+        /* The loss window: paho has acknowledged the message; until this write
+         * commits (one group commit) a crash loses it.  The worker sees it only
+         * once it is durable (on_journaled), so nothing runs unjournaled. */
+        int64_t now = wall_now_ms();
+        m->jc = (struct ocb_journal_cmd){
+            .id = jid,
+            .topic = m->topic,
+            .payload = m->payload,
+            .len = m->len == SIZE_MAX ? 0 : m->len,
+            .oversize = m->len == SIZE_MAX,
+            .retained = m->retained,
+            .response_topic = m->response_topic,
+            .corr = m->corr,
+            .corr_len = m->corr_len,
+            .arrived_ms = now,
+            .deadline_ms = now + (int64_t)w->cfg->platform.command_deadline_s * 1000,
+        };
+        enum ocb_err rc = journal_append(w->journal, &m->jop, &m->jc, on_journaled, m);
+        if (rc != OCB_OK) {
+            inmsg_free(m);
+            journal_unreserve(w->journal);
+            release_slot(w);
+            log_error(MOD, NULL, "command on %s refused: the command journal cannot take it (%s)",
+                      msg->topic, ocb_strerror(rc));
+            reject_now(w, msg, rc == OCB_ERR_FULL ? OCB_CMD_QUEUE_FULL : OCB_CMD_INTERNAL,
+                       "the command journal cannot take the command now (state store busy or "
+                       "stopping)");
+        }
+        return;
+    }
+    inbox_push(w, m);
 }
 
 static void release_slot(struct ocb_cmd_worker *w)
@@ -554,6 +748,7 @@ struct acked_put {
     struct ocb_coord *coord;
     struct ocb_requester e;
     int64_t ttl_ms;
+    struct jtrack *t; /* the journal row's copy count, or NULL */
 };
 
 /*
@@ -566,10 +761,10 @@ struct acked_put {
 static void share_after_ack(void *ctx, enum ocb_err rc)
 {
     struct acked_put *p = ctx;
-    (void)rc;
     enum ocb_err qrc = coord_requester_put_async(p->coord, &p->e, p->ttl_ms);
     if (qrc != OCB_OK)
         log_warn(MOD, NULL, "requester of %s not shared: %s", p->e.command_id, ocb_strerror(qrc));
+    jtrack_put(p->t, rc == OCB_OK);
     free(p);
 }
 
@@ -583,13 +778,20 @@ static void answer_and_share(struct ocb_cmd_worker *w, const struct job *job,
                              const struct ocb_requester *e, int64_t life_ms, const char *payload,
                              size_t len)
 {
-    answer_publish(w, true, job->answer_topic, NULL, NULL, 0, payload, len);
+    /* The journal row keeps the answer until every copy was PUBACKed (answer_publish). */
+    struct jtrack *t = NULL;
+    if (job->jid && w->journal) {
+        journal_answer(w->journal, job->jid, e->command_id, payload, len);
+        t = jtrack_new(w->journal, job->jid);
+    }
+    answer_send_tracked(w, true, job->answer_topic, NULL, NULL, 0, payload, len, t);
     struct acked_put *p = malloc(sizeof(*p));
     enum ocb_err rc = OCB_ERR_NOMEM;
     if (p) {
         p->coord = w->coord;
         p->e = *e;
         p->ttl_ms = life_ms;
+        p->t = t;
         struct ocb_mqtt_pub pub = {
             .topic = job->response_topic,
             .payload = payload,
@@ -599,13 +801,19 @@ static void answer_and_share(struct ocb_cmd_worker *w, const struct job *job,
             .correlation = job->corr,
             .correlation_len = job->corr_len,
         };
+        jtrack_get(t); /* share_after_ack's */
         /* Keep the order of answers: once something waits, queue behind it. */
         rc = w->out_head ? OCB_ERR_FULL : mqtt_link_publish(w->link, &pub, share_after_ack, p);
+        if (rc != OCB_OK && t)
+            atomic_fetch_sub(&t->refs, 1); /* share_after_ack never runs */
     }
-    if (rc == OCB_OK)
-        return; /* share_after_ack owns p */
+    if (rc == OCB_OK) {
+        jtrack_put(t, true); /* this function's; share_after_ack owns p */
+        return;
+    }
     free(p);
-    outbox_add(w, job->response_topic, payload, len, job->corr, job->corr_len);
+    outbox_add(w, job->response_topic, payload, len, job->corr, job->corr_len, t);
+    jtrack_put(t, true);
     if ((rc = coord_requester_put(w->coord, e, life_ms)) != OCB_OK)
         log_warn(MOD, NULL,
                  "%s: requester of %s not shared (%s): statuses pushed to another replica will "
@@ -634,12 +842,15 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
         answer_and_share(w, job, &e, life_ms, payload, len);
     else
         answer_publish(w, true, job->answer_topic, job->response_topic, job->corr, job->corr_len,
-                       payload, len);
+                       payload, len, job->jid, command_id);
     bool evicted = false;
     if (rc == OCB_OK)
         rc = requesters_insert(w->requesters, &e, now, publish_status, w, &evicted);
     if (evicted)
         metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
+    /* Persisted too (asynchronously), so statuses after a restart still find it. */
+    if (rc == OCB_OK && w->journal)
+        journal_requester_put(w->journal, &e, wall_now_ms() + life_ms);
     if (rc != OCB_OK)
         log_warn(MOD, NULL, "%s: statuses of %s will not reach %s: %s", job->answer_topic,
                  command_id, job->response_topic, ocb_strerror(rc));
@@ -727,6 +938,7 @@ static struct answer job_answer(const struct job *job)
         .corr = job->corr,
         .corr_len = job->corr_len,
         .correlation_id = job->req.correlation_id,
+        .jid = job->jid,
     };
     return a;
 }
@@ -786,19 +998,93 @@ static enum ocb_err job_prepare(struct ocb_cmd_worker *w, struct job *job)
     return OCB_ERR_INVALID;
 }
 
+/* ---- the command journal's points in a job's life (worker thread unless said) */
+
+/* A journaled message that needs no answer: its row goes. */
+static void journal_forget(struct ocb_cmd_worker *w, int64_t jid)
+{
+    if (jid && w->journal)
+        journal_delete(w->journal, jid);
+}
+
+/*
+ * Before validation: a message whose append failed is answered and not run
+ * (it is nowhere on disk, so it must not be executed: a crash could not
+ * account for it); a recovered row that was answered already is only
+ * published again.  True when m was dealt with (job freed, slot released).
+ */
+static bool journal_taken(struct ocb_cmd_worker *w, struct inmsg *m, struct job *job)
+{
+    if (m->jrc != OCB_OK) {
+        struct ocb_command_req req;
+        bool cancel = strlen(m->topic) >= 14 &&
+                      strcmp(m->topic + strlen(m->topic) - 14, "/commandCancel") == 0;
+        command_parse(cancel, m->payload, m->len == SIZE_MAX ? 0 : m->len,
+                      w->cfg->platform.max_command_bytes, &req, NULL, 0);
+        struct answer a = {
+            .topic = job->answer_topic,
+            .response_topic = m->response_topic,
+            .corr = m->corr,
+            .corr_len = m->corr_len,
+            .correlation_id = req.correlation_id,
+        };
+        answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0,
+                      "the command journal cannot be written (state.dir full or failing): the "
+                      "command was not executed",
+                      true);
+        command_req_cleanup(&req);
+    } else if (m->jstate == OCB_JOURNAL_ANSWERED) {
+        log_info(MOD, NULL, "%s: publishing the journaled answer again", job->answer_topic);
+        answer_send(w, true, job->answer_topic, m->response_topic, m->corr, m->corr_len, m->answer,
+                    m->answer_len, m->jid);
+    } else {
+        return false;
+    }
+    job_free(job);
+    release_slot(w);
+    return true;
+}
+
+/*
+ * A recovered row re-enters as it left: its own deadline, and a row found
+ * `sending` has an unknown outcome, so a create queries the platform before
+ * it creates again (reconcile_begin); a cancel is simply sent again.
+ */
+static void reconcile_begin(struct job *job, long long first_s);
+
+static void journal_resume(const struct inmsg *m, struct job *job)
+{
+    if (m->jstate < 0)
+        return;
+    job->deadline_ms = m->deadline_ms;
+    if (m->jstate != OCB_JOURNAL_SENDING)
+        return;
+    job->jsending = true;
+    if (job->req.kind != OCB_COMMAND_CREATE)
+        return;
+    reconcile_begin(job, m->first_s > 0 ? m->first_s : (long long)time(NULL));
+    /* The create may have left just before the crash and still be on its way through the
+     * platform: give it platform.timeout_ms, as for any unanswered create, before asking. */
+    job->rec.grace = false;
+    job->next_try_ms = ocb_now_ms() + job->w->cfg->platform.timeout_ms;
+}
+
 /* Validate one inbox message: either a job in its app's FIFO, or an answer now. */
 static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
 {
     struct job *job = calloc(1, sizeof(*job));
     char why[160] = "";
-    if (job)
+    if (job) {
         job->w = w;
+        job->jid = m->jid;
+    }
     enum ocb_command_code code = OCB_CMD_OK;
     struct answer a = {
         .topic = NULL,
         .response_topic = m->response_topic,
         .corr = m->corr,
         .corr_len = m->corr_len,
+        .jid = m->jid,
     };
     if (!job) {
         char topic[TOPIC_MAX];
@@ -817,6 +1103,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     if (m->len == 0) {
         log_info(MOD, NULL, "empty message on %s: a retained command was cleared", m->topic);
         count_outcome("retained_cleared");
+        journal_forget(w, m->jid);
         job_free(job);
         release_slot(w);
         return;
@@ -824,10 +1111,13 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     if (!answer_topic_for(m->topic, job->answer_topic, sizeof(job->answer_topic))) {
         log_warn(MOD, NULL, "message on %s ignored: not a command topic", m->topic);
         count_outcome(command_code_name(OCB_CMD_INVALID_TOPIC));
+        journal_forget(w, m->jid);
         job_free(job);
         release_slot(w);
         return;
     }
+    if (journal_taken(w, m, job))
+        return;
     enum ocb_err trc = command_topic_parse(w->cfg->mqtt.topic_prefix, m->topic, &job->target);
     bool cancel = job->target.cancel;
     /* Parse even when something else is wrong: the answer echoes correlationId. */
@@ -871,6 +1161,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     m->corr = NULL;
     job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
     job->next_try_ms = 0;
+    journal_resume(m, job);
     job_to(job, JOB_QUEUED);
     if (job->app->tail)
         job->app->tail->next = job;
@@ -906,7 +1197,8 @@ static void answer_platform_error(struct ocb_cmd_worker *w, const struct job *jo
     log_info(MOD, NULL, "%s: %s failed: HTTP %ld %s %s", job->answer_topic, job->op, status, code,
              desc);
     if (command_response_format(&o, &payload, &len) == OCB_OK)
-        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len, a.jid,
+                       NULL);
     free(payload);
 }
 
@@ -1075,7 +1367,8 @@ static void reconcile_adopt(struct ocb_cmd_worker *w, const struct job *job, lon
     if (job->response_topic) {
         answer_and_remember(w, job, scan->command_id, payload, len);
     } else {
-        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+        answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len, a.jid,
+                       scan->command_id);
         if (w->coord)
             share_no_requester(w, job, scan->command_id);
     }
@@ -1164,6 +1457,21 @@ static bool reconcile_answer_unknown(struct ocb_cmd_worker *w, const struct job 
     return true;
 }
 
+/* The call of job completed (or never left): its slots in the app's windows count from now. */
+static void rate_done(struct ocb_cmd_worker *w, struct job *job, int64_t now)
+{
+    struct wapp *app = job->app;
+
+    rate_limit_completed(&app->rate, now);
+    if (job->in_rate_local)
+        rate_limit_completed(&app->rate_local, now);
+    job->in_rate_local = false;
+    if (job->rate_member[0]) {
+        (void)coord_rate_done(w->coord, app->cfg->app_id, job->rate_member);
+        job->rate_member[0] = '\0';
+    }
+}
+
 static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 {
     struct job *job = ctx;
@@ -1174,18 +1482,13 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 
     assert(job->state == JOB_SENDING);
     w->in_flight--;
-    rate_limit_completed(&app->rate, now);
-    if (job->in_rate_local)
-        rate_limit_completed(&app->rate_local, now);
-    job->in_rate_local = false;
-    if (job->rate_member[0]) {
-        (void)coord_rate_done(w->coord, app->cfg->app_id, job->rate_member);
-        job->rate_member[0] = '\0';
-    }
+    rate_done(w, job, now);
 
     if (r->transport == OCB_ERR_STOPPED) {
-        answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
-                      "the bridge stopped before the platform answered", true);
+        /* A journaled command keeps its row (`sending`): the next start reconciles it. */
+        if (!job->jid)
+            answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
+                          "the bridge stopped before the platform answered", true);
         job_finish(w, job);
         return;
     }
@@ -1238,7 +1541,8 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         if (created && job->response_topic) {
             answer_and_remember(w, job, command_id, payload, len);
         } else {
-            answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len);
+            answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len,
+                           a.jid, created ? command_id : NULL);
             if (created && w->coord)
                 share_no_requester(w, job, command_id);
         }
@@ -1364,11 +1668,76 @@ static bool rate_allows(struct ocb_cmd_worker *w, struct wapp *app, struct job *
     return rate_limit_allows(&app->rate_local, now, when);
 }
 
+/*
+ * Hand the calls a dispatch pass chose to libcurl, after their journal rows
+ * say `sending` durably: one write (one group commit) for the whole pass,
+ * which the worker waits for.  In this order a crash never leaves a row
+ * `queued` whose create may have reached the platform (a restart would
+ * create it blindly a second time); a row may say `sending` for a call
+ * that never left, which costs one query after a restart, never a double.
+ * When the journal cannot be written, the calls do not go out: they back
+ * off and try again until their deadline (still never sent, so
+ * EXPIRED_IN_QUEUE then).
+ */
+static void send_pending(struct ocb_cmd_worker *w, struct job *list)
+{
+    size_t n = 0;
+    enum ocb_err jrc = OCB_OK;
+    for (struct job *job = list; job; job = job->to_send)
+        n += job->jid && !job->jsending;
+    if (n && w->journal) {
+        struct ocb_journal_sending *rows = calloc(n, sizeof(*rows));
+        size_t i = 0;
+        if (!rows) {
+            jrc = OCB_ERR_NOMEM;
+        } else {
+            for (struct job *job = list; job; job = job->to_send)
+                if (job->jid && !job->jsending)
+                    rows[i++] = (struct ocb_journal_sending){
+                        .id = job->jid,
+                        .first_s = job->req.kind == OCB_COMMAND_CREATE ? job->rec.first_s : 0,
+                    };
+            jrc = journal_mark_sending(w->journal, rows, n);
+            free(rows);
+        }
+    }
+    for (struct job *job = list, *after; job; job = after) {
+        after = job->to_send;
+        job->to_send = NULL;
+        int64_t now = ocb_now_ms();
+        if (job->jid && !job->jsending) {
+            if (jrc != OCB_OK) {
+                /* Not sent after all: give the turn back and try again shortly. */
+                w->in_flight--;
+                rate_done(w, job, now);
+                job->attempts--;
+                job->rec.querying = false;
+                job_to(job, JOB_BACKOFF);
+                job->next_try_ms = now + RETRY_BASE_MS * 2;
+                snprintf(job->last_desc, sizeof(job->last_desc),
+                         "the command journal cannot be written: %s", ocb_strerror(jrc));
+                log_warn(MOD, NULL, "%s: not sent: %s", job->answer_topic, job->last_desc);
+                continue;
+            }
+            job->jsending = true;
+        }
+        enum ocb_err rc = platform_client_submit(w->pc, &job->call, on_reply, job);
+        if (rc != OCB_OK) {
+            w->in_flight--;
+            rate_done(w, job, now);
+            struct answer a = job_answer(job);
+            answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
+            job_finish(w, job);
+        }
+    }
+}
+
 /* Start every call that is due and allowed; return the next time to look again. */
 static int64_t dispatch(struct ocb_cmd_worker *w)
 {
     int64_t now = ocb_now_ms();
     int64_t next = now + 1000;
+    struct job *send_head = NULL, **send_tail = &send_head;
     for (size_t i = 0; i < w->n_apps; i++) {
         struct wapp *app = &w->apps[i];
         struct job *job = app->head;
@@ -1382,7 +1751,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 continue;
             }
             if (now >= job->deadline_ms) {
-                if (job->attempts == 0) {
+                if (job->attempts == 0 && !job->rec.unknown) {
                     struct answer a = job_answer(job);
                     answer_bridge(w, true, &a, OCB_CMD_EXPIRED_IN_QUEUE, 0,
                                   "no platform call was possible before the deadline", true);
@@ -1414,21 +1783,21 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 if (when < next)
                     next = when;
             } else {
-                struct ocb_platform_call call = {
+                job->call = (struct ocb_platform_call){
                     .app_id = app->cfg->app_id,
                     .op = job->op,
                     .method = job->method,
                     .path = job->path,
                     .body = job->body,
                 };
-                enum ocb_err rc = reconcile_call(job, &call);
-                if (rc == OCB_OK)
-                    rc = platform_client_submit(w->pc, &call, on_reply, job);
+                enum ocb_err rc = reconcile_call(job, &job->call);
                 if (rc != OCB_OK) {
                     struct answer a = job_answer(job);
                     answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0, ocb_strerror(rc), true);
                     job_finish(w, job);
                 } else {
+                    /* Counted as sent now, so the rest of the pass sees the limits;
+                     * handed to libcurl by send_pending() below. */
                     rate_limit_sent(&app->rate);
                     /* The share window keeps the recent past too, as far as it
                      * holds it, so a switch to degraded mode starts from it. */
@@ -1439,11 +1808,15 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     job->attempts++;
                     job_to(job, JOB_SENDING);
                     w->in_flight++;
+                    job->to_send = NULL;
+                    *send_tail = job;
+                    send_tail = &job->to_send;
                 }
             }
             job = after;
         }
     }
+    send_pending(w, send_head);
     return next;
 }
 
@@ -1664,6 +2037,10 @@ static void *worker_main(void *arg)
         int64_t next = dispatch(w);
         outbox_flush(w);
         int64_t now = ocb_now_ms();
+        if (w->journal && now >= w->prune_next_ms) {
+            journal_requesters_prune(w->journal, wall_now_ms(), OCB_CMD_REQUESTERS_MAX);
+            w->prune_next_ms = now + PRUNE_EVERY_MS;
+        }
         subscriptions_turn(w, now);
         if (w->subs_next_ms && !w->subs && w->subs_next_ms < next)
             next = w->subs_next_ms;
@@ -1687,9 +2064,12 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
         while (job) {
             struct job *after = job->next;
             if (job->state != JOB_SENDING) {
-                struct answer a = job_answer(job);
-                answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
-                              "the bridge stopped before the command was sent", true);
+                /* A journaled command stays in the journal and resumes at the next start. */
+                if (!job->jid) {
+                    struct answer a = job_answer(job);
+                    answer_bridge(w, true, &a, OCB_CMD_SHUTTING_DOWN, 0,
+                                  "the bridge stopped before the command was sent", true);
+                }
                 job_finish(w, job);
             }
             job = after;
@@ -1777,10 +2157,94 @@ enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w)
     return OCB_OK;
 }
 
+enum ocb_err cmd_worker_use_state(struct ocb_cmd_worker *w, struct ocb_state *state)
+{
+    if (w->journal || w->started)
+        return OCB_ERR_INVALID;
+    /* Unfinished commands (max_queue) plus answers awaiting their PUBACK (the outbox's bound). */
+    return journal_open(state, 2 * w->cfg->platform.max_queue, &w->journal);
+}
+
+/* Main thread, before the worker starts: a journal row back into the inbox, in order. */
+static void recover_row(void *ctx, const struct ocb_journal_row *r)
+{
+    struct ocb_cmd_worker *w = ctx;
+    int64_t mono = ocb_now_ms(), wall = wall_now_ms();
+    struct inmsg *m = calloc(1, sizeof(*m));
+    if (m) {
+        m->w = w;
+        m->topic = ocb_strdup_or_null(r->cmd.topic);
+        m->payload = malloc(r->cmd.len + 1);
+        if (m->payload) {
+            if (r->cmd.len)
+                memcpy(m->payload, r->cmd.payload, r->cmd.len);
+            m->payload[r->cmd.len] = '\0';
+        }
+        m->len = r->cmd.oversize ? SIZE_MAX : r->cmd.len;
+        m->retained = r->cmd.retained;
+        m->response_topic = ocb_strdup_or_null(r->cmd.response_topic);
+        m->corr = ocb_memdup(r->cmd.corr, r->cmd.corr_len);
+        m->corr_len = m->corr ? r->cmd.corr_len : 0;
+        m->arrived_ms = mono - (wall - r->cmd.arrived_ms);
+        m->deadline_ms = mono + (r->cmd.deadline_ms - wall);
+        m->jid = r->cmd.id;
+        m->jstate = (int)r->state;
+        /* A commandId the last run got is ours: never adopted by another job's query. */
+        if (r->command_id)
+            reconcile_claim(w, r->command_id);
+        m->first_s = r->first_s;
+        if (r->answer) {
+            m->answer = ocb_memdup(r->answer, r->answer_len + 1);
+            if (m->answer)
+                m->answer[r->answer_len] = '\0';
+            m->answer_len = r->answer_len;
+        }
+    }
+    if (!m || !m->topic || !m->payload || (r->cmd.response_topic && !m->response_topic) ||
+        (r->cmd.corr && r->cmd.corr_len && !m->corr) || (r->answer && !m->answer)) {
+        inmsg_free(m);
+        log_error(MOD, NULL, "journal row %lld: out of memory, left for the next start",
+                  (long long)r->cmd.id);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->held++;
+    pthread_mutex_unlock(&w->lock);
+    inbox_push(w, m);
+}
+
+static void recover_requester(void *ctx, const struct ocb_requester *r, int64_t expires_ms)
+{
+    struct ocb_cmd_worker *w = ctx;
+    struct ocb_requester e = *r;
+    int64_t now = ocb_now_ms();
+    e.expires_ms = now + (expires_ms - wall_now_ms());
+    requesters_insert(w->requesters, &e, now, NULL, NULL, NULL);
+    reconcile_claim(w, r->command_id);
+}
+
+/* Load what the journal holds: requesters first (answers re-published may have some), then
+ * every unfinished command, in arrival order, ahead of anything MQTT brings. */
+static enum ocb_err journal_recover(struct ocb_cmd_worker *w)
+{
+    if (!w->journal)
+        return OCB_OK;
+    enum ocb_err rc = journal_requesters_load(w->journal, wall_now_ms(), recover_requester, w);
+    if (rc != OCB_OK)
+        log_error(MOD, NULL, "persisted requesters cannot be read: %s", ocb_strerror(rc));
+    rc = journal_load(w->journal, recover_row, w, NULL);
+    if (rc != OCB_OK)
+        log_error(MOD, NULL, "the command journal cannot be read: %s", ocb_strerror(rc));
+    return rc;
+}
+
 enum ocb_err cmd_worker_start(struct ocb_cmd_worker *w)
 {
     if (w->started)
         return OCB_OK;
+    enum ocb_err rc = journal_recover(w);
+    if (rc != OCB_OK)
+        return rc;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
         return OCB_ERR_IO;
     w->started = true;
@@ -1837,6 +2301,9 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     if (!w)
         return;
     cmd_worker_stop(w, 0);
+    /* Before the inbox goes: appends still in the store land in it. */
+    journal_free(w->journal);
+    w->journal = NULL;
     platform_client_free(w->pc);
     subscriptions_sync_free(w->subs);
     for (size_t i = 0; i < w->n_apps; i++) {
@@ -1854,6 +2321,7 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
     while (w->out_head) {
         struct outmsg *o = w->out_head;
         w->out_head = o->next;
+        jtrack_put(o->track, false); /* the row stays: published again at the next start */
         free(o->topic);
         free(o->payload);
         free(o->corr);

@@ -45,6 +45,7 @@
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/mqtt_link.h"
+#include "ocb/journal.h"
 #include "ocb/spool.h"
 #include "ocb/state.h"
 #include "ocb/subscriptions.h"
@@ -309,6 +310,8 @@ static int run(struct running *st)
         if (rc == OCB_OK && coord != NULL)
             cmd_worker_set_coord(worker, coord);
         if (rc == OCB_OK)
+            rc = cmd_worker_use_state(worker, state);
+        if (rc == OCB_OK)
             rc = cmd_worker_attach(worker);
         if (rc == OCB_OK)
             rc = cmd_worker_start(worker);
@@ -405,6 +408,7 @@ static int run_state(const struct ocb_config *cfg)
     if (rc == OCB_ERR_NOT_FOUND) {
         printf("state database: %s/%s (not created yet)\n", cfg->state.dir, OCB_STATE_DB_NAME);
         printf("spool: 0 message(s), 0 bytes\n");
+        printf("unfinished commands: 0\nrequesters: 0\n");
         return 0;
     }
     if (rc != OCB_OK) {
@@ -413,7 +417,8 @@ static int run_state(const struct ocb_config *cfg)
     }
     printf("state database: %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);
     rc = spool_report(db, stdout);
-    /* The command journal adds its "unfinished commands" and "requesters" lines here. */
+    if (rc == OCB_OK)
+        rc = journal_report(db, stdout);
     sqlite3_close(db);
     if (rc != OCB_OK) {
         fprintf(stderr, "ocbridge state: cannot read %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);

@@ -20,9 +20,10 @@
  * that says the file cannot be trusted moves it aside (quarantine) and starts
  * afresh: losing a corrupt spool is bad, refusing to start (and so losing
  * every push that follows) is worse.  Migrations are an ordered list of SQL
- * scripts; user_version is how many ran.  To add migration 2 (the command
- * journal and requesters), append its SQL to `migrations` and bump
- * OCB_STATE_SCHEMA_VERSION: a database at version 1 then runs only it.
+ * scripts; user_version is how many ran.  To add migration N, append its
+ * SQL to `migrations` and bump OCB_STATE_SCHEMA_VERSION: a database at
+ * version N - 1 then runs only it (2, the command journal and requesters,
+ * runs alone on a version-1 file and leaves its spool untouched).
  *
  * Lock order: st->mu (queue) and st->rmu (the meta reader) are leaves; no
  * fn or done runs under either.
@@ -65,7 +66,30 @@ static const char *const migrations[] = {
     " content_type TEXT,"
     " utf8 INTEGER NOT NULL,"
     " received_ms INTEGER NOT NULL);",
-    /* 2: the command journal and requesters go here. */
+    /* 2: the command journal and the requesters of MQTT 5 commands (journal.h). */
+    "CREATE TABLE journal("
+    " id INTEGER PRIMARY KEY,"
+    " app TEXT NOT NULL,"
+    " topic TEXT NOT NULL,"
+    " payload BLOB NOT NULL,"
+    " oversize INTEGER NOT NULL,"
+    " retained INTEGER NOT NULL,"
+    " response_topic TEXT,"
+    " corr BLOB,"
+    " arrived_ms INTEGER NOT NULL,"
+    " deadline_ms INTEGER NOT NULL,"
+    " state INTEGER NOT NULL,"
+    " first_s INTEGER NOT NULL DEFAULT 0,"
+    " command_id TEXT,"
+    " answer BLOB);"
+    "CREATE TABLE requesters("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " app TEXT NOT NULL,"
+    " command_id TEXT NOT NULL,"
+    " response_topic TEXT NOT NULL,"
+    " corr BLOB,"
+    " expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX requesters_expires ON requesters(expires_ms);",
 };
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == OCB_STATE_SCHEMA_VERSION, "schema version != migrations");

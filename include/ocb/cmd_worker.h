@@ -19,8 +19,9 @@
  * only in that sense.
  *
  * Shutdown order (main.c): http_rx_stop, cmd_worker_stop (answers still go
- * out), mqtt_link_stop, then cmd_worker_free and mqtt_link_free.  Messages
- * arriving between cmd_worker_stop and mqtt_link_stop get SHUTTING_DOWN.
+ * out), mqtt_link_stop, then cmd_worker_free (which waits for the journal's
+ * writes) and mqtt_link_free, and only then state_close.  Messages arriving
+ * between cmd_worker_stop and mqtt_link_stop get SHUTTING_DOWN.
  */
 #ifndef OCB_CMD_WORKER_H
 #define OCB_CMD_WORKER_H
@@ -44,6 +45,19 @@ struct ocb_cmd_worker;
  */
 enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *link,
                             struct ocb_cmd_worker **out);
+
+/*
+ * Main thread, before cmd_worker_start(): journal commands in state (journal.h),
+ * which must outlive the worker.  Every command taken from MQTT is then durable
+ * before it runs, and cmd_worker_start() resumes what an earlier run left
+ * unfinished (in arrival order, under the rate limit and their deadlines; a
+ * row found `sending` is reconciled, an answered one re-published) and loads
+ * the persisted requesters.  A graceful stop leaves queued commands in the
+ * journal (no SHUTTING_DOWN answer) for the next start.  Without it the
+ * worker keeps commands in memory only.
+ */
+struct ocb_state;
+enum ocb_err cmd_worker_use_state(struct ocb_cmd_worker *w, struct ocb_state *state);
 
 /*
  * Before mqtt_link_start(): subscribe <prefix>/+/+/command and

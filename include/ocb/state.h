@@ -2,7 +2,7 @@
  * state.h: the durable state store, one SQLite database <state.dir>/ocbridge.db.
  *
  * Everything the bridge must not forget across a crash lives here: the push
- * spool (spool.h) today, the command journal and its requesters next.  The
+ * spool (spool.h), the command journal and its requesters (journal.h).  The
  * database runs in WAL mode with synchronous=FULL, so a committed write
  * survives kill -9 and power loss.
  *
@@ -46,7 +46,7 @@
 
 #define OCB_STATE_DB_NAME "ocbridge.db"
 /* The schema version this build writes (the number of migrations in state.c). */
-#define OCB_STATE_SCHEMA_VERSION 1
+#define OCB_STATE_SCHEMA_VERSION 2
 /* Cap on a meta key and value. */
 #define OCB_STATE_META_MAX 4096
 

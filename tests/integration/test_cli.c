@@ -169,6 +169,7 @@ START_TEST(state_command_reads_an_empty_or_missing_store)
     ck_assert_int_eq(run(&out, "state", (const char *[]){"state", "-c", path, NULL}), 0);
     ck_assert_msg(strstr(out, "(not created yet)") != NULL, "got: %s", out);
     ck_assert_msg(strstr(out, "spool: 0 message(s), 0 bytes") != NULL, "got: %s", out);
+    ck_assert_msg(strstr(out, "unfinished commands: 0\nrequesters: 0\n") != NULL, "got: %s", out);
     free(out);
 }
 END_TEST
