@@ -363,7 +363,7 @@ static bool conn_open(struct ocb_coord *c, struct conn *cn)
             freeReplyObject(r);
     }
     if (!why && c->url.db) {
-        char db[8];
+        char db[16];
         snprintf(db, sizeof(db), "%u", c->url.db);
         redisReply *r = raw(cn, 2, (const char *[]){"SELECT", db}, NULL);
         if (!r || r->type == REDIS_REPLY_ERROR)

@@ -150,9 +150,17 @@ const char *platform_client_class_name(enum ocb_platform_class cls)
     return "failed";
 }
 
+/* Copy s (NULL: "") into out, cut to cap - 1 bytes.  out and s are distinct fields (often
+ * of one struct, which is why this is not snprintf: gcc's -Wrestrict cannot tell them apart). */
 static void copy_trunc(char *out, size_t cap, const char *s)
 {
-    snprintf(out, cap, "%s", s ? s : "");
+    size_t n = s != NULL && cap > 0 ? strnlen(s, cap - 1) : 0;
+
+    if (cap == 0)
+        return;
+    if (n > 0)
+        memcpy(out, s, n);
+    out[n] = '\0';
 }
 
 /* error_code/error_desc or resultcode/resultmsg; codes may be strings or numbers. */
