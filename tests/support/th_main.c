@@ -21,6 +21,17 @@ static bool wanted(int argc, char **argv, const char *name, bool *used)
     return false;
 }
 
+/* The loop entry of t, or NULL when t is a plain test. */
+static const struct th_loop *loop_of(const struct th_case *c, const TTest *t)
+{
+    if (c->loops == NULL)
+        return NULL;
+    for (const struct th_loop *l = c->loops; l->test != NULL; l++)
+        if (l->test == t)
+            return l;
+    return NULL;
+}
+
 /* Run by hand (not through ctest), a test finds the binaries of its own build tree. */
 static void default_env(void)
 {
@@ -61,16 +72,24 @@ int th_main(int argc, char **argv, const char *suite_name, const struct th_case 
         TCase *tc = NULL;
 
         for (const TTest *const *t = c->tests; *t != NULL; t++) {
+            const struct th_loop *loop;
+
             if (!wanted(argc, argv, (*t)->name, used))
                 continue;
             if (tc == NULL) {
                 tc = tcase_create(c->name);
                 if (c->setup != NULL || c->teardown != NULL)
                     tcase_add_checked_fixture(tc, c->setup, c->teardown);
+                if (c->unchecked_setup != NULL || c->unchecked_teardown != NULL)
+                    tcase_add_unchecked_fixture(tc, c->unchecked_setup, c->unchecked_teardown);
                 if (c->timeout_s > 0)
                     tcase_set_timeout(tc, c->timeout_s);
             }
-            tcase_add_test(tc, *t);
+            loop = loop_of(c, *t);
+            if (loop != NULL)
+                tcase_add_loop_test(tc, *t, loop->start, loop->end);
+            else
+                tcase_add_test(tc, *t);
             n++;
         }
         if (tc != NULL)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "th_main.h"
 
 #define SUBS     "/iocm/app/sub/v1.2.0/subscriptions"
 #define REG      "/iocm/app/reg/v1.1.0/deviceCredentials"
@@ -660,22 +661,25 @@ START_TEST(device_groups)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_api");
-    TCase *tc = tcase_create("api");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, every_answer_has_a_content_type);
-    tcase_add_test(tc, command_calls);
-    tcase_add_test(tc, device_lifecycle);
-    tcase_add_test(tc, registration_variants_and_timeout);
-    tcase_add_test(tc, history_is_bounded);
-    tcase_add_loop_test(tc, device_groups, 0, 2);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const api_tests[] = {every_answer_has_a_content_type,
+                                      command_calls,
+                                      device_lifecycle,
+                                      registration_variants_and_timeout,
+                                      history_is_bounded,
+                                      device_groups,
+                                      NULL};
+    const struct th_loop api_loops[] = {{device_groups, 0, 2}, {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "api",
+         .timeout_s = 60,
+         .tests = api_tests,
+         .loops = api_loops,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_api", cases);
 }

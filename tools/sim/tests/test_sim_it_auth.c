@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "th_main.h"
 
 #define SUBS "/iocm/app/sub/v1.2.0/subscriptions"
 #define INVALID_TOKEN                                                                              \
@@ -247,22 +248,26 @@ START_TEST(request_log_and_reset)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("sim_auth");
-    TCase *tc = tcase_create("auth");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, login_answers);
-    tcase_add_test(tc, business_call_header_rules);
-    tcase_add_loop_test(tc, new_login_kills_old_tokens_and_refresh_works, 0, 2);
-    tcase_add_test(tc, token_expires_after_ttl);
-    tcase_add_test(tc, throttle_per_app);
-    tcase_add_test(tc, request_log_and_reset);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const auth_tests[] = {login_answers,
+                                       business_call_header_rules,
+                                       new_login_kills_old_tokens_and_refresh_works,
+                                       token_expires_after_ttl,
+                                       throttle_per_app,
+                                       request_log_and_reset,
+                                       NULL};
+    const struct th_loop auth_loops[] = {{new_login_kills_old_tokens_and_refresh_works, 0, 2},
+                                         {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "auth",
+         .timeout_s = 60,
+         .tests = auth_tests,
+         .loops = auth_loops,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_auth", cases);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "th_main.h"
 
 #define CMDS   "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define CANCEL "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
@@ -527,23 +528,24 @@ START_TEST(failures_timeouts_expiry_manual)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_cmds");
-    TCase *tc = tcase_create("cmds");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, create_and_lifecycle_callbacks);
-    tcase_add_test(tc, create_errors);
-    tcase_add_test(tc, unknown_device_flags);
-    tcase_add_test(tc, pending_until_online_limit_cancel);
-    tcase_add_test(tc, query_paging_and_time_filter);
-    tcase_add_test(tc, drop_after_creates_then_drops);
-    tcase_add_test(tc, failures_timeouts_expiry_manual);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const cmds_tests[] = {create_and_lifecycle_callbacks,
+                                       create_errors,
+                                       unknown_device_flags,
+                                       pending_until_online_limit_cancel,
+                                       query_paging_and_time_filter,
+                                       drop_after_creates_then_drops,
+                                       failures_timeouts_expiry_manual,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "cmds",
+         .timeout_s = 60,
+         .tests = cmds_tests,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_cmds", cases);
 }

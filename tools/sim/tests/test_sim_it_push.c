@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "th_main.h"
 
 static struct h_sim s;
 static char *tok;
@@ -609,26 +610,27 @@ START_TEST(fault_injection)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_push");
-    TCase *tc = tcase_create("push");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, repush_on_503_byte_identical);
-    tcase_add_test(tc, other_statuses_not_repushed_unless_flag);
-    tcase_add_test(tc, timeout_and_unreachable_are_repushed_then_expire);
-    tcase_add_test(tc, blacklist_then_probe_restores);
-    tcase_add_test(tc, dropping_answer_resets_consecutive_failures);
-    tcase_add_test(tc, https_callbacks_verified_with_sim_ca);
-    tcase_add_test(tc, reports_and_lifecycle_notifications);
-    tcase_add_test(tc, report_brings_offline_device_online);
-    tcase_add_test(tc, datas_mode_and_manual_report);
-    tcase_add_test(tc, fault_injection);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const push_tests[] = {repush_on_503_byte_identical,
+                                       other_statuses_not_repushed_unless_flag,
+                                       timeout_and_unreachable_are_repushed_then_expire,
+                                       blacklist_then_probe_restores,
+                                       dropping_answer_resets_consecutive_failures,
+                                       https_callbacks_verified_with_sim_ca,
+                                       reports_and_lifecycle_notifications,
+                                       report_brings_offline_device_online,
+                                       datas_mode_and_manual_report,
+                                       fault_injection,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "push",
+         .timeout_s = 60,
+         .tests = push_tests,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_push", cases);
 }

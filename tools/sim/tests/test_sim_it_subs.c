@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "th_main.h"
 
 #define SUBS    "/iocm/app/sub/v1.2.0/subscriptions"
 #define ILLEGAL "{\"error_code\":\"100222\",\"error_desc\":\"The request callbackurl is illegal.\"}"
@@ -354,21 +355,22 @@ START_TEST(pushes_go_to_subscribers_of_the_type)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_subs");
-    TCase *tc = tcase_create("subs");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, create_conflict_and_url_rules);
-    tcase_add_test(tc, list_filter_paging_get_delete);
-    tcase_add_test(tc, older_subscribe_calls);
-    tcase_add_test(tc, moving_an_app_means_deleting_first);
-    tcase_add_test(tc, pushes_go_to_subscribers_of_the_type);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const subs_tests[] = {create_conflict_and_url_rules,
+                                       list_filter_paging_get_delete,
+                                       older_subscribe_calls,
+                                       moving_an_app_means_deleting_first,
+                                       pushes_go_to_subscribers_of_the_type,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "subs",
+         .timeout_s = 60,
+         .tests = subs_tests,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_subs", cases);
 }

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "th_main.h"
 
 static X509 *load_cert(const char *name)
 {
@@ -250,22 +251,23 @@ START_TEST(config_file_seeded_devices_round_robin)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("sim_tls");
-    TCase *tc = tcase_create("tls");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, make_certs_are_standard);
-    tcase_add_test(tc, mutual_tls_required);
-    tcase_add_test(tc, no_client_auth_and_plain);
-    tcase_add_test(tc, bad_flags_exit_2_with_a_reason);
-    tcase_add_test(tc, oversized_body_413_and_unknown_path_404);
-    tcase_add_test(tc, config_file_seeded_devices_round_robin);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tls_tests[] = {make_certs_are_standard,
+                                      mutual_tls_required,
+                                      no_client_auth_and_plain,
+                                      bad_flags_exit_2_with_a_reason,
+                                      oversized_body_413_and_unknown_path_404,
+                                      config_file_seeded_devices_round_robin,
+                                      NULL};
+    const struct th_case cases[] = {
+        {.name = "tls",
+         .timeout_s = 60,
+         .tests = tls_tests,
+         .unchecked_setup = h_make_certs,
+         .unchecked_teardown = h_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_tls", cases);
 }
