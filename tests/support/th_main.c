@@ -32,26 +32,23 @@ static const struct th_loop *loop_of(const struct th_case *c, const TTest *t)
     return NULL;
 }
 
-/* Run by hand (not through ctest), a test finds the binaries of its own build tree. */
+/* Run by hand (not through ctest), a test finds the binaries of its own build tree:
+ * OCB_TEST_DEFAULT_ENV ("NAME=value|NAME=value|...", from tests/CMakeLists.txt) sets each
+ * variable that is unset; an empty value (a target this build does not have) sets nothing. */
 static void default_env(void)
 {
-#ifdef OCB_TEST_DEFAULT_SOURCE_DIR
-    setenv("OCB_SOURCE_DIR", OCB_TEST_DEFAULT_SOURCE_DIR, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_MOSQUITTO_BIN
-    setenv("OCB_MOSQUITTO_BIN", OCB_TEST_DEFAULT_MOSQUITTO_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_REDIS_BIN
-    setenv("OCB_REDIS_BIN", OCB_TEST_DEFAULT_REDIS_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_HAPROXY_BIN
-    setenv("OCB_HAPROXY_BIN", OCB_TEST_DEFAULT_HAPROXY_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_BRIDGE_BIN
-    setenv("OCB_BRIDGE_BIN", OCB_TEST_DEFAULT_BRIDGE_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_SIM_BIN
-    setenv("OCB_SIM_BIN", OCB_TEST_DEFAULT_SIM_BIN, 0);
+#ifdef OCB_TEST_DEFAULT_ENV
+    char all[] = OCB_TEST_DEFAULT_ENV;
+    char *save = NULL;
+
+    for (char *kv = strtok_r(all, "|", &save); kv != NULL; kv = strtok_r(NULL, "|", &save)) {
+        char *eq = strchr(kv, '=');
+
+        if (eq == NULL || eq[1] == '\0')
+            continue;
+        *eq = '\0';
+        setenv(kv, eq + 1, 0);
+    }
 #endif
 }
 
