@@ -20,12 +20,16 @@
 #define OCB_FAULT_FIXTURE_H
 
 #include <MQTTClient.h>
+#include <check.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
-#include "../integration/cmd_fixture.h"
+#include "th_platform.h"
 
 #define FX_PUSH_TIMEOUT_S "2"
 #define FX_REPUSH_S       "1"

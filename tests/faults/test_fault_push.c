@@ -149,7 +149,10 @@ int main(int argc, char **argv)
                                  f_corrupt_state_file,
                                  g_broker_restart_mid_drain,
                                  NULL};
-    const struct th_case cases[] = {{"push", NULL, NULL, 300, push}, {NULL}};
+    const struct th_case cases[] = {
+        {.name = "push", .timeout_s = 300, .tests = push},
+        {.name = NULL},
+    };
 
     return th_main(argc, argv, "fault_push", cases);
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../faults/fault_fixture.h"
+#include "th_main.h"
 
 #define HA_THROTTLE  "10/2"
 #define LOGIN_PATH   "/iocm/app/sec/v1.1.0/login"
@@ -446,23 +447,16 @@ START_TEST(d_redis_killed_and_restarted)
 }
 END_TEST
 
-static Suite *ha_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("ha");
-    TCase *tc = tcase_create("ha");
-    tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, a_push_through_haproxy_one_bridge_killed);
-    tcase_add_loop_test(tc, b_c_commands_from_two_publishers, 0, 3);
-    tcase_add_test(tc, d_redis_killed_and_restarted);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const ha_tests[] = {a_push_through_haproxy_one_bridge_killed,
+                                     b_c_commands_from_two_publishers, d_redis_killed_and_restarted,
+                                     NULL};
+    const struct th_loop ha_loops[] = {{b_c_commands_from_two_publishers, 0, 3}, {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "ha", .timeout_s = 240, .tests = ha_tests, .loops = ha_loops},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(ha_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "ha", cases);
 }

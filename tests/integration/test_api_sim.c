@@ -319,8 +319,8 @@ int main(int argc, char **argv)
 {
     const TTest *const tests[] = {every_op_against_the_simulator, NULL};
     const struct th_case cases[] = {
-        {"api_sim", setup, teardown, 120, tests},
-        {NULL, NULL, NULL, 0, NULL},
+        {.name = "api_sim", .setup = setup, .teardown = teardown, .timeout_s = 120, .tests = tests},
+        {.name = NULL},
     };
     return th_main(argc, argv, "api_sim", cases);
 }

@@ -16,9 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
 #include "harness.h"
 #include "th_fakebroker.h"
+#include "th_main.h"
 
 #define CLIENT_ID "ocb-link"
 #define F_CMD     "iot/+/+/command"
@@ -395,38 +396,31 @@ START_TEST(test_empty_payload_is_a_clear_v4)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("broker_link");
-    TCase *t = tcase_create("link");
+    const TTest *const link_tests[] = {test_server_disconnect_reconnects,
+                                       test_disconnect_fails_inflight_push,
+                                       test_first_reconnect_honours_backoff,
+                                       test_keepalive_timeout_reconnects,
+                                       test_drop_mid_publish_reconnects,
+                                       test_refused_suback_v5,
+                                       test_refused_suback_v4,
+                                       test_connack_properties_logged_once,
+                                       test_refused_v5_hints_version_4,
+                                       test_shared_group_v4_warns,
+                                       test_resumed_session_drops_plain_filters,
+                                       test_changed_prefix_drops_the_old_filters,
+                                       test_adding_shared_group_creates_each_command_once,
+                                       test_empty_payload_is_a_clear_v4,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "link",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 120,
+         .tests = link_tests},
+        {.name = NULL},
+    };
 
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
-    tcase_add_test(t, test_server_disconnect_reconnects);
-    tcase_add_test(t, test_disconnect_fails_inflight_push);
-    tcase_add_test(t, test_first_reconnect_honours_backoff);
-    tcase_add_test(t, test_keepalive_timeout_reconnects);
-    tcase_add_test(t, test_drop_mid_publish_reconnects);
-    tcase_add_test(t, test_refused_suback_v5);
-    tcase_add_test(t, test_refused_suback_v4);
-    tcase_add_test(t, test_connack_properties_logged_once);
-    tcase_add_test(t, test_refused_v5_hints_version_4);
-    tcase_add_test(t, test_shared_group_v4_warns);
-    tcase_add_test(t, test_resumed_session_drops_plain_filters);
-    tcase_add_test(t, test_changed_prefix_drops_the_old_filters);
-    tcase_add_test(t, test_adding_shared_group_creates_each_command_once);
-    tcase_add_test(t, test_empty_payload_is_a_clear_v4);
-    suite_add_tcase(s, t);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return th_main(argc, argv, "broker_link", cases);
 }

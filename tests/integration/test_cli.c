@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 /* Run the bridge with argv (NULL-terminated, without argv[0]); return its exit status and
  * leave its output in *out (caller frees). */
@@ -174,28 +175,18 @@ START_TEST(state_command_reads_an_empty_or_missing_store)
 }
 END_TEST
 
-static Suite *cli_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("cli");
-    TCase *tc = tcase_create("cli");
+    const TTest *const cli_tests[] = {version_and_help,
+                                      config_check,
+                                      listen_failure_exits_1,
+                                      unusable_state_dir_exits_1,
+                                      state_command_reads_an_empty_or_missing_store,
+                                      NULL};
+    const struct th_case cases[] = {
+        {.name = "cli", .timeout_s = 60, .tests = cli_tests},
+        {.name = NULL},
+    };
 
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, version_and_help);
-    tcase_add_test(tc, config_check);
-    tcase_add_test(tc, listen_failure_exits_1);
-    tcase_add_test(tc, unusable_state_dir_exits_1);
-    tcase_add_test(tc, state_command_reads_an_empty_or_missing_store);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(cli_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "cli", cases);
 }

@@ -11,7 +11,8 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
+#include "th_main.h"
 
 /* The access token of the last successful login/refresh recorded before seq. */
 static char *token_before(int seq)
@@ -393,26 +394,19 @@ START_TEST(statuses_through_the_spool_reach_the_requester)
 }
 END_TEST
 
-static Suite *commands_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("commands");
-    TCase *tc = tcase_create("commands");
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, create_exact_request_answer_and_statuses);
-    tcase_add_test(tc, mqtt5_response_topic_gets_answer_and_statuses);
-    tcase_add_test(tc, cancel_one_and_cancel_all);
-    tcase_add_test(tc, invalid_payloads_unknown_apps_and_oversize);
-    tcase_add_test(tc, retained_command_is_never_executed);
-    tcase_add_test(tc, statuses_through_the_spool_reach_the_requester);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const commands_tests[] = {create_exact_request_answer_and_statuses,
+                                           mqtt5_response_topic_gets_answer_and_statuses,
+                                           cancel_one_and_cancel_all,
+                                           invalid_payloads_unknown_apps_and_oversize,
+                                           retained_command_is_never_executed,
+                                           statuses_through_the_spool_reach_the_requester,
+                                           NULL};
+    const struct th_case cases[] = {
+        {.name = "commands", .timeout_s = 90, .tests = commands_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(commands_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "commands", cases);
 }

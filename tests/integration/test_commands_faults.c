@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
+#include "th_main.h"
 
 static struct th_bridge fx_bridge2;
 
@@ -377,34 +378,28 @@ START_TEST(two_bridges_in_one_shared_group_create_each_command_once)
 }
 END_TEST
 
-static Suite *faults_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("commands_faults");
-    TCase *tc = tcase_create("faults");
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, token_expiry_and_revocation_lose_nothing);
-    tcase_add_test(tc, throttle_at_the_limit_rate);
-    tcase_add_test(tc, platform_throttling_is_backed_off_and_retried);
-    tcase_add_test(tc, throttled_past_the_deadline_passes_the_platform_answer_on);
-    tcase_add_test(tc, server_errors_timeouts_and_drops_are_retried);
-    tcase_add_test(tc, platform_down_past_the_deadline);
-    tcase_add_test(tc, wrong_secret_is_a_definite_answer_and_not_ready);
-    tcase_add_test(tc, the_platform_certificate_is_always_verified);
-    tcase_add_test(tc, a_reply_over_the_cap_is_refused);
-    tcase_add_test(tc, full_queue_and_expiry_in_queue);
-    tcase_add_test(tc, expired_in_queue_when_the_rate_allows_no_call);
-    tcase_add_test(tc, commands_published_while_the_bridge_is_down_run_after_start);
-    tcase_add_test(tc, answers_wait_out_a_broker_outage);
-    tcase_add_test(tc, two_bridges_in_one_shared_group_create_each_command_once);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const faults_tests[] = {
+        token_expiry_and_revocation_lose_nothing,
+        throttle_at_the_limit_rate,
+        platform_throttling_is_backed_off_and_retried,
+        throttled_past_the_deadline_passes_the_platform_answer_on,
+        server_errors_timeouts_and_drops_are_retried,
+        platform_down_past_the_deadline,
+        wrong_secret_is_a_definite_answer_and_not_ready,
+        the_platform_certificate_is_always_verified,
+        a_reply_over_the_cap_is_refused,
+        full_queue_and_expiry_in_queue,
+        expired_in_queue_when_the_rate_allows_no_call,
+        commands_published_while_the_bridge_is_down_run_after_start,
+        answers_wait_out_a_broker_outage,
+        two_bridges_in_one_shared_group_create_each_command_once,
+        NULL};
+    const struct th_case cases[] = {
+        {.name = "faults", .timeout_s = 90, .tests = faults_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(faults_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "commands_faults", cases);
 }

@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
+#include "th_main.h"
 
 #define SLOW ",\"command_deadline_s\":20"
 
@@ -201,25 +202,19 @@ START_TEST(the_query_pages_within_the_reply_cap)
 }
 END_TEST
 
-static Suite *reconcile_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("commands_reconcile");
-    TCase *tc = tcase_create("reconcile");
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, a_create_whose_answer_was_lost_is_adopted);
-    tcase_add_test(tc, two_identical_lost_creates_adopt_one_each);
-    tcase_add_test(tc, a_create_the_platform_never_processed_is_created_once);
-    tcase_add_test(tc, no_answer_to_the_query_before_the_deadline_is_outcome_unknown);
-    tcase_add_test(tc, the_query_pages_within_the_reply_cap);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const reconcile_tests[] = {
+        a_create_whose_answer_was_lost_is_adopted,
+        two_identical_lost_creates_adopt_one_each,
+        a_create_the_platform_never_processed_is_created_once,
+        no_answer_to_the_query_before_the_deadline_is_outcome_unknown,
+        the_query_pages_within_the_reply_cap,
+        NULL};
+    const struct th_case cases[] = {
+        {.name = "reconcile", .timeout_s = 90, .tests = reconcile_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(reconcile_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "commands_reconcile", cases);
 }

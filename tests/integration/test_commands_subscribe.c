@@ -17,7 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
+#include "th_main.h"
 
 static int bridge_port;
 
@@ -449,28 +450,21 @@ START_TEST(stop_during_a_slow_sync_is_clean)
 }
 END_TEST
 
-static Suite *subscribe_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("commands_subscribe");
-    TCase *tc = tcase_create("subscribe");
-    tcase_set_timeout(tc, 90);
-    tcase_add_test(tc, subscribe_command_reconciles);
-    tcase_add_test(tc, listing_pages_by_total_count);
-    tcase_add_test(tc, manage_subscriptions_at_start_up_brings_pushes_home);
-    tcase_add_test(tc, subscribe_command_moves_an_app_to_a_new_public_url);
-    tcase_add_test(tc, failed_deletion_stops_the_move_and_a_rerun_converges);
-    tcase_add_test(tc, manage_subscriptions_at_start_up_moves_the_app);
-    tcase_add_test(tc, commands_are_answered_while_a_slow_sync_runs);
-    tcase_add_test(tc, stop_during_a_slow_sync_is_clean);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const subscribe_tests[] = {subscribe_command_reconciles,
+                                            listing_pages_by_total_count,
+                                            manage_subscriptions_at_start_up_brings_pushes_home,
+                                            subscribe_command_moves_an_app_to_a_new_public_url,
+                                            failed_deletion_stops_the_move_and_a_rerun_converges,
+                                            manage_subscriptions_at_start_up_moves_the_app,
+                                            commands_are_answered_while_a_slow_sync_runs,
+                                            stop_during_a_slow_sync_is_clean,
+                                            NULL};
+    const struct th_case cases[] = {
+        {.name = "subscribe", .timeout_s = 90, .tests = subscribe_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(subscribe_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "commands_subscribe", cases);
 }

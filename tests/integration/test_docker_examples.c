@@ -22,6 +22,7 @@
 
 #include "harness.h"
 #include "th_docker.h"
+#include "th_main.h"
 
 #define WAIT_MS        20000
 #define CLIENT_TIMEOUT "20"
@@ -313,19 +314,16 @@ START_TEST(dashboard_metrics_are_exported)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("docker_examples");
-    TCase *tc = tcase_create("examples");
-    tcase_set_timeout(tc, 400);
-    tcase_add_test(tc, python_client_sees_data_and_gets_its_command_response);
-    tcase_add_test(tc, node_client_sees_data_and_gets_its_command_response);
-    tcase_add_test(tc, curl_examples_land_on_their_topics);
-    tcase_add_test(tc, dashboard_metrics_are_exported);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const examples_tests[] = {python_client_sees_data_and_gets_its_command_response,
+                                           node_client_sees_data_and_gets_its_command_response,
+                                           curl_examples_land_on_their_topics,
+                                           dashboard_metrics_are_exported, NULL};
+    const struct th_case cases[] = {
+        {.name = "examples", .timeout_s = 400, .tests = examples_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "docker_examples", cases);
 }

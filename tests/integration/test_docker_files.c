@@ -20,6 +20,7 @@
 
 #include "harness.h"
 #include "th_docker.h"
+#include "th_main.h"
 
 #define RUN_TIMEOUT_MS 60000
 
@@ -252,20 +253,19 @@ START_TEST(prometheus_files_parse)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("docker_files");
-    TCase *tc = tcase_create("files");
-    tcase_add_test(tc, compose_file_parses_with_every_profile);
-    tcase_add_test(tc, compose_host_ports_follow_ocb_publish);
-    tcase_add_test(tc, dockerfile_builds_with_the_ci_scripts);
-    tcase_add_test(tc, systemd_unit_verifies);
-    tcase_add_test(tc, man_page_renders_without_warnings);
-    tcase_add_test(tc, prometheus_files_parse);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const files_tests[] = {compose_file_parses_with_every_profile,
+                                        compose_host_ports_follow_ocb_publish,
+                                        dockerfile_builds_with_the_ci_scripts,
+                                        systemd_unit_verifies,
+                                        man_page_renders_without_warnings,
+                                        prometheus_files_parse,
+                                        NULL};
+    const struct th_case cases[] = {
+        {.name = "files", .tests = files_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "docker_files", cases);
 }

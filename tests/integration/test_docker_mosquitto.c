@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "th_docker.h"
+#include "th_main.h"
 
 #define WAIT_MS 15000
 
@@ -159,17 +160,14 @@ START_TEST(only_clients_can_command_the_bridge)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("docker_mosquitto");
-    TCase *tc = tcase_create("broker");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, bridge_pushes_reach_clients_with_the_shipped_credentials);
-    tcase_add_test(tc, only_clients_can_command_the_bridge);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const broker_tests[] = {bridge_pushes_reach_clients_with_the_shipped_credentials,
+                                         only_clients_can_command_the_bridge, NULL};
+    const struct th_case cases[] = {
+        {.name = "broker", .timeout_s = 120, .tests = broker_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "docker_mosquitto", cases);
 }

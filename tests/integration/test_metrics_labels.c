@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 #define WAIT_MS (10000 * th_time_scale())
 
@@ -401,17 +402,14 @@ START_TEST(hostile_ids_round_trip_through_metrics)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("metrics_labels");
-    TCase *tc = tcase_create("metrics_labels");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, parser_refuses_broken_expositions);
-    tcase_add_test(tc, hostile_ids_round_trip_through_metrics);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const metrics_labels_tests[] = {parser_refuses_broken_expositions,
+                                                 hostile_ids_round_trip_through_metrics, NULL};
+    const struct th_case cases[] = {
+        {.name = "metrics_labels", .timeout_s = 120, .tests = metrics_labels_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "metrics_labels", cases);
 }

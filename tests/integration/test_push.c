@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 #define WAIT_MS (10000 * th_time_scale())
 
@@ -325,29 +326,22 @@ START_TEST(allow_from_refuses_other_addresses)
 }
 END_TEST
 
-static Suite *push_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("push");
-    TCase *tc = tcase_create("push");
+    const TTest *const push_tests[] = {every_notification_type_arrives_byte_for_byte,
+                                       payload_is_forwarded_as_received,
+                                       malformed_requests_are_refused_and_publish_nothing,
+                                       health_readiness_and_metrics,
+                                       allow_from_refuses_other_addresses,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "push",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 120,
+         .tests = push_tests},
+        {.name = NULL},
+    };
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, every_notification_type_arrives_byte_for_byte);
-    tcase_add_test(tc, payload_is_forwarded_as_received);
-    tcase_add_test(tc, malformed_requests_are_refused_and_publish_nothing);
-    tcase_add_test(tc, health_readiness_and_metrics);
-    tcase_add_test(tc, allow_from_refuses_other_addresses);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(push_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "push", cases);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 #define WAIT_MS    (10000 * th_time_scale())
 #define TIMEOUT_MS 800 /* mqtt.publish_timeout_ms in these tests */
@@ -291,31 +292,24 @@ START_TEST(mqtt_311_publishes_without_properties)
 }
 END_TEST
 
-static Suite *failures_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("push_failures");
-    TCase *tc = tcase_create("failures");
+    const TTest *const failures_tests[] = {broker_down_then_restarted,
+                                           broker_down_at_start,
+                                           ack_timeout_is_503_and_the_late_ack_is_harmless,
+                                           max_inflight_reached_is_503,
+                                           sigterm_answers_every_request_in_flight,
+                                           sigterm_with_a_dead_broker_still_answers_and_exits,
+                                           mqtt_311_publishes_without_properties,
+                                           NULL};
+    const struct th_case cases[] = {
+        {.name = "failures",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 120,
+         .tests = failures_tests},
+        {.name = NULL},
+    };
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, broker_down_then_restarted);
-    tcase_add_test(tc, broker_down_at_start);
-    tcase_add_test(tc, ack_timeout_is_503_and_the_late_ack_is_harmless);
-    tcase_add_test(tc, max_inflight_reached_is_503);
-    tcase_add_test(tc, sigterm_answers_every_request_in_flight);
-    tcase_add_test(tc, sigterm_with_a_dead_broker_still_answers_and_exits);
-    tcase_add_test(tc, mqtt_311_publishes_without_properties);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(failures_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "push_failures", cases);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 #define WAIT_MS 10000
 
@@ -199,28 +200,19 @@ START_TEST(mqtt_over_tls_with_a_client_certificate)
 }
 END_TEST
 
-static Suite *tls_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("push_tls");
-    TCase *tc = tcase_create("tls");
+    const TTest *const tls_tests[] = {https_listener, https_listener_requires_client_certificates,
+                                      mqtt_over_tls_with_a_client_certificate, NULL};
+    const struct th_case cases[] = {
+        {.name = "tls",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 120,
+         .tests = tls_tests,
+         .unchecked_setup = make_certs},
+        {.name = NULL},
+    };
 
-    tcase_add_unchecked_fixture(tc, make_certs, NULL);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, https_listener);
-    tcase_add_test(tc, https_listener_requires_client_certificates);
-    tcase_add_test(tc, mqtt_over_tls_with_a_client_certificate);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(tls_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "push_tls", cases);
 }

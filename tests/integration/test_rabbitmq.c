@@ -17,8 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
 #include "harness.h"
+#include "th_main.h"
 
 #define RABBIT_SERVER "/usr/lib/rabbitmq/bin/rabbitmq-server"
 #define EPMD          "/usr/bin/epmd"
@@ -214,27 +215,18 @@ START_TEST(test_push_and_command_round_trip_v4)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s;
-    TCase *t;
-    SRunner *sr;
-    int failed;
-
     if (access(RABBIT_SERVER, X_OK) != 0 || access(EPMD, X_OK) != 0) {
         printf("test_rabbitmq: skipped: RabbitMQ is not installed (apt-get install "
                "rabbitmq-server, or scripts/install-deps)\n");
         return 77;
     }
-    s = suite_create("rabbitmq");
-    t = tcase_create("round_trip");
-    tcase_add_checked_fixture(t, NULL, teardown);
-    tcase_set_timeout(t, 240);
-    tcase_add_test(t, test_push_and_command_round_trip_v4);
-    suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    const TTest *const round_trip_tests[] = {test_push_and_command_round_trip_v4, NULL};
+    const struct th_case cases[] = {
+        {.name = "round_trip", .teardown = teardown, .timeout_s = 240, .tests = round_trip_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "rabbitmq", cases);
 }

@@ -16,8 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd_fixture.h"
+#include "th_platform.h"
 #include "harness.h"
+#include "th_main.h"
 
 static const char body[] =
     "{\"notifyType\":\"deviceDataChanged\",\"deviceId\":\"dev-1\",\"gatewayId\":\"dev-1\","
@@ -529,23 +530,19 @@ START_TEST(a_thousand_reloads_under_push_load_keep_memory_flat)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("reload");
-    TCase *tc = tcase_create("reload");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, sighup_applies_apps_and_tokens_and_keeps_connections);
-    tcase_add_test(tc, bad_file_keeps_the_running_configuration);
-    tcase_add_test(tc, restart_only_keys_keep_running_values_and_log_level_changes);
-    tcase_add_test(tc, sighup_changes_secrets_without_dropping_the_session);
-    suite_add_tcase(s, tc);
-    TCase *load = tcase_create("load");
-    tcase_set_timeout(load, 600);
-    tcase_add_test(load, a_thousand_reloads_under_push_load_keep_memory_flat);
-    suite_add_tcase(s, load);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const reload_tests[] = {
+        sighup_applies_apps_and_tokens_and_keeps_connections,
+        bad_file_keeps_the_running_configuration,
+        restart_only_keys_keep_running_values_and_log_level_changes,
+        sighup_changes_secrets_without_dropping_the_session, NULL};
+    const TTest *const load_tests[] = {a_thousand_reloads_under_push_load_keep_memory_flat, NULL};
+    const struct th_case cases[] = {
+        {.name = "reload", .timeout_s = 60, .tests = reload_tests},
+        {.name = "load", .timeout_s = 600, .tests = load_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "reload", cases);
 }

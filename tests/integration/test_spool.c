@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "th_main.h"
 
 #define WAIT_MS    (15000 * th_time_scale())
 #define TIMEOUT_MS 600 /* mqtt.publish_timeout_ms */
@@ -392,25 +393,25 @@ START_TEST(dedup_window_suppresses_a_repush)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("spool");
-    TCase *tc = tcase_create("spool");
+    const TTest *const spool_tests[] = {outage_spools_and_delivers_once_in_order,
+                                        late_pubacks_are_not_published_twice,
+                                        always_mode_round_trip,
+                                        off_mode_still_answers_503,
+                                        full_spool_answers_503_and_loses_nothing,
+                                        kill_9_after_200_loses_nothing,
+                                        corrupt_database_is_quarantined_at_start,
+                                        dedup_window_suppresses_a_repush,
+                                        NULL};
+    const struct th_case cases[] = {
+        {.name = "spool",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 120,
+         .tests = spool_tests},
+        {.name = NULL},
+    };
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, outage_spools_and_delivers_once_in_order);
-    tcase_add_test(tc, late_pubacks_are_not_published_twice);
-    tcase_add_test(tc, always_mode_round_trip);
-    tcase_add_test(tc, off_mode_still_answers_503);
-    tcase_add_test(tc, full_spool_answers_503_and_loses_nothing);
-    tcase_add_test(tc, kill_9_after_200_loses_nothing);
-    tcase_add_test(tc, corrupt_database_is_quarantined_at_start);
-    tcase_add_test(tc, dedup_window_suppresses_a_repush);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return th_main(argc, argv, "spool", cases);
 }

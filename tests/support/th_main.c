@@ -21,20 +21,34 @@ static bool wanted(int argc, char **argv, const char *name, bool *used)
     return false;
 }
 
-/* Run by hand (not through ctest), a test finds the binaries of its own build tree. */
+/* The loop entry of t, or NULL when t is a plain test. */
+static const struct th_loop *loop_of(const struct th_case *c, const TTest *t)
+{
+    if (c->loops == NULL)
+        return NULL;
+    for (const struct th_loop *l = c->loops; l->test != NULL; l++)
+        if (l->test == t)
+            return l;
+    return NULL;
+}
+
+/* Run by hand (not through ctest), a test finds the binaries of its own build tree:
+ * OCB_TEST_DEFAULT_ENV ("NAME=value|NAME=value|...", from tests/CMakeLists.txt) sets each
+ * variable that is unset; an empty value (a target this build does not have) sets nothing. */
 static void default_env(void)
 {
-#ifdef OCB_TEST_DEFAULT_SOURCE_DIR
-    setenv("OCB_SOURCE_DIR", OCB_TEST_DEFAULT_SOURCE_DIR, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_MOSQUITTO_BIN
-    setenv("OCB_MOSQUITTO_BIN", OCB_TEST_DEFAULT_MOSQUITTO_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_BRIDGE_BIN
-    setenv("OCB_BRIDGE_BIN", OCB_TEST_DEFAULT_BRIDGE_BIN, 0);
-#endif
-#ifdef OCB_TEST_DEFAULT_SIM_BIN
-    setenv("OCB_SIM_BIN", OCB_TEST_DEFAULT_SIM_BIN, 0);
+#ifdef OCB_TEST_DEFAULT_ENV
+    char all[] = OCB_TEST_DEFAULT_ENV;
+    char *save = NULL;
+
+    for (char *kv = strtok_r(all, "|", &save); kv != NULL; kv = strtok_r(NULL, "|", &save)) {
+        char *eq = strchr(kv, '=');
+
+        if (eq == NULL || eq[1] == '\0')
+            continue;
+        *eq = '\0';
+        setenv(kv, eq + 1, 0);
+    }
 #endif
 }
 
@@ -61,16 +75,24 @@ int th_main(int argc, char **argv, const char *suite_name, const struct th_case 
         TCase *tc = NULL;
 
         for (const TTest *const *t = c->tests; *t != NULL; t++) {
+            const struct th_loop *loop;
+
             if (!wanted(argc, argv, (*t)->name, used))
                 continue;
             if (tc == NULL) {
                 tc = tcase_create(c->name);
                 if (c->setup != NULL || c->teardown != NULL)
                     tcase_add_checked_fixture(tc, c->setup, c->teardown);
+                if (c->unchecked_setup != NULL || c->unchecked_teardown != NULL)
+                    tcase_add_unchecked_fixture(tc, c->unchecked_setup, c->unchecked_teardown);
                 if (c->timeout_s > 0)
                     tcase_set_timeout(tc, c->timeout_s);
             }
-            tcase_add_test(tc, *t);
+            loop = loop_of(c, *t);
+            if (loop != NULL)
+                tcase_add_loop_test(tc, *t, loop->start, loop->end);
+            else
+                tcase_add_test(tc, *t);
             n++;
         }
         if (tc != NULL)

@@ -10,6 +10,7 @@
  *   build-test/tests/unit_test_config --list
  *
  * A name that matches no test is an error (exit 2), not a silent pass.
+ * Naming a loop test runs all of its iterations.
  * Depends on Check only, so unit, integration and fault suites all link it.
  */
 #ifndef OCB_TEST_MAIN_H
@@ -17,12 +18,25 @@
 
 #include <check.h>
 
+/* A loop test (tcase_add_loop_test): runs once for each i in [start, end). */
+struct th_loop {
+    const TTest *test;
+    int start, end;
+};
+
+/* Write these with designated initializers; fields left out are NULL or 0. */
 struct th_case {
     const char *name;
     void (*setup)(void); /* a checked fixture (runs in each test's process); may be NULL */
     void (*teardown)(void);
     double timeout_s;          /* 0: Check's default (CK_DEFAULT_TIMEOUT) */
-    const TTest *const *tests; /* NULL-terminated */
+    const TTest *const *tests; /* NULL-terminated, in the order they run */
+    /* Which of tests are loop tests, and their ranges; terminated by a NULL test; may be NULL. */
+    const struct th_loop *loops;
+    /* An unchecked fixture: runs once in the runner's process around the case's tests (for
+     * what every test shares, e.g. certificates); either may be NULL. */
+    void (*unchecked_setup)(void);
+    void (*unchecked_teardown)(void);
 };
 
 /* Run the cases (terminated by an entry whose name is NULL) as one suite.  argv may name

@@ -13,6 +13,7 @@
 
 #include "ocb/api.h"
 #include "ocb/command.h"
+#include "th_main.h"
 
 static struct ocb_api_target target(const char *device)
 {
@@ -678,25 +679,28 @@ START_TEST(envelope)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
-    tcase_add_test(tc, topic_parse);
-    tcase_add_loop_test(tc, op_builds_its_call, 0, (int)(sizeof(good) / sizeof(good[0])));
-    tcase_add_test(tc, every_op_is_covered);
-    tcase_add_loop_test(tc, bad_request_is_refused, 0, (int)(sizeof(bad) / sizeof(bad[0])));
-    tcase_add_test(tc, limits_and_bytes);
-    tcase_add_test(tc, privilege_check);
-    tcase_add_test(tc, ops_words);
-    tcase_add_test(tc, gone_is_done);
-    tcase_add_test(tc, reconcile_register_by_node_id);
-    tcase_add_test(tc, reconcile_group_by_name);
-    tcase_add_test(tc, envelope);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const api_tests[] = {topic_parse,
+                                      op_builds_its_call,
+                                      every_op_is_covered,
+                                      bad_request_is_refused,
+                                      limits_and_bytes,
+                                      privilege_check,
+                                      ops_words,
+                                      gone_is_done,
+                                      reconcile_register_by_node_id,
+                                      reconcile_group_by_name,
+                                      envelope,
+                                      NULL};
+    const struct th_loop api_loops[] = {
+        {op_builds_its_call, 0, (int)(sizeof(good) / sizeof(good[0]))},
+        {bad_request_is_refused, 0, (int)(sizeof(bad) / sizeof(bad[0]))},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "api", .tests = api_tests, .loops = api_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "api", cases);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ocb/command.h"
+#include "th_main.h"
 
 START_TEST(topic_parse_ok)
 {
@@ -355,33 +356,29 @@ START_TEST(code_names)
 }
 END_TEST
 
-static Suite *command_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("command");
-    TCase *tc = tcase_create("core");
-    tcase_add_test(tc, topic_parse_ok);
-    tcase_add_test(tc, topic_parse_bad);
-    tcase_add_test(tc, parse_create_full);
-    tcase_add_test(tc, parse_create_minimal);
-    tcase_add_loop_test(tc, parse_create_bad, 0, (int)(sizeof(bad_create) / sizeof(bad_create[0])));
-    tcase_add_test(tc, parse_limits);
-    tcase_add_test(tc, parse_keeps_correlation_on_error);
-    tcase_add_test(tc, reason_is_one_line);
-    tcase_add_test(tc, parse_cancel);
-    tcase_add_test(tc, callback_url);
-    tcase_add_test(tc, response_ok);
-    tcase_add_test(tc, response_error);
-    tcase_add_test(tc, status_parsing);
-    tcase_add_test(tc, code_names);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const core_tests[] = {topic_parse_ok,
+                                       topic_parse_bad,
+                                       parse_create_full,
+                                       parse_create_minimal,
+                                       parse_create_bad,
+                                       parse_limits,
+                                       parse_keeps_correlation_on_error,
+                                       reason_is_one_line,
+                                       parse_cancel,
+                                       callback_url,
+                                       response_ok,
+                                       response_error,
+                                       status_parsing,
+                                       code_names,
+                                       NULL};
+    const struct th_loop core_loops[] = {
+        {parse_create_bad, 0, (int)(sizeof(bad_create) / sizeof(bad_create[0]))}, {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "core", .tests = core_tests, .loops = core_loops},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(command_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "command", cases);
 }

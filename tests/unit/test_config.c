@@ -14,6 +14,7 @@
 
 #include "ocb/api.h"
 #include "ocb/config.h"
+#include "th_main.h"
 
 static char err[512];
 
@@ -587,31 +588,32 @@ START_TEST(format_key_prints_effective_values)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("config");
-    TCase *tc = tcase_create("config");
-    tcase_add_test(tc, minimal_push_only_config_has_every_default);
-    tcase_add_test(tc, design_example_parses);
-    tcase_add_test(tc, spool_state_and_dedup_keys);
-    tcase_add_test(tc, environment_overrides_file_values);
-    tcase_add_test(tc, apps_from_environment_json);
-    tcase_add_test(tc, app_fields_from_environment);
-    tcase_add_test(tc, public_url_defaults_to_the_listener);
-    tcase_add_test(tc, api_allowed_sets);
-    tcase_add_test(tc, variable_expansion);
-    tcase_add_loop_test(tc, bad_values_are_rejected_with_their_path, 0,
-                        (int)(sizeof(bad) / sizeof(bad[0])));
-    tcase_add_test(tc, load_reports_missing_file_and_reads_real_one);
-    tcase_add_test(tc, load_reads_files_of_any_size_up_to_the_cap);
-    tcase_add_test(tc, references_keep_a_configuration_until_the_last_one_goes);
-    tcase_add_test(tc, cidr_matching);
-    tcase_add_test(tc, reload_keeps_restart_only_keys);
-    tcase_add_test(tc, format_key_prints_effective_values);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const config_tests[] = {minimal_push_only_config_has_every_default,
+                                         design_example_parses,
+                                         spool_state_and_dedup_keys,
+                                         environment_overrides_file_values,
+                                         apps_from_environment_json,
+                                         app_fields_from_environment,
+                                         public_url_defaults_to_the_listener,
+                                         api_allowed_sets,
+                                         variable_expansion,
+                                         bad_values_are_rejected_with_their_path,
+                                         load_reports_missing_file_and_reads_real_one,
+                                         load_reads_files_of_any_size_up_to_the_cap,
+                                         references_keep_a_configuration_until_the_last_one_goes,
+                                         cidr_matching,
+                                         reload_keeps_restart_only_keys,
+                                         format_key_prints_effective_values,
+                                         NULL};
+    const struct th_loop config_loops[] = {
+        {bad_values_are_rejected_with_their_path, 0, (int)(sizeof(bad) / sizeof(bad[0]))},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "config", .tests = config_tests, .loops = config_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "config", cases);
 }

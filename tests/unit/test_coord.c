@@ -28,6 +28,7 @@
 #include "ocb/config.h"
 #include "ocb/coord.h"
 #include "ocb/util.h"
+#include "th_main.h"
 
 /* ---- URL table */
 
@@ -432,30 +433,23 @@ START_TEST(test_degraded_and_back)
 }
 END_TEST
 
-static Suite *suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("coord");
-    TCase *tc = tcase_create("url");
-    tcase_add_loop_test(tc, test_url, 0, (int)(sizeof(urls) / sizeof(urls[0])));
-    tcase_add_test(tc, test_rediss_reason);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("redis");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, test_lock_and_token);
-    tcase_add_test(tc, test_shared_rate_window);
-    tcase_add_test(tc, test_lease);
-    tcase_add_test(tc, test_status_forward_and_dedup);
-    tcase_add_test(tc, test_degraded_and_back);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const url_tests[] = {test_url, test_rediss_reason, NULL};
+    const struct th_loop url_loops[] = {{test_url, 0, (int)(sizeof(urls) / sizeof(urls[0]))},
+                                        {NULL, 0, 0}};
+    const TTest *const redis_tests[] = {
+        test_lock_and_token,           test_shared_rate_window, test_lease,
+        test_status_forward_and_dedup, test_degraded_and_back,  NULL};
+    const struct th_case cases[] = {
+        {.name = "url", .tests = url_tests, .loops = url_loops},
+        {.name = "redis",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 60,
+         .tests = redis_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "coord", cases);
 }

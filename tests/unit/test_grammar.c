@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "ocb/grammar.h"
+#include "th_main.h"
 
 /* ---- topic levels */
 
@@ -329,22 +330,22 @@ START_TEST(cidr_matching)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("grammar");
-    TCase *tc = tcase_create("grammar");
-    tcase_add_loop_test(tc, topic_levels, 0, (int)(sizeof(levels) / sizeof(levels[0])));
-    tcase_add_test(tc, utf8_and_prefixes);
-    tcase_add_loop_test(tc, endpoint_table, 0, (int)(sizeof(endpoints) / sizeof(endpoints[0])));
-    tcase_add_test(tc, endpoint_format_and_wildcards);
-    tcase_add_loop_test(tc, url_table, 0, (int)(sizeof(urls) / sizeof(urls[0])));
-    tcase_add_test(tc, url_edges);
-    tcase_add_loop_test(tc, cidr_table, 0, (int)(sizeof(cidrs) / sizeof(cidrs[0])));
-    tcase_add_test(tc, cidr_matching);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const grammar_tests[] = {
+        topic_levels, utf8_and_prefixes, endpoint_table, endpoint_format_and_wildcards,
+        url_table,    url_edges,         cidr_table,     cidr_matching,
+        NULL};
+    const struct th_loop grammar_loops[] = {
+        {topic_levels, 0, (int)(sizeof(levels) / sizeof(levels[0]))},
+        {endpoint_table, 0, (int)(sizeof(endpoints) / sizeof(endpoints[0]))},
+        {url_table, 0, (int)(sizeof(urls) / sizeof(urls[0]))},
+        {cidr_table, 0, (int)(sizeof(cidrs) / sizeof(cidrs[0]))},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "grammar", .tests = grammar_tests, .loops = grammar_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "grammar", cases);
 }

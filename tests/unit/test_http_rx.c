@@ -29,6 +29,7 @@
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/mqtt_link.h"
+#include "th_main.h"
 
 /* ---- pure helpers */
 
@@ -428,42 +429,34 @@ START_TEST(command_status_hook_and_readiness)
 }
 END_TEST
 
-static Suite *http_rx_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("http_rx");
-    TCase *pure = tcase_create("pure");
-    TCase *live = tcase_create("live");
+    const TTest *const pure_tests[] = {push_paths, push_path_parts_must_fit, token_comparison,
+                                       listen_names_resolve_or_fail_the_start, NULL};
+    const struct th_loop pure_loops[] = {{push_paths, 0, (int)(sizeof(paths) / sizeof(paths[0]))},
+                                         {NULL, 0, 0}};
+    const TTest *const live_tests[] = {answers_without_a_broker, stop_closes_the_listener,
+                                       ready_hooks_gate_readiness, NULL};
+    const TTest *const broker_tests[] = {command_status_hook_and_readiness, NULL};
+    const struct th_case cases[] = {
+        {.name = "pure", .tests = pure_tests, .loops = pure_loops},
+        {.name = "live",
+         .setup = setup,
+         .teardown = teardown,
+         .timeout_s = 60,
+         .tests = live_tests},
+        {.name = "broker",
+         .setup = setup_broker,
+         .teardown = teardown_broker,
+         .timeout_s = 60,
+         .tests = broker_tests},
+        {.name = NULL},
+    };
 
-    tcase_add_loop_test(pure, push_paths, 0, (int)(sizeof(paths) / sizeof(paths[0])));
-    tcase_add_test(pure, push_path_parts_must_fit);
-    tcase_add_test(pure, token_comparison);
-    tcase_add_test(pure, listen_names_resolve_or_fail_the_start);
-    suite_add_tcase(s, pure);
-
-    tcase_add_checked_fixture(live, setup, teardown);
-    tcase_set_timeout(live, 60);
-    tcase_add_test(live, answers_without_a_broker);
-    tcase_add_test(live, stop_closes_the_listener);
-    tcase_add_test(live, ready_hooks_gate_readiness);
-    suite_add_tcase(s, live);
-
-    TCase *broker = tcase_create("broker");
-    tcase_add_checked_fixture(broker, setup_broker, teardown_broker);
-    tcase_set_timeout(broker, 60);
-    tcase_add_test(broker, command_status_hook_and_readiness);
-    suite_add_tcase(s, broker);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(http_rx_suite());
-    int failed;
+    int rc;
 
     curl_global_init(CURL_GLOBAL_ALL);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    rc = th_main(argc, argv, "http_rx", cases);
     curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include "ocb/err.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
+#include "th_main.h"
 
 static char *render(void)
 {
@@ -200,21 +201,20 @@ START_TEST(log_lines_text_and_json)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("metrics");
-    tcase_add_test(tc, counters_gauges_and_histograms_render);
-    tcase_add_test(tc, concurrent_updates_lose_nothing);
-    tcase_add_test(tc, series_are_capped);
-    tcase_add_test(tc, label_values_are_escaped);
-    tcase_add_test(tc, label_sets_escape_every_value);
-    tcase_add_test(tc, every_error_has_a_description);
-    tcase_add_test(tc, log_lines_text_and_json);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const metrics_tests[] = {counters_gauges_and_histograms_render,
+                                          concurrent_updates_lose_nothing,
+                                          series_are_capped,
+                                          label_values_are_escaped,
+                                          label_sets_escape_every_value,
+                                          every_error_has_a_description,
+                                          log_lines_text_and_json,
+                                          NULL};
+    const struct th_case cases[] = {
+        {.name = "metrics", .tests = metrics_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "metrics", cases);
 }

@@ -17,6 +17,7 @@
 #include "ocb/log.h"
 #include "ocb/mqtt_link.h"
 #include "th_fakebroker.h"
+#include "th_main.h"
 
 #define WAIT_MS 15000
 
@@ -279,25 +280,20 @@ START_TEST(test_new_session_unsubscribes_nothing)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("mqtt_link");
-    TCase *t = tcase_create("contract");
-    SRunner *sr;
-    int failed;
+    const TTest *const contract_tests[] = {test_inflight_failed_once_on_disconnect,
+                                           test_inflight_failed_once_on_loss,
+                                           test_inflight_failed_once_on_both,
+                                           test_previous_subscriptions_reconciled,
+                                           test_single_stale_filter_unsubscribed,
+                                           test_new_session_unsubscribes_nothing,
+                                           NULL};
+    const struct th_case cases[] = {
+        {.name = "contract", .timeout_s = 60, .tests = contract_tests},
+        {.name = NULL},
+    };
 
     log_setup(OCB_LOG_WARN, OCB_LOG_TEXT);
-    tcase_set_timeout(t, 60);
-    tcase_add_test(t, test_inflight_failed_once_on_disconnect);
-    tcase_add_test(t, test_inflight_failed_once_on_loss);
-    tcase_add_test(t, test_inflight_failed_once_on_both);
-    tcase_add_test(t, test_previous_subscriptions_reconciled);
-    tcase_add_test(t, test_single_stale_filter_unsubscribed);
-    tcase_add_test(t, test_new_session_unsubscribes_nothing);
-    suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "mqtt_link", cases);
 }

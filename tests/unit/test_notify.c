@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "ocb/notify.h"
+#include "th_main.h"
 
 static const struct {
     const char *type;
@@ -31,15 +32,15 @@ START_TEST(each_type_has_its_api)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("notify");
-    TCase *tc = tcase_create("notify");
-    tcase_add_loop_test(tc, each_type_has_its_api, 0, (int)(sizeof(cases) / sizeof(cases[0])));
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const notify_tests[] = {each_type_has_its_api, NULL};
+    const struct th_loop notify_loops[] = {
+        {each_type_has_its_api, 0, (int)(sizeof(cases) / sizeof(cases[0]))}, {NULL, 0, 0}};
+    const struct th_case tcases[] = {
+        {.name = "notify", .tests = notify_tests, .loops = notify_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "notify", tcases);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ocb/platform_client.h"
+#include "th_main.h"
 
 static const struct {
     long status;
@@ -103,24 +104,17 @@ START_TEST(token_parse)
 }
 END_TEST
 
-static Suite *platform_client_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("platform_client");
-    TCase *tc = tcase_create("classify");
-    tcase_add_loop_test(tc, classify_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
-    tcase_add_test(tc, classify_keeps_desc);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("token");
-    tcase_add_test(tc, token_parse);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const classify_tests[] = {classify_table, classify_keeps_desc, NULL};
+    const struct th_loop classify_loops[] = {
+        {classify_table, 0, (int)(sizeof(cases) / sizeof(cases[0]))}, {NULL, 0, 0}};
+    const TTest *const token_tests[] = {token_parse, NULL};
+    const struct th_case tcases[] = {
+        {.name = "classify", .tests = classify_tests, .loops = classify_loops},
+        {.name = "token", .tests = token_tests},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(platform_client_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "platform_client", tcases);
 }

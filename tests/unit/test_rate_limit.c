@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "ocb/rate_limit.h"
+#include "th_main.h"
 
 enum op_kind { ASK, SEND, DONE };
 
@@ -227,18 +228,19 @@ START_TEST(checker_sees_a_violation)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("rate_limit");
-    TCase *tc = tcase_create("rate_limit");
-    tcase_add_loop_test(tc, table_of_decisions, 0, (int)(sizeof(decisions) / sizeof(decisions[0])));
-    tcase_add_test(tc, init_bounds);
-    tcase_add_test(tc, checker_sees_a_violation);
-    tcase_add_loop_test(tc, never_more_than_n_in_any_window, 0, PROP_RUNS);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const rate_limit_tests[] = {table_of_decisions, init_bounds,
+                                             checker_sees_a_violation,
+                                             never_more_than_n_in_any_window, NULL};
+    const struct th_loop rate_limit_loops[] = {
+        {table_of_decisions, 0, (int)(sizeof(decisions) / sizeof(decisions[0]))},
+        {never_more_than_n_in_any_window, 0, PROP_RUNS},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "rate_limit", .tests = rate_limit_tests, .loops = rate_limit_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "rate_limit", cases);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ocb/reconcile.h"
+#include "th_main.h"
 
 #define DEV "dev-1"
 #define CB  "https://bridge:8443/push/app1"
@@ -261,27 +262,24 @@ START_TEST(query_path)
 }
 END_TEST
 
-static Suite *reconcile_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("reconcile");
-    TCase *tc = tcase_create("core");
-    tcase_add_loop_test(tc, match_table, 0, (int)(sizeof(match_cases) / sizeof(match_cases[0])));
-    tcase_add_test(tc, oldest_unclaimed_across_pages);
-    tcase_add_test(tc, only_claimed_means_create);
-    tcase_add_loop_test(tc, bad_pages_are_protocol_errors, 0,
-                        (int)(sizeof(bad_pages) / sizeof(bad_pages[0])));
-    tcase_add_test(tc, odd_pages);
-    tcase_add_test(tc, times);
-    tcase_add_test(tc, query_path);
-    suite_add_tcase(s, tc);
-    return s;
-}
+    const TTest *const core_tests[] = {match_table,
+                                       oldest_unclaimed_across_pages,
+                                       only_claimed_means_create,
+                                       bad_pages_are_protocol_errors,
+                                       odd_pages,
+                                       times,
+                                       query_path,
+                                       NULL};
+    const struct th_loop core_loops[] = {
+        {match_table, 0, (int)(sizeof(match_cases) / sizeof(match_cases[0]))},
+        {bad_pages_are_protocol_errors, 0, (int)(sizeof(bad_pages) / sizeof(bad_pages[0]))},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "core", .tests = core_tests, .loops = core_loops},
+        {.name = NULL},
+    };
 
-int main(void)
-{
-    SRunner *sr = srunner_create(reconcile_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return th_main(argc, argv, "reconcile", cases);
 }

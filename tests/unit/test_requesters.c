@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ocb/requesters.h"
+#include "th_main.h"
 
 #define SEEN_MAX 256
 
@@ -260,20 +261,21 @@ START_TEST(racing_statuses_arrive_once_in_order)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("requesters");
-    TCase *tc = tcase_create("requesters");
-    tcase_add_test(tc, entry_fill_bounds);
-    tcase_add_test(tc, insert_lookup_remove_expire);
-    tcase_add_test(tc, full_map_forgets_the_oldest);
-    tcase_add_test(tc, statuses_forwarded_and_final_shortens);
-    tcase_add_test(tc, early_statuses_replayed_in_order);
-    tcase_add_loop_test(tc, racing_statuses_arrive_once_in_order, 0, 20);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const requesters_tests[] = {entry_fill_bounds,
+                                             insert_lookup_remove_expire,
+                                             full_map_forgets_the_oldest,
+                                             statuses_forwarded_and_final_shortens,
+                                             early_statuses_replayed_in_order,
+                                             racing_statuses_arrive_once_in_order,
+                                             NULL};
+    const struct th_loop requesters_loops[] = {{racing_statuses_arrive_once_in_order, 0, 20},
+                                               {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "requesters", .tests = requesters_tests, .loops = requesters_loops},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "requesters", cases);
 }

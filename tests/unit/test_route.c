@@ -9,6 +9,7 @@
 
 #include "ocb/grammar.h"
 #include "ocb/route.h"
+#include "th_main.h"
 
 #define MAX_TOPIC 1024
 
@@ -357,28 +358,24 @@ START_TEST(level_validation)
 }
 END_TEST
 
-static Suite *route_suite(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("route");
-    TCase *tc = tcase_create("route");
+    const TTest *const route_tests[] = {every_platform_sample_routes_to_its_topic,
+                                        hostile_bodies_are_refused_with_a_reason,
+                                        edge_cases_route,
+                                        topic_length_is_capped,
+                                        app_id_and_payload_checks,
+                                        level_validation,
+                                        NULL};
+    const struct th_loop route_loops[] = {
+        {every_platform_sample_routes_to_its_topic, 0, (int)N_SAMPLES},
+        {hostile_bodies_are_refused_with_a_reason, 0, (int)N_BAD},
+        {edge_cases_route, 0, (int)N_GOOD},
+        {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "route", .tests = route_tests, .loops = route_loops},
+        {.name = NULL},
+    };
 
-    tcase_add_loop_test(tc, every_platform_sample_routes_to_its_topic, 0, (int)N_SAMPLES);
-    tcase_add_loop_test(tc, hostile_bodies_are_refused_with_a_reason, 0, (int)N_BAD);
-    tcase_add_loop_test(tc, edge_cases_route, 0, (int)N_GOOD);
-    tcase_add_test(tc, topic_length_is_capped);
-    tcase_add_test(tc, app_id_and_payload_checks);
-    tcase_add_test(tc, level_validation);
-    suite_add_tcase(s, tc);
-    return s;
-}
-
-int main(void)
-{
-    SRunner *sr = srunner_create(route_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return th_main(argc, argv, "route", cases);
 }

@@ -20,6 +20,7 @@
 #include "ocb/mqtt_link.h"
 #include "ocb/spool.h"
 #include "ocb/state.h"
+#include "th_main.h"
 
 static char dir[256];
 
@@ -488,25 +489,22 @@ START_TEST(spool_clears_a_failed_write_by_itself)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("state");
-    TCase *tc = tcase_create("state");
+    const TTest *const state_tests[] = {open_creates_migrates_and_keeps_meta,
+                                        unwritable_dir_is_an_error,
+                                        garbage_file_is_quarantined,
+                                        newer_schema_is_quarantined,
+                                        concurrent_submits_commit_as_one_group,
+                                        disk_full_fails_the_batch_and_recovers,
+                                        spool_appends_counts_refuses_when_full_and_reloads,
+                                        spool_origin_ack_deletes_and_old_messages_expire,
+                                        spool_clears_a_failed_write_by_itself,
+                                        NULL};
+    const struct th_case cases[] = {
+        {.name = "state", .timeout_s = 60, .tests = state_tests},
+        {.name = NULL},
+    };
 
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, open_creates_migrates_and_keeps_meta);
-    tcase_add_test(tc, unwritable_dir_is_an_error);
-    tcase_add_test(tc, garbage_file_is_quarantined);
-    tcase_add_test(tc, newer_schema_is_quarantined);
-    tcase_add_test(tc, concurrent_submits_commit_as_one_group);
-    tcase_add_test(tc, disk_full_fails_the_batch_and_recovers);
-    tcase_add_test(tc, spool_appends_counts_refuses_when_full_and_reloads);
-    tcase_add_test(tc, spool_origin_ack_deletes_and_old_messages_expire);
-    tcase_add_test(tc, spool_clears_a_failed_write_by_itself);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return th_main(argc, argv, "state", cases);
 }

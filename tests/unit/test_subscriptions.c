@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ocb/subscriptions.h"
+#include "th_main.h"
 
 static const struct {
     const char *a, *b;
@@ -84,18 +85,17 @@ START_TEST(page_parse)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("subscriptions");
-    TCase *tc = tcase_create("endpoint");
-    tcase_add_loop_test(tc, same_endpoint, 0, (int)(sizeof(cases) / sizeof(cases[0])));
-    suite_add_tcase(s, tc);
-    tc = tcase_create("page");
-    tcase_add_test(tc, page_parse);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const endpoint_tests[] = {same_endpoint, NULL};
+    const struct th_loop endpoint_loops[] = {
+        {same_endpoint, 0, (int)(sizeof(cases) / sizeof(cases[0]))}, {NULL, 0, 0}};
+    const TTest *const page_tests[] = {page_parse, NULL};
+    const struct th_case tcases[] = {
+        {.name = "endpoint", .tests = endpoint_tests, .loops = endpoint_loops},
+        {.name = "page", .tests = page_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "subscriptions", tcases);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ocb/util.h"
+#include "th_main.h"
 
 START_TEST(deadlines_are_on_the_monotonic_clock)
 {
@@ -112,18 +113,15 @@ START_TEST(copies_tolerate_null)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("util");
-    TCase *tc = tcase_create("util");
-    tcase_add_test(tc, deadlines_are_on_the_monotonic_clock);
-    tcase_add_test(tc, timed_waits_last_until_their_deadline);
-    tcase_add_test(tc, a_signal_ends_a_timed_wait_early);
-    tcase_add_test(tc, copies_tolerate_null);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    const TTest *const util_tests[] = {
+        deadlines_are_on_the_monotonic_clock, timed_waits_last_until_their_deadline,
+        a_signal_ends_a_timed_wait_early, copies_tolerate_null, NULL};
+    const struct th_case cases[] = {
+        {.name = "util", .tests = util_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "util", cases);
 }

@@ -4,13 +4,14 @@
  * names and JSON types (written from the shapes in tools/sim/README.md "Device API", i.e. the
  * Java SDK's DTOs), and the pushes each side effect produces, received by a real HTTP server.
  */
-#include "sim_harness.h"
+#include "th_sim.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "th_main.h"
 
 #define SUBS     "/iocm/app/sub/v1.2.0/subscriptions"
 #define REG      "/iocm/app/reg/v1.1.0/deviceCredentials"
@@ -39,9 +40,9 @@
 #define SHAPE_SUB       "subscriptionId:s,notifyType:s,callbackUrl:s"
 #define SHAPE_CMD       "commandId:s,appId:s,deviceId:s,command:o,expireTime:n,status:s,creationTime:s"
 
-static struct h_sim s;
+static struct th_sim s;
 static char *tok;
-static struct h_receiver *rx;
+static struct th_sim_receiver *rx;
 
 static const char *const push_types[] = {
     "deviceAdded",
@@ -57,13 +58,13 @@ static void start_with(const char *extra)
 {
     const char *args[] = {"--app", "app1:sec1",           "--app", "app2:sec2", "--devices",
                           "2",     "--devices-first-app", extra,   NULL};
-    h_sim_start(&s, args);
-    tok = h_login(&s, "app1", "sec1");
-    rx = h_recv_start(false);
+    th_sim_start(&s, args);
+    tok = th_sim_login(&s, "app1", "sec1");
+    rx = th_sim_recv_start(false);
     for (size_t i = 0; push_types[i]; i++) {
         char path[128];
         snprintf(path, sizeof path, "/cb/%s", push_types[i]);
-        h_subscribe(&s, "app1", tok, push_types[i], rx, path);
+        th_sim_subscribe(&s, "app1", tok, push_types[i], rx, path);
     }
 }
 
@@ -74,9 +75,9 @@ static void start(void)
 
 static void stop(void)
 {
-    h_recv_stop(rx);
+    th_sim_recv_stop(rx);
     free(tok);
-    h_sim_stop(&s);
+    th_sim_stop(&s);
 }
 
 static bool type_ok(const cJSON *v, char t)
@@ -133,18 +134,18 @@ static void check_each(const cJSON *arr, const char *shape)
 static cJSON *call(const char *method, const char *path, const char *body, long status,
                    const char *shape)
 {
-    struct h_resp r = h_api(&s, method, path, "app1", tok, body);
-    h_expect(&r, status, NULL);
+    struct th_sim_resp r = th_sim_api(&s, method, path, "app1", tok, body);
+    th_sim_expect(&r, status, NULL);
     ck_assert_msg(strncmp(r.content_type, "application/json", 16) == 0,
                   "%s %s: Content-Type \"%s\"", method, path, r.content_type);
     cJSON *j = NULL;
     if (shape && !*shape) {
         ck_assert_msg(!r.body || !*r.body, "%s %s: body %s", method, path, r.body);
     } else if (shape) {
-        j = h_json(&r);
+        j = th_sim_json(&r);
         check_shape(j, shape);
     }
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     return j;
 }
 
@@ -152,13 +153,13 @@ static cJSON *call(const char *method, const char *path, const char *body, long 
 static void call_err(const char *method, const char *path, const char *body, long status,
                      const char *want)
 {
-    struct h_resp r = h_api(&s, method, path, "app1", tok, body);
-    h_expect(&r, status, want);
+    struct th_sim_resp r = th_sim_api(&s, method, path, "app1", tok, body);
+    th_sim_expect(&r, status, want);
     ck_assert_str_eq(r.content_type, "application/json");
-    cJSON *j = h_json(&r);
+    cJSON *j = th_sim_json(&r);
     check_shape(j, "error_code:s,error_desc:s");
     cJSON_Delete(j);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
 }
 
 static const char *str(const cJSON *o, const char *k)
@@ -174,7 +175,7 @@ static cJSON *push_n(const char *type, int n)
     char path[128];
     snprintf(path, sizeof path, "/cb/%s", type);
     for (int tries = 0; tries < 500; tries++) {
-        cJSON *all = h_recv_bodies(rx, path);
+        cJSON *all = th_sim_recv_bodies(rx, path);
         if (cJSON_GetArraySize(all) >= n) {
             cJSON *one = cJSON_DetachItemFromArray(all, n - 1);
             cJSON_Delete(all);
@@ -182,7 +183,7 @@ static cJSON *push_n(const char *type, int n)
             return one;
         }
         cJSON_Delete(all);
-        h_sleep_ms(20);
+        th_sleep_ms(20);
     }
     ck_abort_msg("no push #%d of %s", n, type);
     return NULL;
@@ -192,7 +193,7 @@ static int push_count(const char *type)
 {
     char path[128];
     snprintf(path, sizeof path, "/cb/%s", type);
-    cJSON *all = h_recv_bodies(rx, path);
+    cJSON *all = th_sim_recv_bodies(rx, path);
     int n = cJSON_GetArraySize(all);
     cJSON_Delete(all);
     return n;
@@ -205,9 +206,9 @@ static cJSON *reg(const char *path, const char *body)
 
 static void admin_ok(const char *method, const char *path, const char *body)
 {
-    struct h_resp r = h_admin(&s, method, path, body);
+    struct th_sim_resp r = th_sim_admin(&s, method, path, body);
     ck_assert_msg(r.status == 204 || r.status == 200, "%s %s: %ld", method, path, r.status);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
 }
 
 START_TEST(every_answer_has_a_content_type)
@@ -217,13 +218,13 @@ START_TEST(every_answer_has_a_content_type)
     snprintf(url, sizeof url,
              "{\"notifyType\":\"deviceDatasChanged\",\"callbackurl\":"
              "\"http://127.0.0.1:%u/cb/x\"}",
-             h_recv_port(rx));
+             th_sim_recv_port(rx));
     /* The empty 201/200 that broke the Java SDK. */
     call("POST", "/iocm/app/sub/v1.1.0/subscribe", url, 201, "");
     snprintf(url, sizeof url,
              "{\"notifyType\":\"fwUpgradeResultNotify\",\"callbackurl\":"
              "\"http://127.0.0.1:%u/cb/fw\"}",
-             h_recv_port(rx));
+             th_sim_recv_port(rx));
     call("POST", "/iodm/app/sub/v1.1.0/subscribe", url, 200, "");
     /* Subscription calls. */
     cJSON *list = call("GET", SUBS "?pageSize=100", NULL, 200, SHAPE_PAGE ",subscriptions:a");
@@ -240,26 +241,27 @@ START_TEST(every_answer_has_a_content_type)
     /* Errors of every layer. */
     call_err("GET", "/iocm/app/nosuch/v1.0.0/x", NULL, 404,
              "{\"error_code\":\"100022\",\"error_desc\":\"Unknown API path.\"}");
-    struct h_resp r = h_api(&s, "GET", SUBS, "app1", "stale", NULL);
-    h_expect(&r, 403, NULL);
+    struct th_sim_resp r = th_sim_api(&s, "GET", SUBS, "app1", "stale", NULL);
+    th_sim_expect(&r, 403, NULL);
     ck_assert_str_eq(r.content_type, "application/json");
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* The deprecated logout kills the token it names. */
     char body[128];
     snprintf(body, sizeof body, "{\"accessToken\":\"%s\"}", tok);
     snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/logout", s.api);
     const char *hs[] = {"Content-Type: application/json", NULL};
-    r = h_http("POST", url, hs, body, H_CERT_CLIENT);
-    h_expect(&r, 204, NULL);
+    r = th_sim_http("POST", url, hs, body, TH_SIM_CERT_CLIENT);
+    th_sim_expect(&r, 204, NULL);
     ck_assert_str_eq(r.content_type, "application/json");
-    h_resp_free(&r);
-    r = h_http("POST", url, hs, "{}", H_CERT_CLIENT);
-    h_expect(&r, 400,
-             "{\"error_code\":\"102202\",\"error_desc\":\"Required Parameter is null or empty.\"}");
-    h_resp_free(&r);
-    r = h_api(&s, "GET", SUBS, "app1", tok, NULL);
-    h_expect(&r, 403, NULL);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
+    r = th_sim_http("POST", url, hs, "{}", TH_SIM_CERT_CLIENT);
+    th_sim_expect(
+        &r, 400,
+        "{\"error_code\":\"102202\",\"error_desc\":\"Required Parameter is null or empty.\"}");
+    th_sim_resp_free(&r);
+    r = th_sim_api(&s, "GET", SUBS, "app1", tok, NULL);
+    th_sim_expect(&r, 403, NULL);
+    th_sim_resp_free(&r);
     stop();
 }
 END_TEST
@@ -268,7 +270,7 @@ START_TEST(command_calls)
 {
     start();
     char dev[37], body[512], path[200];
-    h_first_device(&s, "app1", dev);
+    th_sim_first_device(&s, "app1", dev);
     snprintf(body, sizeof body,
              "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"Light\",\"method\":\"SET\","
              "\"paras\":{\"on\":1}},\"expireTime\":60}",
@@ -364,9 +366,9 @@ START_TEST(device_lifecycle)
     ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "properties"), "target")->valueint,
                      19);
     cJSON_Delete(p);
-    struct h_resp cr = h_admin(&s, "GET", cmd_path, NULL);
-    cJSON *cmds = h_json(&cr);
-    h_resp_free(&cr);
+    struct th_sim_resp cr = th_sim_admin(&s, "GET", cmd_path, NULL);
+    cJSON *cmds = th_sim_json(&cr);
+    th_sim_resp_free(&cr);
     ck_assert_str_ne(str(cJSON_GetArrayItem(cmds, 0), "status"), "PENDING"); /* sent at bind */
     cJSON_Delete(cmds);
     call_err("POST", REG, "{\"nodeId\":\"861234567890123\"}", 200,
@@ -519,10 +521,10 @@ START_TEST(registration_variants_and_timeout)
     ck_assert_int_eq(cJSON_GetObjectItem(l, "totalCount")->valueint, 1);
     cJSON_Delete(l);
     /* Another app cannot see it. */
-    char *tok2 = h_login(&s, "app2", "sec2");
-    struct h_resp hr = h_api(&s, "GET", path, "app2", tok2, NULL);
-    h_expect(&hr, 404, NOT_DEV);
-    h_resp_free(&hr);
+    char *tok2 = th_sim_login(&s, "app2", "sec2");
+    struct th_sim_resp hr = th_sim_api(&s, "GET", path, "app2", tok2, NULL);
+    th_sim_expect(&hr, 404, NOT_DEV);
+    th_sim_resp_free(&hr);
     free(tok2);
     cJSON_Delete(r);
     /* v2.0.0 path, 1 s to come online: the registration expires. */
@@ -548,7 +550,7 @@ START_TEST(history_is_bounded)
 {
     start_with("--history-max=2");
     char dev[37], path[256];
-    h_first_device(&s, "app1", dev);
+    th_sim_first_device(&s, "app1", dev);
     snprintf(path, sizeof path, "/devices/%s/report", dev);
     for (int level = 1; level <= 3; level++) {
         char body[128];
@@ -588,12 +590,12 @@ START_TEST(device_groups)
         "--devgroup-ids-empty",
         NULL,
     };
-    h_sim_start(&s, args);
-    tok = h_login(&s, "app1", "sec1");
-    rx = h_recv_start(false);
-    struct h_resp ar = h_admin(&s, "GET", "/devices", NULL);
-    cJSON *devs = h_json(&ar);
-    h_resp_free(&ar);
+    th_sim_start(&s, args);
+    tok = th_sim_login(&s, "app1", "sec1");
+    rx = th_sim_recv_start(false);
+    struct th_sim_resp ar = th_sim_admin(&s, "GET", "/devices", NULL);
+    cJSON *devs = th_sim_json(&ar);
+    th_sim_resp_free(&ar);
     char d0[37], d1[37], d2[37], body[512], path[256];
     snprintf(d0, sizeof d0, "%s", str(cJSON_GetArrayItem(devs, 0), "deviceId"));
     snprintf(d1, sizeof d1, "%s", str(cJSON_GetArrayItem(devs, 1), "deviceId"));
@@ -660,22 +662,25 @@ START_TEST(device_groups)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_api");
-    TCase *tc = tcase_create("api");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, every_answer_has_a_content_type);
-    tcase_add_test(tc, command_calls);
-    tcase_add_test(tc, device_lifecycle);
-    tcase_add_test(tc, registration_variants_and_timeout);
-    tcase_add_test(tc, history_is_bounded);
-    tcase_add_loop_test(tc, device_groups, 0, 2);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const api_tests[] = {every_answer_has_a_content_type,
+                                      command_calls,
+                                      device_lifecycle,
+                                      registration_variants_and_timeout,
+                                      history_is_bounded,
+                                      device_groups,
+                                      NULL};
+    const struct th_loop api_loops[] = {{device_groups, 0, 2}, {NULL, 0, 0}};
+    const struct th_case cases[] = {
+        {.name = "api",
+         .timeout_s = 60,
+         .tests = api_tests,
+         .loops = api_loops,
+         .unchecked_setup = th_sim_make_certs,
+         .unchecked_teardown = th_sim_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_api", cases);
 }

@@ -2,21 +2,22 @@
  * test_sim_it_cmds.c: device commands v1.4.0 (docs/platform-api.md §3) and status callbacks (§2),
  * received by a real HTTP server.
  */
-#include "sim_harness.h"
+#include "th_sim.h"
 
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "th_main.h"
 
 #define CMDS   "/iocm/app/cmd/v1.4.0/deviceCommands"
 #define CANCEL "/iocm/app/cmd/v1.4.0/deviceCommandCancelTasks"
 
-static struct h_sim s;
+static struct th_sim s;
 static char *tok;
 static char dev[37];
-static struct h_receiver *rx;
+static struct th_sim_receiver *rx;
 
 static void start(const char *const *extra)
 {
@@ -26,47 +27,47 @@ static void start(const char *const *extra)
     for (size_t i = 0; extra && extra[i]; i++)
         args[n++] = extra[i];
     args[n] = NULL;
-    h_sim_start(&s, args);
-    tok = h_login(&s, "app1", "sec1");
-    h_first_device(&s, "app1", dev);
-    rx = h_recv_start(false);
+    th_sim_start(&s, args);
+    tok = th_sim_login(&s, "app1", "sec1");
+    th_sim_first_device(&s, "app1", dev);
+    rx = th_sim_recv_start(false);
 }
 
 static void stop(void)
 {
-    h_recv_stop(rx);
+    th_sim_recv_stop(rx);
     free(tok);
-    h_sim_stop(&s);
+    th_sim_stop(&s);
 }
 
-static struct h_resp create(const char *device, const char *extra)
+static struct th_sim_resp create(const char *device, const char *extra)
 {
     char body[1024];
     snprintf(
         body, sizeof body,
         "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"Light\",\"method\":\"SET\","
         "\"paras\":{\"on\":1,\"level\":\"high\"}},\"callbackUrl\":\"http://127.0.0.1:%u/cmd\"%s%s}",
-        device, h_recv_port(rx), extra ? "," : "", extra ? extra : "");
-    return h_api(&s, "POST", CMDS, "app1", tok, body);
+        device, th_sim_recv_port(rx), extra ? "," : "", extra ? extra : "");
+    return th_sim_api(&s, "POST", CMDS, "app1", tok, body);
 }
 
 static char *create_ok(const char *extra, const char *want_status)
 {
-    struct h_resp r = create(dev, extra);
-    h_expect(&r, 201, NULL);
-    cJSON *j = h_json(&r);
+    struct th_sim_resp r = create(dev, extra);
+    th_sim_expect(&r, 201, NULL);
+    cJSON *j = th_sim_json(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, want_status);
     char *id = strdup(cJSON_GetObjectItem(j, "commandId")->valuestring);
     cJSON_Delete(j);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     return id;
 }
 
 static void admin_ok(const char *method, const char *path, const char *body, long status)
 {
-    struct h_resp r = h_admin(&s, method, path, body);
-    h_expect(&r, status, NULL);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_admin(&s, method, path, body);
+    th_sim_expect(&r, status, NULL);
+    th_sim_resp_free(&r);
 }
 
 /* The status callbacks received for one command, as "SENT,DELIVERED,…" (arrival order). */
@@ -76,7 +77,7 @@ static void expect_callbacks(const char *id, size_t n, const char *const *codes,
     long waited = 0;
     cJSON *mine = NULL;
     for (;;) {
-        cJSON *all = h_recv_bodies(rx, "/cmd");
+        cJSON *all = th_sim_recv_bodies(rx, "/cmd");
         cJSON_Delete(mine);
         mine = cJSON_CreateArray();
         cJSON *b;
@@ -88,7 +89,7 @@ static void expect_callbacks(const char *id, size_t n, const char *const *codes,
         cJSON_Delete(all);
         if ((size_t)cJSON_GetArraySize(mine) >= n || waited > 5000)
             break;
-        h_sleep_ms(20);
+        th_sleep_ms(20);
         waited += 20;
     }
     ck_assert_int_eq(cJSON_GetArraySize(mine), (int)n);
@@ -120,10 +121,10 @@ static void expect_callbacks(const char *id, size_t n, const char *const *codes,
 START_TEST(create_and_lifecycle_callbacks)
 {
     start(NULL);
-    struct h_resp r = create(dev, "\"maxRetransmit\":3");
-    h_expect(&r, 201, NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = create(dev, "\"maxRetransmit\":3");
+    th_sim_expect(&r, 201, NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     const char *id = cJSON_GetObjectItem(j, "commandId")->valuestring;
     ck_assert_int_eq(strlen(id), 32);
     ck_assert_int_eq(strspn(id, "0123456789abcdef"), 32);
@@ -144,10 +145,10 @@ START_TEST(create_and_lifecycle_callbacks)
     /* The query shows the final state. */
     char path[128];
     snprintf(path, sizeof path, CMDS "?deviceId=%s", dev);
-    r = h_api(&s, "GET", path, "app1", tok, NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *q = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "GET", path, "app1", tok, NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *q = th_sim_json(&r);
+    th_sim_resp_free(&r);
     cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(q, "data"), 0);
     ck_assert_str_eq(cJSON_GetObjectItem(c, "status")->valuestring, "SUCCESSFUL");
     ck_assert_str_eq(
@@ -164,7 +165,7 @@ END_TEST
 START_TEST(create_errors)
 {
     start(NULL);
-    struct h_resp r;
+    struct th_sim_resp r;
     /* Bodies after {"deviceId":"<dev>" ; NULL-deviceId cases are whole bodies. */
     static const struct {
         bool with_dev;
@@ -190,48 +191,50 @@ START_TEST(create_errors)
             snprintf(body, sizeof body, "{\"deviceId\":\"%s\"%s", dev, bad[i].text);
         else
             snprintf(body, sizeof body, "%s", bad[i].text);
-        r = h_api(&s, "POST", CMDS, "app1", tok, body);
-        h_expect(&r, 400, "{\"error_code\":\"100022\",\"error_desc\":\"The input is invalid.\"}");
-        h_resp_free(&r);
+        r = th_sim_api(&s, "POST", CMDS, "app1", tok, body);
+        th_sim_expect(&r, 400,
+                      "{\"error_code\":\"100022\",\"error_desc\":\"The input is invalid.\"}");
+        th_sim_resp_free(&r);
     }
     /* Unknown device: the create page's own error list says HTTP 200 with 100418 (§3.1). */
     static const char unknown[] =
         "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}";
     r = create("00000000-0000-4000-8000-000000000000", NULL);
-    h_expect(&r, 200, unknown);
-    h_resp_free(&r);
+    th_sim_expect(&r, 200, unknown);
+    th_sim_resp_free(&r);
     char other[37];
-    h_first_device(&s, "app2", other);
+    th_sim_first_device(&s, "app2", other);
     r = create(other, NULL); /* another app's device */
-    h_expect(&r, 200, unknown);
-    h_resp_free(&r);
+    th_sim_expect(&r, 200, unknown);
+    th_sim_resp_free(&r);
     /* A body appId is ignored (UNCONFIRMED, lenient): the command is the caller's. */
     r = create(dev, "\"appId\":\"app2\"");
-    h_expect(&r, 201, NULL);
-    cJSON *mine = h_json(&r);
+    th_sim_expect(&r, 201, NULL);
+    cJSON *mine = th_sim_json(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(mine, "appId")->valuestring, "app1");
     cJSON_Delete(mine);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* Offline device: immediate command refused with HTTP 200 and an error body. */
     char path[128];
     snprintf(path, sizeof path, "/devices/%s/offline", dev);
     admin_ok("POST", path, NULL, 204);
     r = create(dev, "\"expireTime\":0");
-    h_expect(&r, 200, "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
-    h_resp_free(&r);
+    th_sim_expect(&r, 200,
+                  "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
+    th_sim_resp_free(&r);
     /* Callback on another IP:port than the subscriptions: 403. */
-    h_subscribe(&s, "app1", tok, "deviceDataChanged", rx, "/push");
+    th_sim_subscribe(&s, "app1", tok, "deviceDataChanged", rx, "/push");
     char body[512];
     snprintf(body, sizeof body,
              "{\"deviceId\":\"%s\",\"command\":{\"serviceId\":\"a\",\"method\":\"b\",\"paras\":{}},"
              "\"callbackUrl\":\"http://127.0.0.1:1/cmd\"}",
              dev);
-    r = h_api(&s, "POST", CMDS, "app1", tok, body);
-    h_expect(&r, 403, NULL);
-    cJSON *j = h_json(&r);
+    r = th_sim_api(&s, "POST", CMDS, "app1", tok, body);
+    th_sim_expect(&r, 403, NULL);
+    cJSON *j = th_sim_json(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "error_code")->valuestring, "100229");
     cJSON_Delete(j);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     stop();
 }
 END_TEST
@@ -240,17 +243,18 @@ START_TEST(unknown_device_flags)
 {
     const char *extra[] = {"--unknown-device-404", NULL};
     start(extra);
-    struct h_resp r = create("00000000-0000-4000-8000-000000000000", NULL);
-    h_expect(&r, 404, "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed.\"}");
-    h_resp_free(&r);
+    struct th_sim_resp r = create("00000000-0000-4000-8000-000000000000", NULL);
+    th_sim_expect(&r, 404,
+                  "{\"error_code\":\"100403\",\"error_desc\":\"The device is not existed.\"}");
+    th_sim_resp_free(&r);
     stop();
     /* The old flag name still starts the simulator; it names what is now the default. */
     const char *old[] = {"--unknown-device-200", NULL};
     start(old);
     r = create("00000000-0000-4000-8000-000000000000", NULL);
-    h_expect(&r, 200,
-             "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}");
-    h_resp_free(&r);
+    th_sim_expect(&r, 200,
+                  "{\"error_code\":\"100418\",\"error_desc\":\"The deviceData is not existed.\"}");
+    th_sim_resp_free(&r);
     stop();
 }
 END_TEST
@@ -265,45 +269,46 @@ START_TEST(pending_until_online_limit_cancel)
     char *c1 = create_ok(NULL, "PENDING");
     char *c2 = create_ok(NULL, "PENDING");
     char *c3 = create_ok(NULL, "PENDING");
-    struct h_resp r = create(dev, NULL);
-    h_expect(
+    struct th_sim_resp r = create(dev, NULL);
+    th_sim_expect(
         &r, 400,
         "{\"error_code\":\"100223\",\"error_desc\":\"Command counts has reached the upLimit.\"}");
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* An immediate command would not be cached: the limit does not apply, "not online" does. */
     r = create(dev, "\"expireTime\":0");
-    h_expect(&r, 200, "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
-    h_resp_free(&r);
+    th_sim_expect(&r, 200,
+                  "{\"error_code\":\"100428\",\"error_desc\":\"The device is not online.\"}");
+    th_sim_resp_free(&r);
     /* Cancel one with PUT; a second cancel is refused (no longer PENDING). */
     char put[128];
     snprintf(put, sizeof put, CMDS "/%s", c1);
-    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
-    h_expect(&r, 200, NULL);
-    cJSON *j = h_json(&r);
+    r = th_sim_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
+    th_sim_expect(&r, 200, NULL);
+    cJSON *j = th_sim_json(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "CANCELED");
     ck_assert_ptr_null(cJSON_GetObjectItem(j, "executeTime")); /* never executed: omitted */
     cJSON_Delete(j);
-    h_resp_free(&r);
-    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
-    h_expect(&r, 400, NULL);
-    h_resp_free(&r);
-    r = h_api(&s, "PUT", put, "app1", tok, "{\"status\":\"SENT\"}");
-    h_expect(&r, 400, NULL);
-    h_resp_free(&r);
-    r = h_api(&s, "PUT", CMDS "/0123456789abcdef0123456789abcdef", "app1", tok,
-              "{\"status\":\"CANCELED\"}");
-    h_expect(&r, 404, NULL);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
+    r = th_sim_api(&s, "PUT", put, "app1", tok, "{\"status\":\"CANCELED\"}");
+    th_sim_expect(&r, 400, NULL);
+    th_sim_resp_free(&r);
+    r = th_sim_api(&s, "PUT", put, "app1", tok, "{\"status\":\"SENT\"}");
+    th_sim_expect(&r, 400, NULL);
+    th_sim_resp_free(&r);
+    r = th_sim_api(&s, "PUT", CMDS "/0123456789abcdef0123456789abcdef", "app1", tok,
+                   "{\"status\":\"CANCELED\"}");
+    th_sim_expect(&r, 404, NULL);
+    th_sim_resp_free(&r);
     /* Cancel task takes the remaining pending command c2 — keep c3 by sending it first?  No:
        online now sends c2 and c3, so cancel c2 via a task before. */
     char body[128];
     snprintf(body, sizeof body, "{\"deviceId\":\"%s\"}", dev);
     char *c4 = create_ok(NULL, "PENDING");
     (void)c4;
-    r = h_api(&s, "POST", CANCEL, "app1", tok, body);
-    h_expect(&r, 201, NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "POST", CANCEL, "app1", tok, body);
+    th_sim_expect(&r, 201, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(cJSON_GetObjectItem(j, "totalCount")->valueint, 3);
     ck_assert_str_eq(cJSON_GetObjectItem(j, "status")->valuestring, "SUCCESS");
     cJSON *cmds = cJSON_GetObjectItem(j, "deviceCommands");
@@ -314,16 +319,16 @@ START_TEST(pending_until_online_limit_cancel)
     cJSON_Delete(j);
     char q[160];
     snprintf(q, sizeof q, CANCEL "?taskId=%s", task);
-    r = h_api(&s, "GET", q, "app1", tok, NULL);
-    h_expect(&r, 200, NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "GET", q, "app1", tok, NULL);
+    th_sim_expect(&r, 200, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 1);
     cJSON_Delete(j);
-    r = h_api(&s, "POST", CANCEL, "app1", tok, "{\"deviceId\":\"nope\"}");
-    h_expect(&r, 404, NULL);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "POST", CANCEL, "app1", tok, "{\"deviceId\":\"nope\"}");
+    th_sim_expect(&r, 404, NULL);
+    th_sim_resp_free(&r);
     /* A new pending command goes out when the device comes online. */
     char *c5 = create_ok(NULL, "PENDING");
     snprintf(path, sizeof path, "/devices/%s/online", dev);
@@ -344,10 +349,10 @@ END_TEST
 /* count of a GET on the API port: pagination.totalSize */
 static int total_size(const char *path)
 {
-    struct h_resp r = h_api(&s, "GET", path, "app1", tok, NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_api(&s, "GET", path, "app1", tok, NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     int n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint;
     cJSON_Delete(j);
     return n;
@@ -359,15 +364,15 @@ START_TEST(drop_after_creates_then_drops)
     admin_ok("POST", "/faults",
              "{\"path_prefix\":\"" CMDS "\",\"method\":\"POST\",\"drop_after\":true,\"count\":1}",
              200);
-    struct h_resp r = create(dev, NULL);
+    struct th_sim_resp r = create(dev, NULL);
     ck_assert_int_eq(r.status, 0); /* processed, but no answer at all */
     ck_assert_int_ne(r.curl_rc, 0);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* The command exists, and the query a reconciling client makes finds it: by device and by
      * creation time, not before. */
-    r = h_admin(&s, "GET", "/commands", NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_admin(&s, "GET", "/commands", NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(cJSON_GetArraySize(j), 1);
     cJSON_Delete(j);
     char path[256], since[17];
@@ -381,9 +386,9 @@ START_TEST(drop_after_creates_then_drops)
     ck_assert_int_eq(total_size(path), 0);
     ck_assert_int_eq(total_size(CMDS "?deviceId=no-such-device"), 0);
     /* The request log holds what was withheld, marked dropped. */
-    r = h_admin(&s, "GET", "/requests?path=" CMDS, NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_admin(&s, "GET", "/requests?path=" CMDS, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     cJSON *e = cJSON_GetArrayItem(j, 0);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(e, "dropped")));
     ck_assert_int_eq(cJSON_GetObjectItem(e, "status")->valueint, 201);
@@ -403,39 +408,39 @@ START_TEST(query_paging_and_time_filter)
     start(NULL);
     for (int i = 0; i < 5; i++)
         free(create_ok(NULL, "SENT"));
-    struct h_resp r = h_api(&s, "GET", CMDS "?pageNo=1&pageSize=2", "app1", tok, NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_api(&s, "GET", CMDS "?pageNo=1&pageSize=2", "app1", tok, NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     cJSON *pg = cJSON_GetObjectItem(j, "pagination");
     ck_assert_int_eq(cJSON_GetObjectItem(pg, "pageNo")->valueint, 1);
     ck_assert_int_eq(cJSON_GetObjectItem(pg, "pageSize")->valueint, 2);
     ck_assert_int_eq(cJSON_GetObjectItem(pg, "totalSize")->valueint, 5);
     ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")), 2);
     cJSON_Delete(j);
-    r = h_api(&s, "GET", CMDS "?startTime=20990101T000000Z", "app1", tok, NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "GET", CMDS "?startTime=20990101T000000Z", "app1", tok, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 0);
     cJSON_Delete(j);
-    r = h_api(&s, "GET", CMDS "?endTime=20990101T000000Z&startTime=20000101T000000Z", "app1", tok,
-              NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "GET", CMDS "?endTime=20990101T000000Z&startTime=20000101T000000Z", "app1",
+                   tok, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 5);
     cJSON_Delete(j);
-    r = h_api(&s, "GET", CMDS "?startTime=yesterday", "app1", tok, NULL);
-    h_expect(&r, 400, NULL);
-    h_resp_free(&r);
-    r = h_api(&s, "GET", CMDS "?pageSize=1001", "app1", tok, NULL);
-    h_expect(&r, 400, NULL);
-    h_resp_free(&r);
-    char *t2 = h_login(&s, "app2", "sec2"); /* another app sees none of them */
-    r = h_api(&s, "GET", CMDS, "app2", t2, NULL);
-    j = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_api(&s, "GET", CMDS "?startTime=yesterday", "app1", tok, NULL);
+    th_sim_expect(&r, 400, NULL);
+    th_sim_resp_free(&r);
+    r = th_sim_api(&s, "GET", CMDS "?pageSize=1001", "app1", tok, NULL);
+    th_sim_expect(&r, 400, NULL);
+    th_sim_resp_free(&r);
+    char *t2 = th_sim_login(&s, "app2", "sec2"); /* another app sees none of them */
+    r = th_sim_api(&s, "GET", CMDS, "app2", t2, NULL);
+    j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_int_eq(
         cJSON_GetObjectItem(cJSON_GetObjectItem(j, "pagination"), "totalSize")->valueint, 0);
     cJSON_Delete(j);
@@ -463,9 +468,9 @@ START_TEST(failures_timeouts_expiry_manual)
     /* Neither TIMEOUT nor (below) EXPIRED executed on the device: no executeTime. */
     char path[128];
     snprintf(path, sizeof path, "/commands?deviceId=%s", dev);
-    struct h_resp r = h_admin(&s, "GET", path, NULL);
-    cJSON *all = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_admin(&s, "GET", path, NULL);
+    cJSON *all = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "status")->valuestring,
                      "TIMEOUT");
     ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 0), "executeTime"));
@@ -474,11 +479,11 @@ START_TEST(failures_timeouts_expiry_manual)
     snprintf(path, sizeof path, "/devices/%s/offline", dev);
     admin_ok("POST", path, NULL, 204);
     id = create_ok("\"expireTime\":1", "PENDING");
-    h_sleep_ms(1300);
+    th_sleep_ms(1300);
     snprintf(path, sizeof path, "/commands?deviceId=%s", dev);
-    r = h_admin(&s, "GET", path, NULL);
-    all = h_json(&r);
-    h_resp_free(&r);
+    r = th_sim_admin(&s, "GET", path, NULL);
+    all = th_sim_json(&r);
+    th_sim_resp_free(&r);
     ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 1), "status")->valuestring,
                      "EXPIRED");
     ck_assert_ptr_null(cJSON_GetObjectItem(cJSON_GetArrayItem(all, 1), "executeTime"));
@@ -488,12 +493,12 @@ START_TEST(failures_timeouts_expiry_manual)
 
     const char *extra3[] = {"--command-manual", "--device-type", "mqtt", NULL};
     start(extra3);
-    h_subscribe(&s, "app1", tok, "commandRsp", rx, "/push");
-    h_subscribe(&s, "app1", tok, "messageConfirm", rx, "/push");
+    th_sim_subscribe(&s, "app1", tok, "commandRsp", rx, "/push");
+    th_sim_subscribe(&s, "app1", tok, "messageConfirm", rx, "/push");
     id = create_ok(NULL, "SENT");
     static const char *two[] = {"SENT", "DELIVERED"};
     expect_callbacks(id, 2, two, NULL);
-    h_sleep_ms(300);
+    th_sleep_ms(300);
     expect_callbacks(id, 2, two, NULL); /* stays DELIVERED */
     snprintf(path, sizeof path, "/commands/%s/complete", id);
     admin_ok("POST", path, "{\"resultCode\":\"SUCCESSFUL\",\"resultDetail\":{\"done\":true}}", 204);
@@ -501,8 +506,8 @@ START_TEST(failures_timeouts_expiry_manual)
     expect_callbacks(id, 3, three, "{\"done\":true}");
     admin_ok("POST", path, "{\"resultCode\":\"FAILED\"}", 409); /* already final */
     /* MQTT device: messageConfirm and commandRsp notifications to the subscribers. */
-    ck_assert_uint_ge(h_recv_wait(rx, 5, 5000), 5);
-    cJSON *pushes = h_recv_bodies(rx, "/push");
+    ck_assert_uint_ge(th_sim_recv_wait(rx, 5, 5000), 5);
+    cJSON *pushes = th_sim_recv_bodies(rx, "/push");
     ck_assert_int_eq(cJSON_GetArraySize(pushes), 2);
     bool confirm = false, rsp = false;
     cJSON *p;
@@ -527,23 +532,24 @@ START_TEST(failures_timeouts_expiry_manual)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *su = suite_create("sim_cmds");
-    TCase *tc = tcase_create("cmds");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, create_and_lifecycle_callbacks);
-    tcase_add_test(tc, create_errors);
-    tcase_add_test(tc, unknown_device_flags);
-    tcase_add_test(tc, pending_until_online_limit_cancel);
-    tcase_add_test(tc, query_paging_and_time_filter);
-    tcase_add_test(tc, drop_after_creates_then_drops);
-    tcase_add_test(tc, failures_timeouts_expiry_manual);
-    suite_add_tcase(su, tc);
-    SRunner *sr = srunner_create(su);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const cmds_tests[] = {create_and_lifecycle_callbacks,
+                                       create_errors,
+                                       unknown_device_flags,
+                                       pending_until_online_limit_cancel,
+                                       query_paging_and_time_filter,
+                                       drop_after_creates_then_drops,
+                                       failures_timeouts_expiry_manual,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "cmds",
+         .timeout_s = 60,
+         .tests = cmds_tests,
+         .unchecked_setup = th_sim_make_certs,
+         .unchecked_teardown = th_sim_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_cmds", cases);
 }

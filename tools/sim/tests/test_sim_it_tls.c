@@ -2,7 +2,7 @@
  * test_sim_it_tls.c: --make-certs output, mutual TLS on the API port, --plain and
  * --no-client-auth, bad flags and clean shutdown.
  */
-#include "sim_harness.h"
+#include "th_sim.h"
 
 #include <check.h>
 #include <openssl/pem.h>
@@ -14,11 +14,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "th_main.h"
 
 static X509 *load_cert(const char *name)
 {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s", h_certs, name);
+    snprintf(p, sizeof p, "%s/%s", th_sim_certs, name);
     FILE *f = fopen(p, "r");
     ck_assert_ptr_nonnull(f);
     X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
@@ -30,7 +31,7 @@ static X509 *load_cert(const char *name)
 static EVP_PKEY *load_key(const char *name)
 {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s", h_certs, name);
+    snprintf(p, sizeof p, "%s/%s", th_sim_certs, name);
     struct stat st;
     ck_assert_int_eq(stat(p, &st), 0);
     ck_assert_int_eq(st.st_mode & 077, 0); /* private keys are not world-readable */
@@ -84,60 +85,62 @@ END_TEST
 
 START_TEST(mutual_tls_required)
 {
-    h_make_other_certs();
-    struct h_sim s;
+    th_sim_make_other_certs();
+    struct th_sim s;
     const char *args[] = {"--app", "app1:sec1", NULL};
-    h_sim_start(&s, args);
+    th_sim_start(&s, args);
     char url[128];
     snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/login", s.api);
     /* No client certificate: refused at the TLS layer, no HTTP answer at all. */
-    struct h_resp r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_NONE);
+    struct th_sim_resp r =
+        th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_NONE);
     ck_assert_int_eq(r.status, 0);
     ck_assert_int_ne(r.curl_rc, 0);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* A certificate from another CA: refused too. */
-    r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_OTHER_CA);
+    r = th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_OTHER_CA);
     ck_assert_int_eq(r.status, 0);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* The client certificate made by --make-certs: accepted, also by name "localhost". */
-    r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_CLIENT);
+    r = th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_CLIENT);
     ck_assert_int_eq(r.status, 200);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     snprintf(url, sizeof url, "https://localhost:%u/iocm/app/sec/v1.1.0/login", s.api_port);
-    r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_CLIENT);
+    r = th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_CLIENT);
     ck_assert_int_eq(r.status, 200);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     /* The refusals are in the request log only as far as HTTP went: nothing for them. */
-    r = h_admin(&s, "GET", "/requests", NULL);
-    cJSON *log = h_json(&r);
+    r = th_sim_admin(&s, "GET", "/requests", NULL);
+    cJSON *log = th_sim_json(&r);
     ck_assert_int_eq(cJSON_GetArraySize(log), 2);
     cJSON_Delete(log);
-    h_resp_free(&r);
-    h_sim_stop(&s);
+    th_sim_resp_free(&r);
+    th_sim_stop(&s);
 }
 END_TEST
 
 START_TEST(no_client_auth_and_plain)
 {
-    struct h_sim s;
+    struct th_sim s;
     const char *a1[] = {"--app", "app1:sec1", "--no-client-auth", NULL};
-    h_sim_start(&s, a1);
+    th_sim_start(&s, a1);
     char url[128];
     snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/login", s.api);
-    struct h_resp r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_NONE);
+    struct th_sim_resp r =
+        th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_NONE);
     ck_assert_int_eq(r.status, 200);
-    h_resp_free(&r);
-    h_sim_stop(&s);
+    th_sim_resp_free(&r);
+    th_sim_stop(&s);
 
     const char *a2[] = {"--app", "app1:sec1", "--plain", NULL};
-    h_sim_start(&s, a2);
+    th_sim_start(&s, a2);
     ck_assert(!s.tls);
     ck_assert(strncmp(s.api, "http://", 7) == 0);
     snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/login", s.api);
-    r = h_http("POST", url, NULL, "appId=app1&secret=sec1", H_CERT_NONE);
+    r = th_sim_http("POST", url, NULL, "appId=app1&secret=sec1", TH_SIM_CERT_NONE);
     ck_assert_int_eq(r.status, 200);
-    h_resp_free(&r);
-    h_sim_stop(&s);
+    th_sim_resp_free(&r);
+    th_sim_stop(&s);
 }
 END_TEST
 
@@ -158,7 +161,7 @@ START_TEST(bad_flags_exit_2_with_a_reason)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char err[2048];
-        int rc = h_sim_run(cases[i].args, err, sizeof err);
+        int rc = th_sim_run(cases[i].args, err, sizeof err);
         ck_assert_msg(rc != 0, "case %zu exited 0", i);
         ck_assert_msg(strstr(err, "ocbridge-sim: ") && strstr(err, cases[i].says),
                       "case %zu: stderr lacks \"%s\": %s", i, cases[i].says, err);
@@ -168,32 +171,33 @@ END_TEST
 
 START_TEST(oversized_body_413_and_unknown_path_404)
 {
-    struct h_sim s;
+    struct th_sim s;
     const char *args[] = {"--app", "app1:sec1", "--max-body", "2048", NULL};
-    h_sim_start(&s, args);
+    th_sim_start(&s, args);
     char *big = malloc(4096);
     memset(big, 'a', 4095);
     big[4095] = '\0';
-    struct h_resp r = h_api(&s, "POST", "/iocm/app/sub/v1.2.0/subscriptions", "app1", "x", big);
-    h_expect(&r, 413, NULL);
-    h_resp_free(&r);
+    struct th_sim_resp r =
+        th_sim_api(&s, "POST", "/iocm/app/sub/v1.2.0/subscriptions", "app1", "x", big);
+    th_sim_expect(&r, 413, NULL);
+    th_sim_resp_free(&r);
     free(big);
-    r = h_api(&s, "GET", "/nothing/here", NULL, NULL, NULL);
-    h_expect(&r, 404, NULL);
-    h_resp_free(&r);
-    r = h_admin(&s, "GET", "/nothing", NULL);
-    h_expect(&r, 404, NULL);
-    h_resp_free(&r);
-    h_sim_stop(&s);
+    r = th_sim_api(&s, "GET", "/nothing/here", NULL, NULL, NULL);
+    th_sim_expect(&r, 404, NULL);
+    th_sim_resp_free(&r);
+    r = th_sim_admin(&s, "GET", "/nothing", NULL);
+    th_sim_expect(&r, 404, NULL);
+    th_sim_resp_free(&r);
+    th_sim_stop(&s);
 }
 END_TEST
 
-static cJSON *devices_of(const struct h_sim *sim)
+static cJSON *devices_of(const struct th_sim *sim)
 {
-    struct h_resp r = h_admin(sim, "GET", "/devices", NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_admin(sim, "GET", "/devices", NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     return j;
 }
 
@@ -206,11 +210,11 @@ START_TEST(config_file_seeded_devices_round_robin)
                        "{\"appId\":\"cfgB\",\"secret\":\"sb\"}],\"devices\":4}";
     ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
     close(fd);
-    struct h_sim a, b;
+    struct th_sim a, b;
     const char *args[] = {"--config", cfg, "--seed", "7", NULL};
-    h_sim_start(&a, args);
-    h_sim_start(&b, args);
-    free(h_login(&a, "cfgB", "sb"));
+    th_sim_start(&a, args);
+    th_sim_start(&b, args);
+    free(th_sim_login(&a, "cfgB", "sb"));
     cJSON *da = devices_of(&a), *db = devices_of(&b);
     ck_assert_int_eq(cJSON_GetArraySize(da), 4);
     char *ta = cJSON_PrintUnformatted(da), *tb = cJSON_PrintUnformatted(db);
@@ -226,17 +230,17 @@ START_TEST(config_file_seeded_devices_round_robin)
     free(tb);
     cJSON_Delete(da);
     cJSON_Delete(db);
-    h_sim_stop(&a);
-    h_sim_stop(&b);
+    th_sim_stop(&a);
+    th_sim_stop(&b);
 
     const char *other_seed[] = {"--config", cfg, "--seed", "8", "--devices-first-app", NULL};
-    h_sim_start(&a, other_seed);
+    th_sim_start(&a, other_seed);
     da = devices_of(&a);
     cJSON *d;
     cJSON_ArrayForEach(d, da)
         ck_assert_str_eq(cJSON_GetObjectItem(d, "appId")->valuestring, "cfgA");
     cJSON_Delete(da);
-    h_sim_stop(&a);
+    th_sim_stop(&a);
 
     fd = open(cfg, O_WRONLY | O_TRUNC);
     const char *typo = "{\"apps\":[],\"devcies\":1}";
@@ -244,28 +248,29 @@ START_TEST(config_file_seeded_devices_round_robin)
     close(fd);
     const char *bad[] = {"--plain", "--config", cfg, NULL};
     char err[1024];
-    ck_assert_int_eq(h_sim_run(bad, err, sizeof err), 2);
+    ck_assert_int_eq(th_sim_run(bad, err, sizeof err), 2);
     ck_assert_ptr_nonnull(strstr(err, "devcies"));
     unlink(cfg);
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("sim_tls");
-    TCase *tc = tcase_create("tls");
-    tcase_add_unchecked_fixture(tc, h_make_certs, h_remove_certs);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, make_certs_are_standard);
-    tcase_add_test(tc, mutual_tls_required);
-    tcase_add_test(tc, no_client_auth_and_plain);
-    tcase_add_test(tc, bad_flags_exit_2_with_a_reason);
-    tcase_add_test(tc, oversized_body_413_and_unknown_path_404);
-    tcase_add_test(tc, config_file_seeded_devices_round_robin);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const tls_tests[] = {make_certs_are_standard,
+                                      mutual_tls_required,
+                                      no_client_auth_and_plain,
+                                      bad_flags_exit_2_with_a_reason,
+                                      oversized_body_413_and_unknown_path_404,
+                                      config_file_seeded_devices_round_robin,
+                                      NULL};
+    const struct th_case cases[] = {
+        {.name = "tls",
+         .timeout_s = 60,
+         .tests = tls_tests,
+         .unchecked_setup = th_sim_make_certs,
+         .unchecked_teardown = th_sim_remove_certs},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_tls", cases);
 }

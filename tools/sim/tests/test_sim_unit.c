@@ -7,6 +7,7 @@
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
+#include "th_main.h"
 
 START_TEST(time_roundtrip)
 {
@@ -238,24 +239,23 @@ START_TEST(numbers)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("sim_unit");
-    TCase *tc = tcase_create("pure");
-    tcase_add_test(tc, time_roundtrip);
-    tcase_add_test(tc, callback_url_rules);
-    tcase_add_test(tc, same_endpoint);
-    tcase_add_test(tc, form_decoding);
-    tcase_add_test(tc, app_and_throttle_flags);
-    tcase_add_test(tc, opts_parse_errors);
-    tcase_add_test(tc, push_verdicts);
-    tcase_add_test(tc, throttle_window);
-    tcase_add_test(tc, ids);
-    tcase_add_test(tc, numbers);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    const TTest *const pure_tests[] = {time_roundtrip,
+                                       callback_url_rules,
+                                       same_endpoint,
+                                       form_decoding,
+                                       app_and_throttle_flags,
+                                       opts_parse_errors,
+                                       push_verdicts,
+                                       throttle_window,
+                                       ids,
+                                       numbers,
+                                       NULL};
+    const struct th_case cases[] = {
+        {.name = "pure", .tests = pure_tests},
+        {.name = NULL},
+    };
+
+    return th_main(argc, argv, "sim_unit", cases);
 }

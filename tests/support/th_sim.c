@@ -1,8 +1,9 @@
 /*
- * sim_harness.c: start/stop ocbridge-sim, talk to it over HTTPS with libcurl, receive its pushes
- * with a real libmicrohttpd server.  See sim_harness.h.
+ * th_sim.c: start/stop ocbridge-sim, talk to it over HTTPS with libcurl, receive its pushes
+ * with a real libmicrohttpd server.  See th_sim.h.  The clock, sleeps and the binary's path
+ * come from the shared harness (th_proc.c).
  */
-#include "sim_harness.h"
+#include "th_sim.h"
 
 #include <check.h>
 #include <curl/curl.h>
@@ -21,29 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-char h_certs[256];
-char h_other_certs[256];
-
-static const char *sim_bin(void)
-{
-    const char *b = getenv("OCB_SIM_BIN");
-    ck_assert_msg(b && *b, "OCB_SIM_BIN is not set");
-    return b;
-}
-
-void h_sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
+char th_sim_certs[256];
+char th_sim_other_certs[256];
 
 static void make_certs_into(char *dir, size_t cap)
 {
@@ -51,7 +31,7 @@ static void make_certs_into(char *dir, size_t cap)
     ck_assert_ptr_nonnull(mkdtemp(dir));
     const char *args[] = {"--make-certs", dir, NULL};
     char err[512];
-    ck_assert_int_eq(h_sim_run(args, err, sizeof err), 0);
+    ck_assert_int_eq(th_sim_run(args, err, sizeof err), 0);
 }
 
 static void remove_dir(char *dir)
@@ -69,19 +49,19 @@ static void remove_dir(char *dir)
     dir[0] = '\0';
 }
 
-void h_make_certs(void)
+void th_sim_make_certs(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    make_certs_into(h_certs, sizeof h_certs);
+    make_certs_into(th_sim_certs, sizeof th_sim_certs);
 }
 
-void h_remove_certs(void)
+void th_sim_remove_certs(void)
 {
-    remove_dir(h_certs);
-    remove_dir(h_other_certs);
+    remove_dir(th_sim_certs);
+    remove_dir(th_sim_other_certs);
 }
 
-int h_sim_run(const char *const *args, char *err, size_t errlen)
+int th_sim_run(const char *const *args, char *err, size_t errlen)
 {
     int pipefd[2];
     ck_assert_int_eq(pipe(pipefd), 0);
@@ -90,7 +70,7 @@ int h_sim_run(const char *const *args, char *err, size_t errlen)
     if (pid == 0) {
         const char *argv[64];
         size_t n = 0;
-        argv[n++] = sim_bin();
+        argv[n++] = th_env("OCB_SIM_BIN");
         for (size_t i = 0; args[i] && n < 63; i++)
             argv[n++] = args[i];
         argv[n] = NULL;
@@ -120,7 +100,7 @@ int h_sim_run(const char *const *args, char *err, size_t errlen)
     return WEXITSTATUS(st);
 }
 
-void h_sim_start(struct h_sim *s, const char *const *args)
+void th_sim_start(struct th_sim *s, const char *const *args)
 {
     memset(s, 0, sizeof *s);
     int pipefd[2];
@@ -133,13 +113,13 @@ void h_sim_start(struct h_sim *s, const char *const *args)
     if (pid == 0) {
         const char *argv[96];
         size_t n = 0;
-        argv[n++] = sim_bin();
+        argv[n++] = th_env("OCB_SIM_BIN");
         argv[n++] = "--listen";
         argv[n++] = "127.0.0.1:0";
         argv[n++] = "--admin";
         argv[n++] = "127.0.0.1:0";
         argv[n++] = "--certs";
-        argv[n++] = h_certs;
+        argv[n++] = th_sim_certs;
         argv[n++] = "--log-level";
         argv[n++] = "warn";
         for (size_t i = 0; args && args[i] && n < 95; i++)
@@ -154,10 +134,10 @@ void h_sim_start(struct h_sim *s, const char *const *args)
     s->pid = pid;
     char line[256];
     size_t len = 0;
-    long deadline = now_ms() + 15000;
+    long long deadline = th_now_ms() + 15000;
     while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
         struct pollfd p = {pipefd[0], POLLIN, 0};
-        long left = deadline - now_ms();
+        long long left = deadline - th_now_ms();
         ck_assert_msg(left > 0, "ocbridge-sim did not print its start line");
         if (poll(&p, 1, (int)left) <= 0)
             continue;
@@ -177,16 +157,16 @@ void h_sim_start(struct h_sim *s, const char *const *args)
     snprintf(s->admin, sizeof s->admin, "http://127.0.0.1:%u", s->admin_port);
 }
 
-void h_sim_stop(struct h_sim *s)
+void th_sim_stop(struct th_sim *s)
 {
     if (s->pid <= 0)
         return;
     kill(s->pid, SIGTERM);
     int st = 0;
-    long deadline = now_ms() + 10000;
+    long long deadline = th_now_ms() + 10000;
     pid_t w;
-    while ((w = waitpid(s->pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
-        h_sleep_ms(20);
+    while ((w = waitpid(s->pid, &st, WNOHANG)) == 0 && th_now_ms() < deadline)
+        th_sleep_ms(20);
     if (w == 0) {
         kill(s->pid, SIGKILL);
         waitpid(s->pid, &st, 0);
@@ -218,10 +198,10 @@ static size_t on_data(char *d, size_t size, size_t nm, void *ud)
     return add;
 }
 
-struct h_resp h_http(const char *method, const char *url, const char *const *headers,
-                     const char *body, enum h_cert cert)
+struct th_sim_resp th_sim_http(const char *method, const char *url, const char *const *headers,
+                               const char *body, enum th_sim_cert cert)
 {
-    struct h_resp r = {0};
+    struct th_sim_resp r = {0};
     struct buf b = {calloc(1, 1), 0};
     CURL *c = curl_easy_init();
     ck_assert_ptr_nonnull(c);
@@ -241,12 +221,12 @@ struct h_resp h_http(const char *method, const char *url, const char *const *hea
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     char ca[300], crt[300], key[300];
-    const char *dir = cert == H_CERT_OTHER_CA ? h_other_certs : h_certs;
-    snprintf(ca, sizeof ca, "%s/ca.pem", h_certs);
+    const char *dir = cert == TH_SIM_CERT_OTHER_CA ? th_sim_other_certs : th_sim_certs;
+    snprintf(ca, sizeof ca, "%s/ca.pem", th_sim_certs);
     snprintf(crt, sizeof crt, "%s/client.pem", dir);
     snprintf(key, sizeof key, "%s/client-key.pem", dir);
     curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    if (cert != H_CERT_NONE) {
+    if (cert != TH_SIM_CERT_NONE) {
         curl_easy_setopt(c, CURLOPT_SSLCERT, crt);
         curl_easy_setopt(c, CURLOPT_SSLKEY, key);
     }
@@ -263,21 +243,21 @@ struct h_resp h_http(const char *method, const char *url, const char *const *hea
     return r;
 }
 
-void h_resp_free(struct h_resp *r)
+void th_sim_resp_free(struct th_sim_resp *r)
 {
     free(r->body);
     r->body = NULL;
 }
 
-cJSON *h_json(const struct h_resp *r)
+cJSON *th_sim_json(const struct th_sim_resp *r)
 {
     cJSON *j = cJSON_Parse(r->body ? r->body : "");
     ck_assert_msg(j != NULL, "not JSON: %s", r->body ? r->body : "(null)");
     return j;
 }
 
-struct h_resp h_api(const struct h_sim *s, const char *method, const char *path, const char *app,
-                    const char *token, const char *body)
+struct th_sim_resp th_sim_api(const struct th_sim *s, const char *method, const char *path,
+                              const char *app, const char *token, const char *body)
 {
     char url[1024], k[256], a[256];
     snprintf(url, sizeof url, "%s%s", s->api, path);
@@ -291,34 +271,35 @@ struct h_resp h_api(const struct h_sim *s, const char *method, const char *path,
         hs[n++] = a;
     hs[n++] = "Content-Type: application/json";
     hs[n] = NULL;
-    return h_http(method, url, hs, body, H_CERT_CLIENT);
+    return th_sim_http(method, url, hs, body, TH_SIM_CERT_CLIENT);
 }
 
-struct h_resp h_admin(const struct h_sim *s, const char *method, const char *path, const char *body)
+struct th_sim_resp th_sim_admin(const struct th_sim *s, const char *method, const char *path,
+                                const char *body)
 {
     char url[1024];
     snprintf(url, sizeof url, "%s%s", s->admin, path);
-    return h_http(method, url, NULL, body, H_CERT_NONE);
+    return th_sim_http(method, url, NULL, body, TH_SIM_CERT_NONE);
 }
 
-char *h_login(const struct h_sim *s, const char *app, const char *secret)
+char *th_sim_login(const struct th_sim *s, const char *app, const char *secret)
 {
     char url[256], body[256];
     snprintf(url, sizeof url, "%s/iocm/app/sec/v1.1.0/login", s->api);
     snprintf(body, sizeof body, "appId=%s&secret=%s", app, secret);
     const char *hs[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    struct h_resp r = h_http("POST", url, hs, body, H_CERT_CLIENT);
+    struct th_sim_resp r = th_sim_http("POST", url, hs, body, TH_SIM_CERT_CLIENT);
     ck_assert_msg(r.status == 200, "login %s: %ld %s", app, r.status, r.body);
-    cJSON *j = h_json(&r);
+    cJSON *j = th_sim_json(&r);
     const cJSON *t = cJSON_GetObjectItem(j, "accessToken");
     ck_assert(cJSON_IsString(t));
     char *tok = strdup(t->valuestring);
     cJSON_Delete(j);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     return tok;
 }
 
-void h_expect(const struct h_resp *r, long status, const char *body)
+void th_sim_expect(const struct th_sim_resp *r, long status, const char *body)
 {
     ck_assert_msg(r->status == status, "expected %ld, got %ld (curl %d): %s", status, r->status,
                   r->curl_rc, r->body ? r->body : "");
@@ -326,11 +307,11 @@ void h_expect(const struct h_resp *r, long status, const char *body)
         ck_assert_str_eq(r->body ? r->body : "", body);
 }
 
-void h_first_device(const struct h_sim *s, const char *app, char out[37])
+void th_sim_first_device(const struct th_sim *s, const char *app, char out[37])
 {
-    struct h_resp r = h_admin(s, "GET", "/devices", NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *arr = h_json(&r);
+    struct th_sim_resp r = th_sim_admin(s, "GET", "/devices", NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *arr = th_sim_json(&r);
     const cJSON *d;
     out[0] = '\0';
     cJSON_ArrayForEach(d, arr)
@@ -342,40 +323,41 @@ void h_first_device(const struct h_sim *s, const char *app, char out[37])
         }
     }
     cJSON_Delete(arr);
-    h_resp_free(&r);
+    th_sim_resp_free(&r);
     ck_assert_msg(out[0], "no device for %s", app ? app : "(any)");
 }
 
-cJSON *h_pushes(const struct h_sim *s)
+cJSON *th_sim_pushes(const struct th_sim *s)
 {
-    struct h_resp r = h_admin(s, "GET", "/pushes", NULL);
-    h_expect(&r, 200, NULL);
-    cJSON *j = h_json(&r);
-    h_resp_free(&r);
+    struct th_sim_resp r = th_sim_admin(s, "GET", "/pushes", NULL);
+    th_sim_expect(&r, 200, NULL);
+    cJSON *j = th_sim_json(&r);
+    th_sim_resp_free(&r);
     return j;
 }
 
-void h_subscribe(const struct h_sim *s, const char *app, const char *token, const char *type,
-                 const struct h_receiver *r, const char *path)
+void th_sim_subscribe(const struct th_sim *s, const char *app, const char *token, const char *type,
+                      const struct th_sim_receiver *r, const char *path)
 {
     char body[512];
     snprintf(body, sizeof body, "{\"notifyType\":\"%s\",\"callbackUrl\":\"http://127.0.0.1:%u%s\"}",
-             type, h_recv_port(r), path);
-    struct h_resp resp = h_api(s, "POST", "/iocm/app/sub/v1.2.0/subscriptions", app, token, body);
-    h_expect(&resp, 201, NULL);
-    h_resp_free(&resp);
+             type, th_sim_recv_port(r), path);
+    struct th_sim_resp resp =
+        th_sim_api(s, "POST", "/iocm/app/sub/v1.2.0/subscriptions", app, token, body);
+    th_sim_expect(&resp, 201, NULL);
+    th_sim_resp_free(&resp);
 }
 
 /* ---- push receiver ---- */
 
 #define RECV_MAX 512
 
-struct h_receiver {
+struct th_sim_receiver {
     struct MHD_Daemon *d;
     unsigned port;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct h_push got[RECV_MAX];
+    struct th_sim_push got[RECV_MAX];
     size_t n;
     int script[64];
     size_t nscript, next;
@@ -395,7 +377,7 @@ static enum MHD_Result on_push(void *cls, struct MHD_Connection *conn, const cha
 {
     (void)method;
     (void)version;
-    struct h_receiver *r = cls;
+    struct th_sim_receiver *r = cls;
     struct rctx *c = *con_cls;
     if (!c) {
         c = calloc(1, sizeof *c);
@@ -419,7 +401,7 @@ static enum MHD_Result on_push(void *cls, struct MHD_Connection *conn, const cha
     int status = r->next < r->nscript ? r->script[r->next] : r->dflt;
     r->next++;
     if (r->n < RECV_MAX) {
-        struct h_push *p = &r->got[r->n++];
+        struct th_sim_push *p = &r->got[r->n++];
         snprintf(p->path, sizeof p->path, "%s", url);
         snprintf(p->content_type, sizeof p->content_type, "%s", ct ? ct : "");
         p->body = strdup(c->body);
@@ -428,7 +410,7 @@ static enum MHD_Result on_push(void *cls, struct MHD_Connection *conn, const cha
     pthread_cond_broadcast(&r->cond);
     pthread_mutex_unlock(&r->lock);
     if (status < 0) {
-        h_sleep_ms(hang);
+        th_sleep_ms(hang);
         status = 200;
     }
     struct MHD_Response *resp =
@@ -463,9 +445,9 @@ static char *slurp(const char *path)
     return b;
 }
 
-struct h_receiver *h_recv_start(bool tls)
+struct th_sim_receiver *th_sim_recv_start(bool tls)
 {
-    struct h_receiver *r = calloc(1, sizeof *r);
+    struct th_sim_receiver *r = calloc(1, sizeof *r);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
     r->dflt = 200;
@@ -475,9 +457,9 @@ struct h_receiver *h_recv_start(bool tls)
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
     if (tls) {
         char p[512];
-        snprintf(p, sizeof p, "%s/server-key.pem", h_certs);
+        snprintf(p, sizeof p, "%s/server-key.pem", th_sim_certs);
         r->key = slurp(p);
-        snprintf(p, sizeof p, "%s/server.pem", h_certs);
+        snprintf(p, sizeof p, "%s/server.pem", th_sim_certs);
         r->cert = slurp(p);
         r->d = MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_push, r,
                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
@@ -493,7 +475,7 @@ struct h_receiver *h_recv_start(bool tls)
     return r;
 }
 
-void h_recv_stop(struct h_receiver *r)
+void th_sim_recv_stop(struct th_sim_receiver *r)
 {
     if (!r)
         return;
@@ -507,12 +489,13 @@ void h_recv_stop(struct h_receiver *r)
     free(r);
 }
 
-unsigned h_recv_port(const struct h_receiver *r)
+unsigned th_sim_recv_port(const struct th_sim_receiver *r)
 {
     return r->port;
 }
 
-void h_recv_script(struct h_receiver *r, const int *statuses, size_t n, int dflt, long hang_ms)
+void th_sim_recv_script(struct th_sim_receiver *r, const int *statuses, size_t n, int dflt,
+                        long hang_ms)
 {
     pthread_mutex_lock(&r->lock);
     ck_assert_uint_le(n, 64);
@@ -524,13 +507,13 @@ void h_recv_script(struct h_receiver *r, const int *statuses, size_t n, int dflt
     pthread_mutex_unlock(&r->lock);
 }
 
-size_t h_recv_wait(struct h_receiver *r, size_t n, long deadline_ms)
+size_t th_sim_recv_wait(struct th_sim_receiver *r, size_t n, long deadline_ms)
 {
-    long end = now_ms() + deadline_ms;
+    long long end = th_now_ms() + deadline_ms;
     pthread_mutex_lock(&r->lock);
-    while (r->n < n && now_ms() < end) {
+    while (r->n < n && th_now_ms() < end) {
         pthread_mutex_unlock(&r->lock);
-        h_sleep_ms(10);
+        th_sleep_ms(10);
         pthread_mutex_lock(&r->lock);
     }
     size_t got = r->n;
@@ -538,7 +521,7 @@ size_t h_recv_wait(struct h_receiver *r, size_t n, long deadline_ms)
     return got;
 }
 
-size_t h_recv_count(struct h_receiver *r)
+size_t th_sim_recv_count(struct th_sim_receiver *r)
 {
     pthread_mutex_lock(&r->lock);
     size_t n = r->n;
@@ -546,17 +529,17 @@ size_t h_recv_count(struct h_receiver *r)
     return n;
 }
 
-struct h_push h_recv_get(struct h_receiver *r, size_t i)
+struct th_sim_push th_sim_recv_get(struct th_sim_receiver *r, size_t i)
 {
     pthread_mutex_lock(&r->lock);
     ck_assert_uint_lt(i, r->n);
-    struct h_push p = r->got[i];
+    struct th_sim_push p = r->got[i];
     p.body = strdup(p.body);
     pthread_mutex_unlock(&r->lock);
     return p;
 }
 
-cJSON *h_recv_bodies(struct h_receiver *r, const char *path)
+cJSON *th_sim_recv_bodies(struct th_sim_receiver *r, const char *path)
 {
     cJSON *arr = cJSON_CreateArray();
     pthread_mutex_lock(&r->lock);
@@ -570,8 +553,8 @@ cJSON *h_recv_bodies(struct h_receiver *r, const char *path)
     return arr;
 }
 
-void h_make_other_certs(void)
+void th_sim_make_other_certs(void)
 {
-    if (!h_other_certs[0])
-        make_certs_into(h_other_certs, sizeof h_other_certs);
+    if (!th_sim_other_certs[0])
+        make_certs_into(th_sim_other_certs, sizeof th_sim_other_certs);
 }

@@ -1,45 +1,29 @@
 /*
- * cmd_fixture.h: the command-half test bed shared by the test_commands*.c
- * suites: Mosquitto, ocbridge-sim over mutual TLS and the real bridge, plus
- * helpers to read what the simulator recorded.  Header-only (static
- * functions) because the integration CMake glob builds one executable per
- * test_*.c and links only tests/support.
- *
- * Process structs are static: the harness keeps pointers to them until the
- * test process exits.
+ * th_platform.c: the command-half test bed (th_platform.h).  The simulator
+ * runs with one app (APP:SECRET), four devices and a 100 ms command delay;
+ * the bridge gets short deadlines unless a test sets its own.
  */
-#ifndef OCB_CMD_FIXTURE_H
-#define OCB_CMD_FIXTURE_H
+#include "th_platform.h"
 
 #include <check.h>
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "harness.h"
-
-#define APP     "app1"
-#define SECRET  "sec1"
-#define WAIT_MS (15000 * th_time_scale())
-
-static struct th_broker fx_broker;
-static struct th_proc fx_sim;
-static int fx_api, fx_admin;
-static char fx_certs[TH_PATH_MAX];
-static struct th_bridge fx_bridge;
-static struct th_mqtt *fx_client;
-static char fx_devices[8][64];
-/* Extra keys for app1's entry in the bridge config, e.g. ,"subscribe":[...] */
-static const char *fx_app_extra = "";
-/* app1's secret in the bridge config (the simulator always expects SECRET). */
-static const char *fx_secret = SECRET;
-/* Where the bridge's platform.ca_file comes from (NULL: the simulator's CA). */
-static const char *fx_ca_dir = NULL;
+struct th_broker fx_broker;
+struct th_proc fx_sim;
+int fx_api, fx_admin;
+char fx_certs[TH_PATH_MAX];
+struct th_bridge fx_bridge;
+struct th_mqtt *fx_client;
+char fx_devices[8][64];
+const char *fx_app_extra = "";
+const char *fx_secret = SECRET;
+const char *fx_ca_dir = NULL;
 
 /* ---- the simulator */
 
-static inline void fx_sim_start(const char *extra_args)
+void fx_sim_start(const char *extra_args)
 {
     char *argv[48];
     int n = 0;
@@ -82,7 +66,7 @@ static inline void fx_sim_start(const char *extra_args)
 }
 
 /* GET/POST on the admin port; the parsed JSON answer (caller deletes) or NULL. */
-static inline cJSON *fx_sim_call(const char *method, const char *path, const char *body)
+cJSON *fx_sim_call(const char *method, const char *path, const char *body)
 {
     char url[512];
     struct th_http_resp r;
@@ -97,12 +81,12 @@ static inline cJSON *fx_sim_call(const char *method, const char *path, const cha
     return j;
 }
 
-static inline void fx_sim_post(const char *path, const char *body)
+void fx_sim_post(const char *path, const char *body)
 {
     cJSON_Delete(fx_sim_call("POST", path, body));
 }
 
-static inline void fx_load_devices(void)
+void fx_load_devices(void)
 {
     cJSON *devs = fx_sim_call("GET", "/devices", NULL);
     int i = 0;
@@ -119,7 +103,7 @@ static inline void fx_load_devices(void)
 }
 
 /* Recorded API requests whose path starts with prefix (caller deletes). */
-static inline cJSON *fx_requests(const char *prefix)
+cJSON *fx_requests(const char *prefix)
 {
     char path[512];
     int n = snprintf(path, sizeof(path), "/requests?path=%s", prefix);
@@ -130,7 +114,7 @@ static inline cJSON *fx_requests(const char *prefix)
 }
 
 /* How many recorded requests have this method, exact path and status (-1: any). */
-static inline int fx_count(const char *method, const char *path, int status)
+int fx_count(const char *method, const char *path, int status)
 {
     cJSON *all = fx_requests(path);
     int n = 0;
@@ -150,8 +134,7 @@ static inline int fx_count(const char *method, const char *path, int status)
 
 /* Wait until at least min such requests are recorded: a request the bridge is still making
  * (e.g. right after it turned not ready) is not in the log yet. */
-static inline bool fx_wait_count(const char *method, const char *path, int status, int min,
-                                 int timeout_ms)
+bool fx_wait_count(const char *method, const char *path, int status, int min, int timeout_ms)
 {
     for (long long end = th_now_ms() + timeout_ms;; th_sleep_ms(50)) {
         if (fx_count(method, path, status) >= min)
@@ -161,13 +144,10 @@ static inline bool fx_wait_count(const char *method, const char *path, int statu
     }
 }
 
-#define CMD_PATH "/iocm/app/cmd/v1.4.0/deviceCommands"
-
 /* ---- the bridge */
 
-static inline void fx_bridge_config(char *out, size_t cap, const struct th_bridge *b,
-                                    const char *client_id, const char *mqtt_extra,
-                                    const char *platform_extra)
+void fx_bridge_config(char *out, size_t cap, const struct th_bridge *b, const char *client_id,
+                      const char *mqtt_extra, const char *platform_extra)
 {
     const char *pe = platform_extra ? platform_extra : "";
     int n = snprintf(out, cap,
@@ -189,9 +169,8 @@ static inline void fx_bridge_config(char *out, size_t cap, const struct th_bridg
     ck_assert_msg(n > 0 && (size_t)n < cap, "bridge config too long");
 }
 
-static inline void fx_bridge_start(struct th_bridge *b, const char *client_id,
-                                   const char *mqtt_extra, const char *platform_extra,
-                                   bool wait_ready)
+void fx_bridge_start(struct th_bridge *b, const char *client_id, const char *mqtt_extra,
+                     const char *platform_extra, bool wait_ready)
 {
     char cfg[4096];
     if (!b->port)
@@ -205,7 +184,7 @@ static inline void fx_bridge_start(struct th_bridge *b, const char *client_id,
 /* Broker + simulator + one bridge + a v5 client subscribed to everything. */
 /* Everything but the bridge: a broker, the simulator with its devices loaded, and the
  * test's MQTT client subscribed to filter. */
-static inline void fx_start_platform(const char *sim_args, const char *filter)
+void fx_start_platform(const char *sim_args, const char *filter)
 {
     th_broker_start(&fx_broker, NULL);
     fx_sim_start(sim_args);
@@ -215,8 +194,7 @@ static inline void fx_start_platform(const char *sim_args, const char *filter)
     ck_assert(th_mqtt_subscribe(fx_client, filter, 1));
 }
 
-static inline void fx_start(const char *sim_args, const char *mqtt_extra,
-                            const char *platform_extra)
+void fx_start(const char *sim_args, const char *mqtt_extra, const char *platform_extra)
 {
     fx_start_platform(sim_args, "iot/#");
     ck_assert(th_mqtt_subscribe(fx_client, "reply/#", 1));
@@ -225,21 +203,21 @@ static inline void fx_start(const char *sim_args, const char *mqtt_extra,
 
 /* ---- MQTT */
 
-static inline void fx_publish(const char *topic, const char *payload)
+void fx_publish(const char *topic, const char *payload)
 {
     ck_assert_msg(
         th_mqtt_publish(fx_client, topic, payload, strlen(payload), 1, false, NULL, NULL, 0),
         "publish on %s", topic);
 }
 
-static inline void fx_topic(char *out, size_t cap, const char *app, int dev, const char *leaf)
+void fx_topic(char *out, size_t cap, const char *app, int dev, const char *leaf)
 {
     int n = snprintf(out, cap, "iot/%s/%s/%s", app, fx_devices[dev], leaf);
     ck_assert(n > 0 && (size_t)n < cap);
 }
 
 /* Messages received on exactly topic so far. */
-static inline size_t fx_count_on(const char *topic)
+size_t fx_count_on(const char *topic)
 {
     size_t n = 0, total = th_mqtt_count(fx_client);
     for (size_t i = 0; i < total; i++)
@@ -249,7 +227,7 @@ static inline size_t fx_count_on(const char *topic)
 }
 
 /* Wait until n messages arrived on topic; false on timeout. */
-static inline bool fx_wait_on(const char *topic, size_t n, int timeout_ms)
+bool fx_wait_on(const char *topic, size_t n, int timeout_ms)
 {
     long long end = th_now_ms() + timeout_ms;
     while (fx_count_on(topic) < n) {
@@ -261,7 +239,7 @@ static inline bool fx_wait_on(const char *topic, size_t n, int timeout_ms)
 }
 
 /* The k-th message on topic (arrival order), or NULL. */
-static inline const struct th_msg *fx_nth_on(const char *topic, size_t k)
+const struct th_msg *fx_nth_on(const char *topic, size_t k)
 {
     size_t total = th_mqtt_count(fx_client);
     for (size_t i = 0; i < total; i++) {
@@ -273,7 +251,7 @@ static inline const struct th_msg *fx_nth_on(const char *topic, size_t k)
 }
 
 /* The k-th answer on topic, parsed (caller deletes); fails the test on timeout. */
-static inline cJSON *fx_answer(const char *topic, size_t k)
+cJSON *fx_answer(const char *topic, size_t k)
 {
     ck_assert_msg(fx_wait_on(topic, k + 1, WAIT_MS), "no answer #%zu on %s", k, topic);
     cJSON *j = cJSON_Parse((const char *)fx_nth_on(topic, k)->payload);
@@ -281,14 +259,14 @@ static inline cJSON *fx_answer(const char *topic, size_t k)
     return j;
 }
 
-static inline const char *fx_str(const cJSON *o, const char *key)
+const char *fx_str(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
 /* Assert a bridge-side error answer with this code. */
-static inline void fx_assert_bridge_error(const cJSON *a, const char *code)
+void fx_assert_bridge_error(const cJSON *a, const char *code)
 {
     char *text = cJSON_PrintUnformatted(a);
     ck_assert_msg(cJSON_IsFalse(cJSON_GetObjectItem(a, "ok")), "not ok:false: %s", text);
@@ -301,7 +279,7 @@ static inline void fx_assert_bridge_error(const cJSON *a, const char *code)
 }
 
 /* Assert a definite (not retryable) platform error answer with this HTTP status and code. */
-static inline void fx_assert_platform_error(const cJSON *a, long http_status, const char *code)
+void fx_assert_platform_error(const cJSON *a, long http_status, const char *code)
 {
     char *text = cJSON_PrintUnformatted(a);
     const cJSON *err = cJSON_GetObjectItem(a, "error");
@@ -315,9 +293,7 @@ static inline void fx_assert_platform_error(const cJSON *a, long http_status, co
     free(text);
 }
 
-static inline double fx_metric(const char *series)
+double fx_metric(const char *series)
 {
     return th_metric(&fx_bridge, NULL, series);
 }
-
-#endif
