@@ -188,7 +188,8 @@ int main(int argc, char **argv)
     const TTest *const commands[] = {c_bridge_killed_with_commands_queued,
                                      c2_bridge_killed_with_a_create_in_flight,
                                      d_connection_dropped_after_create, NULL};
-    const struct th_case cases[] = {{"commands", NULL, NULL, 300, commands}, {NULL}};
+    const struct th_case cases[] = {{.name = "commands", .timeout_s = 300, .tests = commands},
+                                    {.name = NULL}};
 
     return th_main(argc, argv, "fault_commands", cases);
 }

@@ -15,7 +15,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cmd_fixture.h"
+#include <check.h>
+
+#include "th_main.h"
+#include "th_platform.h"
 
 static char state_dir[TH_PATH_MAX];
 static char bridge_json[4096];
@@ -275,20 +278,15 @@ START_TEST(a_kept_command_past_its_deadline_is_expired_at_the_next_start)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("commands_journal");
-    TCase *tc = tcase_create("journal");
+    const TTest *const tests[] = {graceful_stop_keeps_queued_commands_for_the_next_start,
+                                  requester_gets_statuses_after_a_kill_and_restart,
+                                  answer_the_broker_never_took_is_published_after_a_restart,
+                                  a_kept_command_past_its_deadline_is_expired_at_the_next_start,
+                                  NULL};
+    const struct th_case cases[] = {{.name = "journal", .timeout_s = 120, .tests = tests},
+                                    {.name = NULL}};
 
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, graceful_stop_keeps_queued_commands_for_the_next_start);
-    tcase_add_test(tc, requester_gets_statuses_after_a_kill_and_restart);
-    tcase_add_test(tc, answer_the_broker_never_took_is_published_after_a_restart);
-    tcase_add_test(tc, a_kept_command_past_its_deadline_is_expired_at_the_next_start);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return th_main(argc, argv, "commands_journal", cases);
 }

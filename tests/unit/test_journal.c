@@ -18,6 +18,7 @@
 #include "ocb/journal.h"
 #include "ocb/metrics.h"
 #include "ocb/state.h"
+#include "th_main.h"
 
 static char dir[256];
 
@@ -495,23 +496,18 @@ START_TEST(migration_from_schema_1_keeps_spooled_messages)
 }
 END_TEST
 
-int main(void)
+int main(int argc, char **argv)
 {
-    Suite *s = suite_create("journal");
-    TCase *tc = tcase_create("journal");
+    const TTest *const tests[] = {append_state_moves_and_load_in_order,
+                                  first_create_time_is_kept_with_sending,
+                                  the_row_bound_refuses_and_frees,
+                                  requesters_put_prune_load,
+                                  report_lists_unfinished_commands_and_requesters,
+                                  migration_from_schema_1_keeps_spooled_messages,
+                                  a_disk_that_refuses_fails_the_append_and_frees_its_slot,
+                                  NULL};
+    const struct th_case cases[] = {{.name = "journal", .timeout_s = 60, .tests = tests},
+                                    {.name = NULL}};
 
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, append_state_moves_and_load_in_order);
-    tcase_add_test(tc, first_create_time_is_kept_with_sending);
-    tcase_add_test(tc, the_row_bound_refuses_and_frees);
-    tcase_add_test(tc, requesters_put_prune_load);
-    tcase_add_test(tc, report_lists_unfinished_commands_and_requesters);
-    tcase_add_test(tc, migration_from_schema_1_keeps_spooled_messages);
-    tcase_add_test(tc, a_disk_that_refuses_fails_the_append_and_frees_its_slot);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return th_main(argc, argv, "journal", cases);
 }
