@@ -553,13 +553,6 @@ static void inbox_push(struct ocb_cmd_worker *w, struct inmsg *m)
     pthread_mutex_unlock(&w->lock);
 }
 
-static int64_t wall_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The store's writer thread: the append of m is durable (or failed); the job may run now. */
 static void on_journaled(void *ctx, enum ocb_err rc)
 {
@@ -657,7 +650,7 @@ void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg)
         /* The loss window: paho has acknowledged the message; until this write
          * commits (one group commit) a crash loses it.  The worker sees it only
          * once it is durable (on_journaled), so nothing runs unjournaled. */
-        int64_t now = wall_now_ms();
+        int64_t now = ocb_wall_ms();
         m->jc = (struct ocb_journal_cmd){
             .id = jid,
             .topic = m->topic,
@@ -850,7 +843,7 @@ static void answer_and_remember(struct ocb_cmd_worker *w, const struct job *job,
         metrics_counter_add("ocb_command_requesters_evicted_total", "", 1);
     /* Persisted too (asynchronously), so statuses after a restart still find it. */
     if (rc == OCB_OK && w->journal)
-        journal_requester_put(w->journal, &e, wall_now_ms() + life_ms);
+        journal_requester_put(w->journal, &e, ocb_wall_ms() + life_ms);
     if (rc != OCB_OK)
         log_warn(MOD, NULL, "%s: statuses of %s will not reach %s: %s", job->answer_topic,
                  command_id, job->response_topic, ocb_strerror(rc));
@@ -2038,7 +2031,7 @@ static void *worker_main(void *arg)
         outbox_flush(w);
         int64_t now = ocb_now_ms();
         if (w->journal && now >= w->prune_next_ms) {
-            journal_requesters_prune(w->journal, wall_now_ms(), OCB_CMD_REQUESTERS_MAX);
+            journal_requesters_prune(w->journal, ocb_wall_ms(), OCB_CMD_REQUESTERS_MAX);
             w->prune_next_ms = now + PRUNE_EVERY_MS;
         }
         subscriptions_turn(w, now);
@@ -2169,7 +2162,7 @@ enum ocb_err cmd_worker_use_state(struct ocb_cmd_worker *w, struct ocb_state *st
 static void recover_row(void *ctx, const struct ocb_journal_row *r)
 {
     struct ocb_cmd_worker *w = ctx;
-    int64_t mono = ocb_now_ms(), wall = wall_now_ms();
+    int64_t mono = ocb_now_ms(), wall = ocb_wall_ms();
     struct inmsg *m = calloc(1, sizeof(*m));
     if (m) {
         m->w = w;
@@ -2218,7 +2211,7 @@ static void recover_requester(void *ctx, const struct ocb_requester *r, int64_t 
     struct ocb_cmd_worker *w = ctx;
     struct ocb_requester e = *r;
     int64_t now = ocb_now_ms();
-    e.expires_ms = now + (expires_ms - wall_now_ms());
+    e.expires_ms = now + (expires_ms - ocb_wall_ms());
     requesters_insert(w->requesters, &e, now, NULL, NULL, NULL);
     reconcile_claim(w, r->command_id);
 }
@@ -2229,7 +2222,7 @@ static enum ocb_err journal_recover(struct ocb_cmd_worker *w)
 {
     if (!w->journal)
         return OCB_OK;
-    enum ocb_err rc = journal_requesters_load(w->journal, wall_now_ms(), recover_requester, w);
+    enum ocb_err rc = journal_requesters_load(w->journal, ocb_wall_ms(), recover_requester, w);
     if (rc != OCB_OK)
         log_error(MOD, NULL, "persisted requesters cannot be read: %s", ocb_strerror(rc));
     rc = journal_load(w->journal, recover_row, w, NULL);

@@ -162,13 +162,6 @@ struct ocb_coord {
     pthread_t thread;
 };
 
-int64_t coord_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- URL */
 
 static enum ocb_err url_fail(char *why, size_t cap, const char *msg)

@@ -84,14 +84,6 @@ static void write_error(const char *what, int64_t id, enum ocb_err rc)
               ocb_strerror(rc));
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The last '/' before p, or NULL. */
 static const char *prev_slash(const char *start, const char *p)
 {
@@ -639,7 +631,7 @@ enum ocb_err journal_requesters_load(struct ocb_journal *j, int64_t now_ms,
 enum ocb_err journal_report(sqlite3 *db, FILE *out)
 {
     sqlite3_stmt *s = NULL;
-    int64_t now = wall_ms(), total = 0, oldest = 0;
+    int64_t now = ocb_wall_ms(), total = 0, oldest = 0;
     int src;
 
     if (sqlite3_prepare_v2(db,

@@ -555,7 +555,7 @@ static bool shared_usable(const struct app *app, const struct ocb_coord_token *t
 
 static void adopt(struct ocb_platform_client *pc, struct app *app, const struct ocb_coord_token *t)
 {
-    int64_t now = ocb_now_ms(), wall = coord_wall_ms();
+    int64_t now = ocb_now_ms(), wall = ocb_wall_ms();
     copy_trunc(app->token, sizeof(app->token), t->access);
     copy_trunc(app->refresh, sizeof(app->refresh), t->refresh);
     app->expires_at_ms = mono_of(t->expires_wall_ms, wall, now);
@@ -591,7 +591,7 @@ static bool shared_auth(struct ocb_platform_client *pc, struct app *app, bool re
     const char *id = app->cfg->app_id;
     struct ocb_coord_token t;
     enum ocb_err rc = coord_token_get(pc->coord, id, &t);
-    if (rc == OCB_OK && shared_usable(app, &t, refresh, coord_wall_ms())) {
+    if (rc == OCB_OK && shared_usable(app, &t, refresh, ocb_wall_ms())) {
         adopt(pc, app, &t);
         return true;
     }
@@ -615,7 +615,7 @@ static bool shared_auth(struct ocb_platform_client *pc, struct app *app, bool re
         return false;
     /* Under the lock: someone may have stored a fresh token since we looked. */
     rc = coord_token_get(pc->coord, id, &t);
-    if (rc == OCB_OK && shared_usable(app, &t, refresh, coord_wall_ms())) {
+    if (rc == OCB_OK && shared_usable(app, &t, refresh, ocb_wall_ms())) {
         (void)coord_lock_release(pc->coord, id, "token", value);
         adopt(pc, app, &t);
         return true;
@@ -639,7 +639,7 @@ static void shared_done(struct ocb_platform_client *pc, struct app *app, bool ok
         return;
     const char *id = app->cfg->app_id;
     if (ok) {
-        int64_t now = ocb_now_ms(), wall = coord_wall_ms();
+        int64_t now = ocb_now_ms(), wall = ocb_wall_ms();
         struct ocb_coord_token t;
         memset(&t, 0, sizeof(t));
         copy_trunc(t.access, sizeof(t.access), app->token);

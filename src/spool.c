@@ -224,6 +224,21 @@ static int del_fn(sqlite3 *db, void *ctx)
 
 static void kick_deletes_locked(struct ocb_spool *sp);
 
+/* Queue id for the next delete batch (sp->mu held); false when out of memory. */
+static bool del_push_locked(struct ocb_spool *sp, int64_t id)
+{
+    if (sp->ndel == sp->delcap) {
+        size_t cap = sp->delcap > 0 ? sp->delcap * 2 : INDEX_INITIAL;
+        int64_t *nd = realloc(sp->del, cap * sizeof(*nd));
+        if (nd == NULL)
+            return false;
+        sp->del = nd;
+        sp->delcap = cap;
+    }
+    sp->del[sp->ndel++] = id;
+    return true;
+}
+
 static void del_done(void *ctx, enum ocb_err rc)
 {
     struct del_batch *b = ctx;
@@ -241,9 +256,18 @@ static void del_done(void *ctx, enum ocb_err rc)
         }
         pop_gone_locked(sp);
     } else {
-        /* Back into the queue; the drainer's next tick retries. */
-        for (size_t i = 0; i < b->n && sp->ndel < sp->delcap; i++)
-            sp->del[sp->ndel++] = b->ids[i];
+        /* Back into the queue; the drainer's next tick retries.  An id that finds no room
+         * (out of memory) makes its row READY again rather than DELETING for ever: it is
+         * published once more and counted as a possible duplicate. */
+        for (size_t i = 0; i < b->n; i++) {
+            if (del_push_locked(sp, b->ids[i]))
+                continue;
+            struct entry *en = find_locked(sp, b->ids[i]);
+            if (en != NULL && en->state == E_DELETING) {
+                en->state = E_READY;
+                en->maybe_sent = true;
+            }
+        }
     }
     sp->del_inflight = false;
     if (rc == OCB_OK)
@@ -284,16 +308,9 @@ static void kick_deletes_locked(struct ocb_spool *sp)
 /* Mark en for deletion (sp->mu held).  The row stays counted until the delete commits. */
 static void delete_locked(struct ocb_spool *sp, struct entry *en)
 {
-    if (sp->ndel == sp->delcap) {
-        size_t cap = sp->delcap > 0 ? sp->delcap * 2 : INDEX_INITIAL;
-        int64_t *nd = realloc(sp->del, cap * sizeof(*nd));
-        if (nd == NULL)
-            return; /* stays as it is; a later ack or tick tries again */
-        sp->del = nd;
-        sp->delcap = cap;
-    }
+    if (!del_push_locked(sp, en->id))
+        return; /* stays as it is; a later ack or tick tries again */
     en->state = E_DELETING;
-    sp->del[sp->ndel++] = en->id;
 }
 
 /* ---- appends */

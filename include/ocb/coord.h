@@ -92,8 +92,7 @@ const char *coord_replica_id(const struct ocb_coord *c);
 /* Any thread: a Redis connection is down (local state in use). */
 bool coord_degraded(const struct ocb_coord *c);
 
-/* Wall clock in ms (what the shared token's times use). */
-int64_t coord_wall_ms(void);
+/* The shared token's times are wall-clock ms (ocb_wall_ms(), util.h): replicas compare them. */
 
 /* ---- synchronous calls: the sync connection's owner only (see above) */
 

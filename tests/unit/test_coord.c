@@ -198,8 +198,8 @@ START_TEST(test_lock_and_token)
     memset(&t, 0, sizeof(t));
     snprintf(t.access, sizeof(t.access), "access-1");
     snprintf(t.refresh, sizeof(t.refresh), "refresh-1");
-    t.expires_wall_ms = coord_wall_ms() + 3600000;
-    t.refresh_wall_ms = coord_wall_ms() + 3000000;
+    t.expires_wall_ms = ocb_wall_ms() + 3600000;
+    t.refresh_wall_ms = ocb_wall_ms() + 3000000;
     ck_assert_int_eq(coord_token_store(a, "app1", 0, &t), OCB_OK);
     ck_assert_uint_eq(t.epoch, 1);
     /* A store that read epoch 0 before loses. */
