@@ -1849,8 +1849,7 @@ static const struct ocb_config *sync_config(struct ocb_cmd_worker *w)
      * (the sync's references on it never reach zero: it is not ours to free). */
     config_unref(w->subs_owner);
     w->subs_owner = config_ref(w->apps_cfg);
-    w->subs_cfg = *w->apps_cfg;
-    atomic_init(&w->subs_cfg.refs, 1);
+    config_copy_shallow(&w->subs_cfg, w->apps_cfg);
     w->subs_cfg.n_apps = 0;
     for (size_t i = 0; i < w->apps_cfg->n_apps; i++) {
         const struct ocb_app *a = &w->apps_cfg->apps[i];

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -994,6 +995,15 @@ const struct ocb_config *config_ref(const struct ocb_config *cfg)
      * Relaxed: the caller already holds a reference, so nothing is published. */
     atomic_fetch_add_explicit(&((struct ocb_config *)cfg)->refs, 1, memory_order_relaxed);
     return cfg;
+}
+
+void config_copy_shallow(struct ocb_config *dst, const struct ocb_config *src)
+{
+    /* refs is the first field; everything after it is immutable once shared. */
+    static_assert(offsetof(struct ocb_config, refs) == 0, "refs must lead struct ocb_config");
+    const size_t from = offsetof(struct ocb_config, path);
+    memcpy((char *)dst + from, (const char *)src + from, sizeof(*dst) - from);
+    atomic_init(&dst->refs, 1);
 }
 
 static void destroy(struct ocb_config *cfg);

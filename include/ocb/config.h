@@ -164,6 +164,12 @@ const struct ocb_config *config_ref(const struct ocb_config *cfg);
 /* Give back one reference; the last one frees cfg.  NULL is a no-op.  Any thread. */
 void config_unref(const struct ocb_config *cfg);
 
+/* Copy every field of src but its count into dst, whose count starts at one:
+ * a shallow view (the strings stay src's, so the caller keeps a reference to
+ * src while dst is in use).  A plain struct assignment would read src's count
+ * while other threads change it.  Any thread. */
+void config_copy_shallow(struct ocb_config *dst, const struct ocb_config *src);
+
 /* How many configurations exist in this process (loaded and not yet freed):
  * the running one and those still held by work that began under an older one. */
 unsigned config_alive(void);
