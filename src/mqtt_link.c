@@ -1218,14 +1218,20 @@ enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt
     rc = MQTTAsync_sendMessage(link->client, pub->topic, &msg, &opts);
     MQTTProperties_free(&msg.properties);
     if (rc != MQTTASYNC_SUCCESS) {
+        bool owed;
+
         pthread_mutex_lock(&link->mu);
         list_unlink(link, p);
-        if (p->active)
+        /* The connection may have ended while paho had the message: then
+         * link_down() already failed the record and ran done, which the
+         * caller must not see twice (as done and as an error here). */
+        owed = p->active;
+        if (owed)
             retire_active_locked(link);
         pthread_mutex_unlock(&link->mu);
         free(p);
         log_debug(MOD, NULL, "publish refused by the client library: %s", MQTTAsync_strerror(rc));
-        return map_send_error(rc);
+        return owed ? map_send_error(rc) : OCB_OK;
     }
     return OCB_OK;
 }

@@ -105,7 +105,10 @@ unsigned mqtt_link_inflight(const struct ocb_mqtt_link *link);
 /*
  * Publish at mqtt.qos, not retained.  OCB_ERR_NOT_CONNECTED when the broker
  * is down, OCB_ERR_FULL when mqtt.max_inflight publishes await their ack,
- * OCB_ERR_STOPPED after stop; in those cases done never runs.  done may be NULL.
+ * OCB_ERR_STOPPED after stop; in those cases done never runs.  On OCB_OK done
+ * runs exactly once, on paho's thread or the link's connector thread, and may
+ * run before this returns (the connection ended while the message was being
+ * handed over: done gets OCB_ERR_NOT_CONNECTED).  done may be NULL.
  */
 enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt_pub *pub,
                                ocb_mqtt_done done, void *ctx);
