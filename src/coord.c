@@ -11,7 +11,10 @@
  * window is a sorted set of call times trimmed and counted inside one
  * script, with Redis's own clock, so replicas with skewed clocks still agree.
  * Requesters are small hashes with a TTL; the subscription-sync lease is a
- * key whose value names the replica holding it.
+ * key whose value names the replica holding it.  The push de-duplication
+ * window is one key per accepted body (its digest), written with SET NX PX
+ * once the push was answered 200 and only read (EXISTS) by the check, so
+ * that a push that ends in 503 leaves nothing a re-push could be taken for.
  *
  * Connections.  hiredis contexts are not thread-safe, so each thread that
  * talks to Redis has its own (struct conn): the command worker's (the
@@ -115,7 +118,7 @@ struct conn {
     atomic_bool down;
 };
 
-enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_FORGET, OP_PUT };
+enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_RECORD, OP_PUT };
 
 struct op {
     struct op *next;
@@ -131,9 +134,9 @@ struct op {
     /* OP_PUT */
     struct ocb_requester put;
     int64_t put_ttl_ms;
-    /* OP_DEDUP */
-    uint64_t hash;
-    unsigned window_s;
+    /* OP_DEDUP, OP_DEDUP_RECORD */
+    char digest[OCB_COORD_DIGEST_MAX];
+    int64_t window_ms;
     ocb_coord_seen_fn seen;
     void *ctx;
     int64_t due_ms, give_up_ms;
@@ -285,12 +288,15 @@ static void note_state(struct ocb_coord *c, struct conn *cn, bool down, const ch
         c->degraded_logged = true;
         log_warn(MOD, NULL,
                  "replica %s: redis unreachable (%s connection: %s); degraded: commands use the "
-                 "local token and %u%% of the rate limit until it is back",
+                 "local token and %u%% of the rate limit, pushes the local de-duplication "
+                 "window, until it is back",
                  c->replica, cn->name, why ? why : "error",
                  c->cfg->coordination.local_rate_share_pct);
     } else if (!now_degraded && c->degraded_logged) {
         c->degraded_logged = false;
-        log_info(MOD, NULL, "replica %s: redis reachable again; shared token and rate limit",
+        log_info(MOD, NULL,
+                 "replica %s: redis reachable again; shared token, rate limit and "
+                 "de-duplication window",
                  c->replica);
     }
     pthread_mutex_unlock(&c->state_mu);
@@ -871,47 +877,61 @@ enum ocb_err coord_requester_put_async(struct ocb_coord *c, const struct ocb_req
     return rc;
 }
 
-enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, uint64_t hash,
-                              unsigned window_s, ocb_coord_seen_fn done, void *ctx)
+/* A queued de-duplication op; NULL when an argument is out of bounds (*rc says why). */
+static struct op *dedup_op(enum op_kind kind, const char *app_id, const char *digest,
+                           enum ocb_err *rc)
 {
-    if (!c || !app_id || !done || window_s == 0)
+    *rc = OCB_ERR_TOO_BIG;
+    if (strlen(app_id) > OCB_COMMAND_ID_MAX || strlen(digest) >= OCB_COORD_DIGEST_MAX)
+        return NULL;
+    *rc = OCB_ERR_NOMEM;
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->kind = kind;
+    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
+    snprintf(o->digest, sizeof(o->digest), "%s", digest);
+    o->due_ms = ocb_now_ms();
+    *rc = OCB_OK;
+    return o;
+}
+
+enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, const char *digest,
+                              ocb_coord_seen_fn done, void *ctx)
+{
+    if (!c || !app_id || !digest || !digest[0] || !done)
         return OCB_ERR_INVALID;
-    if (strlen(app_id) > OCB_COMMAND_ID_MAX)
-        return OCB_ERR_TOO_BIG;
+    enum ocb_err rc;
+    struct op *o = dedup_op(OP_DEDUP, app_id, digest, &rc);
+    if (!o)
+        return rc;
+    /* Known down: answer now rather than queue behind the reconnect backoff. */
     if (atomic_load(&c->own.down)) {
+        free(o);
         done(ctx, OCB_ERR_NOT_CONNECTED, false);
         return OCB_OK;
     }
-    struct op *o = calloc(1, sizeof(*o));
-    if (!o)
-        return OCB_ERR_NOMEM;
-    o->kind = OP_DEDUP;
-    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
-    o->hash = hash;
-    o->window_s = window_s;
     o->seen = done;
     o->ctx = ctx;
-    o->due_ms = ocb_now_ms();
-    enum ocb_err rc = enqueue(c, o);
+    rc = enqueue(c, o);
     if (rc != OCB_OK)
         free(o);
     return rc;
 }
 
-enum ocb_err coord_dedup_forget(struct ocb_coord *c, const char *app_id, uint64_t hash)
+enum ocb_err coord_dedup_record(struct ocb_coord *c, const char *app_id, const char *digest,
+                                int64_t window_ms)
 {
-    if (!c || !app_id)
+    if (!c || !app_id || !digest || !digest[0] || window_ms <= 0)
         return OCB_ERR_INVALID;
-    if (strlen(app_id) > OCB_COMMAND_ID_MAX)
-        return OCB_ERR_TOO_BIG;
-    struct op *o = calloc(1, sizeof(*o));
+    if (atomic_load(&c->own.down))
+        return OCB_ERR_NOT_CONNECTED;
+    enum ocb_err rc;
+    struct op *o = dedup_op(OP_DEDUP_RECORD, app_id, digest, &rc);
     if (!o)
-        return OCB_ERR_NOMEM;
-    o->kind = OP_DEDUP_FORGET;
-    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
-    o->hash = hash;
-    o->due_ms = ocb_now_ms();
-    enum ocb_err rc = enqueue(c, o);
+        return rc;
+    o->window_ms = window_ms;
+    rc = enqueue(c, o);
     if (rc != OCB_OK)
         free(o);
     return rc;
@@ -970,35 +990,34 @@ static bool run_status(struct ocb_coord *c, struct op *o)
 
 static void run_dedup(struct ocb_coord *c, struct op *o)
 {
-    char key[KEY_MAX], h[24], ex[16];
-    snprintf(h, sizeof(h), "%016" PRIx64, o->hash);
-    snprintf(ex, sizeof(ex), "%u", o->window_s);
-    if (key_for(c, key, o->app_id, "dedup", h) != OCB_OK) {
+    char key[KEY_MAX];
+    if (key_for(c, key, o->app_id, "dedup", o->digest) != OCB_OK) {
         o->seen(o->ctx, OCB_ERR_TOO_BIG, false);
         return;
     }
-    const char *argv[] = {"SET", key, "1", "NX", "EX", ex};
+    const char *argv[] = {"EXISTS", key};
     redisReply *r;
-    enum ocb_err rc = cmd(c, &c->own, "dedup", 6, argv, NULL, &r);
+    enum ocb_err rc = cmd(c, &c->own, "dedup check", 2, argv, NULL, &r);
     if (rc != OCB_OK) {
         o->seen(o->ctx, rc, false);
         return;
     }
-    bool seen = r->type == REDIS_REPLY_NIL;
-    rc = (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STATUS) ? OCB_OK : OCB_ERR_PROTOCOL;
+    bool seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    rc = r->type == REDIS_REPLY_INTEGER ? OCB_OK : OCB_ERR_PROTOCOL;
     freeReplyObject(r);
     o->seen(o->ctx, rc, seen);
 }
 
-static void run_dedup_forget(struct ocb_coord *c, struct op *o)
+static void run_dedup_record(struct ocb_coord *c, struct op *o)
 {
-    char key[KEY_MAX], h[24];
-    snprintf(h, sizeof(h), "%016" PRIx64, o->hash);
-    if (key_for(c, key, o->app_id, "dedup", h) != OCB_OK)
+    char key[KEY_MAX], px[24];
+    if (key_for(c, key, o->app_id, "dedup", o->digest) != OCB_OK)
         return;
-    const char *argv[] = {"DEL", key};
+    snprintf(px, sizeof(px), "%" PRId64, o->window_ms);
+    /* NX: the window counts from the first acceptance, as a re-push must not extend it. */
+    const char *argv[] = {"SET", key, "1", "NX", "PX", px};
     redisReply *r;
-    if (cmd(c, &c->own, "dedup forget", 2, argv, NULL, &r) == OCB_OK)
+    if (cmd(c, &c->own, "dedup record", 6, argv, NULL, &r) == OCB_OK)
         freeReplyObject(r);
 }
 
@@ -1058,8 +1077,8 @@ static void *coord_main(void *arg)
         bool finished = true;
         if (due->kind == OP_DEDUP)
             run_dedup(c, due);
-        else if (due->kind == OP_DEDUP_FORGET)
-            run_dedup_forget(c, due);
+        else if (due->kind == OP_DEDUP_RECORD)
+            run_dedup_record(c, due);
         else if (due->kind == OP_PUT)
             (void)requester_put(c, &c->own, &due->put, due->put_ttl_ms);
         else
