@@ -47,6 +47,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/util.h"
@@ -121,7 +122,7 @@ struct conn {
 enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_RECORD, OP_PUT };
 
 struct op {
-    struct op *next;
+    struct ocb_list link; /* in c->ops */
     enum op_kind kind;
     char app_id[OCB_COMMAND_ID_MAX + 1];
     /* OP_STATUS */
@@ -158,7 +159,7 @@ struct ocb_coord {
     /* the coord thread's queue */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct op *head, *tail;
+    struct ocb_list ops; /* struct op, in queueing order */
     unsigned n_ops;
     bool stopping;
     bool started;
@@ -449,6 +450,7 @@ enum ocb_err coord_new(const struct ocb_config *cfg, struct ocb_coord **out)
     atomic_init(&c->own.down, false);
     pthread_mutex_init(&c->state_mu, NULL);
     pthread_mutex_init(&c->mu, NULL);
+    ocb_list_init(&c->ops);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -506,8 +508,11 @@ void coord_stop(struct ocb_coord *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
-    struct op *o = c->head;
-    c->head = c->tail = NULL;
+    struct ocb_list left; /* the queue, moved out */
+    ocb_list_init(&left);
+    struct ocb_list *l;
+    while ((l = ocb_list_pop_front(&c->ops)) != NULL)
+        ocb_list_push_back(&left, l);
     c->n_ops = 0;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -516,14 +521,13 @@ void coord_stop(struct ocb_coord *c)
         c->started = false;
     }
     unsigned dropped = 0;
-    while (o) {
-        struct op *next = o->next;
+    while ((l = ocb_list_pop_front(&left)) != NULL) {
+        struct op *o = ocb_list_entry(l, struct op, link);
         if (o->kind == OP_DEDUP)
             o->seen(o->ctx, OCB_ERR_STOPPED, false);
         else
             dropped++;
         op_free(o);
-        o = next;
     }
     if (dropped)
         log_warn(MOD, NULL, "%u queued status forward(s) or requester(s) dropped at shutdown",
@@ -813,12 +817,7 @@ static enum ocb_err enqueue(struct ocb_coord *c, struct op *o)
         pthread_mutex_unlock(&c->mu);
         return OCB_ERR_FULL;
     }
-    o->next = NULL;
-    if (c->tail)
-        c->tail->next = o;
-    else
-        c->head = o;
-    c->tail = o;
+    ocb_list_push_back(&c->ops, &o->link);
     c->n_ops++;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -1037,22 +1036,21 @@ static void *coord_main(void *arg)
     while (!c->stopping) {
         int64_t now = ocb_now_ms();
         /* Take the first due op; keep the others in order. */
-        struct op *due = NULL, *prev = NULL;
+        struct op *due = NULL;
         int64_t wake = next_beat;
-        for (struct op *o = c->head; o; prev = o, o = o->next) {
+        struct ocb_list *pos;
+        ocb_list_for_each (pos, &c->ops) {
+            struct op *o = ocb_list_entry(pos, struct op, link);
             if (o->due_ms <= now) {
                 due = o;
-                if (prev)
-                    prev->next = o->next;
-                else
-                    c->head = o->next;
-                if (c->tail == o)
-                    c->tail = prev;
-                c->n_ops--;
                 break;
             }
             if (o->due_ms < wake)
                 wake = o->due_ms;
+        }
+        if (due) {
+            ocb_list_remove(&due->link);
+            c->n_ops--;
         }
         if (!due && now < next_beat) {
             struct timespec ts;
@@ -1091,12 +1089,7 @@ static void *coord_main(void *arg)
             op_free(due);
             pthread_mutex_lock(&c->mu);
         } else {
-            due->next = NULL;
-            if (c->tail)
-                c->tail->next = due;
-            else
-                c->head = due;
-            c->tail = due;
+            ocb_list_push_back(&c->ops, &due->link);
             c->n_ops++;
         }
     }

@@ -80,6 +80,7 @@
 #include "ocb/coord.h"
 #include "ocb/dedup.h"
 #include "ocb/grammar.h"
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/route.h"
@@ -177,8 +178,8 @@ struct ocb_http_rx {
     /* The timer: FIFO of requests waiting for an ack, under tmu. */
     pthread_mutex_t tmu;
     pthread_cond_t tcv;
-    struct req *thead, *ttail;
-    bool tidle; /* the timer waits with no deadline: a new entry must wake it */
+    struct ocb_list timers; /* struct req by tlink, oldest deadline first */
+    bool tidle;             /* the timer waits with no deadline: a new entry must wake it */
     bool tstop;
     pthread_t timer;
     bool timer_started;
@@ -214,8 +215,7 @@ struct req {
     int64_t received_ms;
 
     /* Guarded by rx->tmu. */
-    struct req *tprev, *tnext;
-    bool in_timer;
+    struct ocb_list tlink; /* in rx->timers, or pointing at itself */
     enum timer_kind tkind;
     int64_t deadline; /* ocb_now_ms() clock */
 };
@@ -256,6 +256,7 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
         return NULL;
     atomic_init(&r->refs, 1); /* MHD's, released in on_completed() */
     pthread_mutex_init(&r->mu, NULL);
+    ocb_list_init(&r->tlink);
     r->rx = rx;
     r->cfg = cfg_acquire(rx);
     r->conn = conn;
@@ -370,15 +371,8 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r, enum timer_k
 {
     r->deadline = ocb_deadline_in(r->cfg->mqtt.publish_timeout_ms);
     atomic_fetch_add(&r->refs, 1);
-    r->in_timer = true;
     r->tkind = kind;
-    r->tnext = NULL;
-    r->tprev = rx->ttail;
-    if (rx->ttail != NULL)
-        rx->ttail->tnext = r;
-    else
-        rx->thead = r;
-    rx->ttail = r;
+    ocb_list_push_back(&rx->timers, &r->tlink);
     /* Every entry has the same timeout (mqtt.publish_timeout_ms is kept
      * across reloads; a shared re-push check waits as long as a publish), so
      * the list is in deadline order
@@ -394,19 +388,19 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r, enum timer_k
  * the caller. */
 static bool timer_unlink_locked(struct ocb_http_rx *rx, struct req *r)
 {
-    if (!r->in_timer)
+    (void)rx;
+    if (!ocb_list_linked(&r->tlink))
         return false;
-    if (r->tprev != NULL)
-        r->tprev->tnext = r->tnext;
-    else
-        rx->thead = r->tnext;
-    if (r->tnext != NULL)
-        r->tnext->tprev = r->tprev;
-    else
-        rx->ttail = r->tprev;
-    r->tprev = r->tnext = NULL;
-    r->in_timer = false;
+    ocb_list_remove(&r->tlink);
     return true;
+}
+
+/* The entry with the earliest deadline, or NULL (tmu held). */
+static struct req *timer_head_locked(struct ocb_http_rx *rx)
+{
+    struct ocb_list *l = ocb_list_front(&rx->timers);
+
+    return l != NULL ? ocb_list_entry(l, struct req, tlink) : NULL;
 }
 
 /* Record the outcome once and wake the suspended connection (r->mu held). */
@@ -540,7 +534,7 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&rx->tmu);
     while (!rx->tstop) {
-        struct req *r = rx->thead;
+        struct req *r = timer_head_locked(rx);
 
         if (r == NULL) {
             rx->tidle = true;
@@ -1362,6 +1356,7 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
     if (getrandom(&rx->id_salt, sizeof(rx->id_salt), GRND_NONBLOCK) != sizeof(rx->id_salt))
         rx->id_salt = (uint32_t)time(NULL) ^ (uint32_t)getpid();
     pthread_mutex_init(&rx->tmu, NULL);
+    ocb_list_init(&rx->timers);
     ocb_cond_init(&rx->tcv);
 
     metrics_describe("ocb_pushes_total", OCB_METRIC_COUNTER,
@@ -1547,7 +1542,7 @@ void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
             struct req *r;
 
             pthread_mutex_lock(&rx->tmu);
-            while ((r = rx->thead) != NULL) {
+            while ((r = timer_head_locked(rx)) != NULL) {
                 timer_unlink_locked(rx, r);
                 pthread_mutex_unlock(&rx->tmu);
                 resolve(r, OUT_STOPPED, OCB_ERR_STOPPED);
@@ -1582,10 +1577,11 @@ void http_rx_free(struct ocb_http_rx *rx)
     /* Requests still referenced by a pending publish are released by its
      * done callback, which mqtt_link_stop() guarantees to run. */
     pthread_mutex_lock(&rx->tmu);
-    while (rx->thead != NULL) {
-        struct req *r = rx->thead;
-        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): unlinked before its last reference goes
-        timer_unlink_locked(rx, r);
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &rx->timers) {
+        struct req *r = ocb_list_entry(pos, struct req, tlink);
+
+        ocb_list_remove(pos); /* before its reference goes: r may be freed */
         req_unref(r);
     }
     pthread_mutex_unlock(&rx->tmu);
