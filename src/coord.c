@@ -11,7 +11,10 @@
  * window is a sorted set of call times trimmed and counted inside one
  * script, with Redis's own clock, so replicas with skewed clocks still agree.
  * Requesters are small hashes with a TTL; the subscription-sync lease is a
- * key whose value names the replica holding it.
+ * key whose value names the replica holding it.  The push de-duplication
+ * window is one key per accepted body (its digest), written with SET NX PX
+ * once the push was answered 200 and only read (EXISTS) by the check, so
+ * that a push that ends in 503 leaves nothing a re-push could be taken for.
  *
  * Connections.  hiredis contexts are not thread-safe, so each thread that
  * talks to Redis has its own (struct conn): the command worker's (the
@@ -44,6 +47,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/util.h"
@@ -115,10 +119,10 @@ struct conn {
     atomic_bool down;
 };
 
-enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_FORGET, OP_PUT };
+enum op_kind { OP_STATUS, OP_DEDUP, OP_DEDUP_RECORD, OP_PUT };
 
 struct op {
-    struct op *next;
+    struct ocb_list link; /* in c->ops */
     enum op_kind kind;
     char app_id[OCB_COMMAND_ID_MAX + 1];
     /* OP_STATUS */
@@ -131,9 +135,9 @@ struct op {
     /* OP_PUT */
     struct ocb_requester put;
     int64_t put_ttl_ms;
-    /* OP_DEDUP */
-    uint64_t hash;
-    unsigned window_s;
+    /* OP_DEDUP, OP_DEDUP_RECORD */
+    char digest[OCB_COORD_DIGEST_MAX];
+    int64_t window_ms;
     ocb_coord_seen_fn seen;
     void *ctx;
     int64_t due_ms, give_up_ms;
@@ -155,7 +159,7 @@ struct ocb_coord {
     /* the coord thread's queue */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct op *head, *tail;
+    struct ocb_list ops; /* struct op, in queueing order */
     unsigned n_ops;
     bool stopping;
     bool started;
@@ -285,12 +289,15 @@ static void note_state(struct ocb_coord *c, struct conn *cn, bool down, const ch
         c->degraded_logged = true;
         log_warn(MOD, NULL,
                  "replica %s: redis unreachable (%s connection: %s); degraded: commands use the "
-                 "local token and %u%% of the rate limit until it is back",
+                 "local token and %u%% of the rate limit, pushes the local de-duplication "
+                 "window, until it is back",
                  c->replica, cn->name, why ? why : "error",
                  c->cfg->coordination.local_rate_share_pct);
     } else if (!now_degraded && c->degraded_logged) {
         c->degraded_logged = false;
-        log_info(MOD, NULL, "replica %s: redis reachable again; shared token and rate limit",
+        log_info(MOD, NULL,
+                 "replica %s: redis reachable again; shared token, rate limit and "
+                 "de-duplication window",
                  c->replica);
     }
     pthread_mutex_unlock(&c->state_mu);
@@ -443,6 +450,7 @@ enum ocb_err coord_new(const struct ocb_config *cfg, struct ocb_coord **out)
     atomic_init(&c->own.down, false);
     pthread_mutex_init(&c->state_mu, NULL);
     pthread_mutex_init(&c->mu, NULL);
+    ocb_list_init(&c->ops);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -500,8 +508,11 @@ void coord_stop(struct ocb_coord *c)
         return;
     pthread_mutex_lock(&c->mu);
     c->stopping = true;
-    struct op *o = c->head;
-    c->head = c->tail = NULL;
+    struct ocb_list left; /* the queue, moved out */
+    ocb_list_init(&left);
+    struct ocb_list *l;
+    while ((l = ocb_list_pop_front(&c->ops)) != NULL)
+        ocb_list_push_back(&left, l);
     c->n_ops = 0;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -510,14 +521,13 @@ void coord_stop(struct ocb_coord *c)
         c->started = false;
     }
     unsigned dropped = 0;
-    while (o) {
-        struct op *next = o->next;
+    while ((l = ocb_list_pop_front(&left)) != NULL) {
+        struct op *o = ocb_list_entry(l, struct op, link);
         if (o->kind == OP_DEDUP)
             o->seen(o->ctx, OCB_ERR_STOPPED, false);
         else
             dropped++;
         op_free(o);
-        o = next;
     }
     if (dropped)
         log_warn(MOD, NULL, "%u queued status forward(s) or requester(s) dropped at shutdown",
@@ -807,12 +817,7 @@ static enum ocb_err enqueue(struct ocb_coord *c, struct op *o)
         pthread_mutex_unlock(&c->mu);
         return OCB_ERR_FULL;
     }
-    o->next = NULL;
-    if (c->tail)
-        c->tail->next = o;
-    else
-        c->head = o;
-    c->tail = o;
+    ocb_list_push_back(&c->ops, &o->link);
     c->n_ops++;
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -871,47 +876,61 @@ enum ocb_err coord_requester_put_async(struct ocb_coord *c, const struct ocb_req
     return rc;
 }
 
-enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, uint64_t hash,
-                              unsigned window_s, ocb_coord_seen_fn done, void *ctx)
+/* A queued de-duplication op; NULL when an argument is out of bounds (*rc says why). */
+static struct op *dedup_op(enum op_kind kind, const char *app_id, const char *digest,
+                           enum ocb_err *rc)
 {
-    if (!c || !app_id || !done || window_s == 0)
+    *rc = OCB_ERR_TOO_BIG;
+    if (strlen(app_id) > OCB_COMMAND_ID_MAX || strlen(digest) >= OCB_COORD_DIGEST_MAX)
+        return NULL;
+    *rc = OCB_ERR_NOMEM;
+    struct op *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->kind = kind;
+    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
+    snprintf(o->digest, sizeof(o->digest), "%s", digest);
+    o->due_ms = ocb_now_ms();
+    *rc = OCB_OK;
+    return o;
+}
+
+enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, const char *digest,
+                              ocb_coord_seen_fn done, void *ctx)
+{
+    if (!c || !app_id || !digest || !digest[0] || !done)
         return OCB_ERR_INVALID;
-    if (strlen(app_id) > OCB_COMMAND_ID_MAX)
-        return OCB_ERR_TOO_BIG;
+    enum ocb_err rc;
+    struct op *o = dedup_op(OP_DEDUP, app_id, digest, &rc);
+    if (!o)
+        return rc;
+    /* Known down: answer now rather than queue behind the reconnect backoff. */
     if (atomic_load(&c->own.down)) {
+        free(o);
         done(ctx, OCB_ERR_NOT_CONNECTED, false);
         return OCB_OK;
     }
-    struct op *o = calloc(1, sizeof(*o));
-    if (!o)
-        return OCB_ERR_NOMEM;
-    o->kind = OP_DEDUP;
-    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
-    o->hash = hash;
-    o->window_s = window_s;
     o->seen = done;
     o->ctx = ctx;
-    o->due_ms = ocb_now_ms();
-    enum ocb_err rc = enqueue(c, o);
+    rc = enqueue(c, o);
     if (rc != OCB_OK)
         free(o);
     return rc;
 }
 
-enum ocb_err coord_dedup_forget(struct ocb_coord *c, const char *app_id, uint64_t hash)
+enum ocb_err coord_dedup_record(struct ocb_coord *c, const char *app_id, const char *digest,
+                                int64_t window_ms)
 {
-    if (!c || !app_id)
+    if (!c || !app_id || !digest || !digest[0] || window_ms <= 0)
         return OCB_ERR_INVALID;
-    if (strlen(app_id) > OCB_COMMAND_ID_MAX)
-        return OCB_ERR_TOO_BIG;
-    struct op *o = calloc(1, sizeof(*o));
+    if (atomic_load(&c->own.down))
+        return OCB_ERR_NOT_CONNECTED;
+    enum ocb_err rc;
+    struct op *o = dedup_op(OP_DEDUP_RECORD, app_id, digest, &rc);
     if (!o)
-        return OCB_ERR_NOMEM;
-    o->kind = OP_DEDUP_FORGET;
-    snprintf(o->app_id, sizeof(o->app_id), "%s", app_id);
-    o->hash = hash;
-    o->due_ms = ocb_now_ms();
-    enum ocb_err rc = enqueue(c, o);
+        return rc;
+    o->window_ms = window_ms;
+    rc = enqueue(c, o);
     if (rc != OCB_OK)
         free(o);
     return rc;
@@ -970,35 +989,34 @@ static bool run_status(struct ocb_coord *c, struct op *o)
 
 static void run_dedup(struct ocb_coord *c, struct op *o)
 {
-    char key[KEY_MAX], h[24], ex[16];
-    snprintf(h, sizeof(h), "%016" PRIx64, o->hash);
-    snprintf(ex, sizeof(ex), "%u", o->window_s);
-    if (key_for(c, key, o->app_id, "dedup", h) != OCB_OK) {
+    char key[KEY_MAX];
+    if (key_for(c, key, o->app_id, "dedup", o->digest) != OCB_OK) {
         o->seen(o->ctx, OCB_ERR_TOO_BIG, false);
         return;
     }
-    const char *argv[] = {"SET", key, "1", "NX", "EX", ex};
+    const char *argv[] = {"EXISTS", key};
     redisReply *r;
-    enum ocb_err rc = cmd(c, &c->own, "dedup", 6, argv, NULL, &r);
+    enum ocb_err rc = cmd(c, &c->own, "dedup check", 2, argv, NULL, &r);
     if (rc != OCB_OK) {
         o->seen(o->ctx, rc, false);
         return;
     }
-    bool seen = r->type == REDIS_REPLY_NIL;
-    rc = (r->type == REDIS_REPLY_NIL || r->type == REDIS_REPLY_STATUS) ? OCB_OK : OCB_ERR_PROTOCOL;
+    bool seen = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    rc = r->type == REDIS_REPLY_INTEGER ? OCB_OK : OCB_ERR_PROTOCOL;
     freeReplyObject(r);
     o->seen(o->ctx, rc, seen);
 }
 
-static void run_dedup_forget(struct ocb_coord *c, struct op *o)
+static void run_dedup_record(struct ocb_coord *c, struct op *o)
 {
-    char key[KEY_MAX], h[24];
-    snprintf(h, sizeof(h), "%016" PRIx64, o->hash);
-    if (key_for(c, key, o->app_id, "dedup", h) != OCB_OK)
+    char key[KEY_MAX], px[24];
+    if (key_for(c, key, o->app_id, "dedup", o->digest) != OCB_OK)
         return;
-    const char *argv[] = {"DEL", key};
+    snprintf(px, sizeof(px), "%" PRId64, o->window_ms);
+    /* NX: the window counts from the first acceptance, as a re-push must not extend it. */
+    const char *argv[] = {"SET", key, "1", "NX", "PX", px};
     redisReply *r;
-    if (cmd(c, &c->own, "dedup forget", 2, argv, NULL, &r) == OCB_OK)
+    if (cmd(c, &c->own, "dedup record", 6, argv, NULL, &r) == OCB_OK)
         freeReplyObject(r);
 }
 
@@ -1018,22 +1036,21 @@ static void *coord_main(void *arg)
     while (!c->stopping) {
         int64_t now = ocb_now_ms();
         /* Take the first due op; keep the others in order. */
-        struct op *due = NULL, *prev = NULL;
+        struct op *due = NULL;
         int64_t wake = next_beat;
-        for (struct op *o = c->head; o; prev = o, o = o->next) {
+        struct ocb_list *pos;
+        ocb_list_for_each (pos, &c->ops) {
+            struct op *o = ocb_list_entry(pos, struct op, link);
             if (o->due_ms <= now) {
                 due = o;
-                if (prev)
-                    prev->next = o->next;
-                else
-                    c->head = o->next;
-                if (c->tail == o)
-                    c->tail = prev;
-                c->n_ops--;
                 break;
             }
             if (o->due_ms < wake)
                 wake = o->due_ms;
+        }
+        if (due) {
+            ocb_list_remove(&due->link);
+            c->n_ops--;
         }
         if (!due && now < next_beat) {
             struct timespec ts;
@@ -1058,8 +1075,8 @@ static void *coord_main(void *arg)
         bool finished = true;
         if (due->kind == OP_DEDUP)
             run_dedup(c, due);
-        else if (due->kind == OP_DEDUP_FORGET)
-            run_dedup_forget(c, due);
+        else if (due->kind == OP_DEDUP_RECORD)
+            run_dedup_record(c, due);
         else if (due->kind == OP_PUT)
             (void)requester_put(c, &c->own, &due->put, due->put_ttl_ms);
         else
@@ -1072,12 +1089,7 @@ static void *coord_main(void *arg)
             op_free(due);
             pthread_mutex_lock(&c->mu);
         } else {
-            due->next = NULL;
-            if (c->tail)
-                c->tail->next = due;
-            else
-                c->head = due;
-            c->tail = due;
+            ocb_list_push_back(&c->ops, &due->link);
             c->n_ops++;
         }
     }

@@ -23,6 +23,8 @@
 #define BUCKETS (OCB_DEDUP_SLOTS / WAYS)
 #define DIGEST  16
 
+_Static_assert(2 * DIGEST + 1 == OCB_DEDUP_DIGEST_HEX, "hex digest size");
+
 struct slot {
     unsigned char digest[DIGEST];
     int64_t at_ms; /* 0: empty */
@@ -117,6 +119,22 @@ void dedup_record(struct ocb_dedup *d, const char *app, const void *body, size_t
     memcpy(victim->digest, dg, DIGEST);
     victim->at_ms = now;
     pthread_mutex_unlock(&d->mu);
+}
+
+bool dedup_digest(const char *app, const void *body, size_t len, char hex[OCB_DEDUP_DIGEST_HEX])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char dg[DIGEST];
+
+    hex[0] = '\0';
+    if (!digest_of(app, body, len, dg))
+        return false;
+    for (size_t i = 0; i < DIGEST; i++) {
+        hex[2 * i] = digits[dg[i] >> 4];
+        hex[2 * i + 1] = digits[dg[i] & 0xf];
+    }
+    hex[2 * DIGEST] = '\0';
+    return true;
 }
 
 void dedup_free(struct ocb_dedup *d)

@@ -26,6 +26,17 @@
  * once the row is durable.  The section "the spool" below tells which path
  * leads there and how a late PUBACK is matched to its spooled row.
  *
+ * Re-pushes (push.dedup_window_s).  A body this process accepted within the
+ * window is answered 200 at once (dedup.c).  With coordination the window is
+ * also shared: a body the local table does not know is looked up in Redis on
+ * the coord thread (coord_dedup_seen()) while the connection is suspended,
+ * with a timer entry like a publish's, so coord's answer or the deadline
+ * resumes it -- an MHD thread never waits on Redis, and an unreachable or
+ * slow Redis leaves the local window to decide (a duplicate at worst, never
+ * a lost message).  A push is written to the shared window only once it was
+ * answered 200 (coord_dedup_record()), so a 503 leaves no mark that would
+ * swallow the platform's re-push.
+ *
  * Configurations.  rx->cfg is the configuration new requests start under;
  * the receiver holds a reference to it, and http_rx_reload() swaps it.  Each
  * request takes a reference of its own in req_new() and gives it back when
@@ -66,8 +77,10 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
+#include "ocb/coord.h"
 #include "ocb/dedup.h"
 #include "ocb/grammar.h"
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/route.h"
@@ -90,9 +103,10 @@
 
 enum phase {
     PH_NEW = 0,
-    PH_BODY, /* collecting the upload */
-    PH_WAIT, /* publish in flight (suspended unless already resolved) */
-    PH_DONE, /* an answer is queued */
+    PH_BODY,  /* collecting the upload */
+    PH_CHECK, /* the shared re-push check in flight (suspended unless already answered) */
+    PH_WAIT,  /* publish in flight (suspended unless already resolved) */
+    PH_DONE,  /* an answer is queued */
 };
 
 enum outcome {
@@ -103,6 +117,22 @@ enum outcome {
     OUT_STOPPED,      /* shutting down */
     OUT_SPOOLED,      /* written to the spool, durable */
     OUT_SPOOL_FAILED, /* could not be spooled (full, disk error) */
+};
+
+/* The shared re-push check (coordination; guarded by req->mu). */
+enum check_state {
+    CK_NONE = 0,
+    CK_PENDING,  /* coord_dedup_seen() queued, no answer yet */
+    CK_NEW,      /* no replica accepted this body within the window */
+    CK_DUP,      /* another replica (or this one) accepted it: a re-push */
+    CK_FALLBACK, /* Redis could not say (down, error, no answer in time): the local window decided
+                  */
+};
+
+/* What a timer entry waits for (guarded by rx->tmu). */
+enum timer_kind {
+    TK_PUBLISH = 0, /* the broker's ack */
+    TK_CHECK,       /* coord's answer to the shared re-push check */
 };
 
 /* Where a request stands with the spool (guarded by req->mu). */
@@ -136,6 +166,8 @@ struct ocb_http_rx {
     void *on_status_ctx;
     struct ocb_spool *spool; /* NULL: spool.mode off */
     struct ocb_dedup *dedup; /* NULL: push.dedup_window_s 0 */
+    struct ocb_coord *coord; /* NULL: no coordination.redis_url (the window is this process's) */
+    int64_t dedup_window_ms; /* push.dedup_window_s at start */
 
     atomic_bool stopping;
     atomic_int active; /* requests between MHD's first call and completion */
@@ -146,8 +178,8 @@ struct ocb_http_rx {
     /* The timer: FIFO of requests waiting for an ack, under tmu. */
     pthread_mutex_t tmu;
     pthread_cond_t tcv;
-    struct req *thead, *ttail;
-    bool tidle; /* the timer waits with no deadline: a new entry must wake it */
+    struct ocb_list timers; /* struct req by tlink, oldest deadline first */
+    bool tidle;             /* the timer waits with no deadline: a new entry must wake it */
     bool tstop;
     pthread_t timer;
     bool timer_started;
@@ -169,11 +201,13 @@ struct req {
     size_t discarded;
     bool too_large;
     struct ocb_route route;
+    char digest[OCB_DEDUP_DIGEST_HEX]; /* the shared window's key; "" when not asked */
 
     /* Guarded by mu. */
     bool suspended;
     enum outcome outcome;
     enum ocb_err publish_rc;
+    enum check_state check;
     enum spool_phase sp_phase;
     int64_t spool_id;
     bool orig_done;       /* the direct publish reported back while SP_WRITING */
@@ -181,8 +215,8 @@ struct req {
     int64_t received_ms;
 
     /* Guarded by rx->tmu. */
-    struct req *tprev, *tnext;
-    bool in_timer;
+    struct ocb_list tlink; /* in rx->timers, or pointing at itself */
+    enum timer_kind tkind;
     int64_t deadline; /* ocb_now_ms() clock */
 };
 
@@ -222,6 +256,7 @@ static struct req *req_new(struct ocb_http_rx *rx, struct MHD_Connection *conn)
         return NULL;
     atomic_init(&r->refs, 1); /* MHD's, released in on_completed() */
     pthread_mutex_init(&r->mu, NULL);
+    ocb_list_init(&r->tlink);
     r->rx = rx;
     r->cfg = cfg_acquire(rx);
     r->conn = conn;
@@ -332,20 +367,15 @@ static enum MHD_Result unavailable(struct req *r, const char *outcome, const cha
 
 /* ---- the timeout timer */
 
-static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
+static void timer_add_locked(struct ocb_http_rx *rx, struct req *r, enum timer_kind kind)
 {
     r->deadline = ocb_deadline_in(r->cfg->mqtt.publish_timeout_ms);
     atomic_fetch_add(&r->refs, 1);
-    r->in_timer = true;
-    r->tnext = NULL;
-    r->tprev = rx->ttail;
-    if (rx->ttail != NULL)
-        rx->ttail->tnext = r;
-    else
-        rx->thead = r;
-    rx->ttail = r;
-    /* Every request has the same timeout (mqtt.publish_timeout_ms is kept
-     * across reloads), so the list is in deadline order
+    r->tkind = kind;
+    ocb_list_push_back(&rx->timers, &r->tlink);
+    /* Every entry has the same timeout (mqtt.publish_timeout_ms is kept
+     * across reloads; a shared re-push check waits as long as a publish), so
+     * the list is in deadline order
      * and a new entry's deadline is never earlier than the one the timer
      * already sleeps towards: it finds the new head when it wakes.  Only a
      * timer waiting with no deadline at all needs a signal; signalling it
@@ -358,19 +388,19 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r)
  * the caller. */
 static bool timer_unlink_locked(struct ocb_http_rx *rx, struct req *r)
 {
-    if (!r->in_timer)
+    (void)rx;
+    if (!ocb_list_linked(&r->tlink))
         return false;
-    if (r->tprev != NULL)
-        r->tprev->tnext = r->tnext;
-    else
-        rx->thead = r->tnext;
-    if (r->tnext != NULL)
-        r->tnext->tprev = r->tprev;
-    else
-        rx->ttail = r->tprev;
-    r->tprev = r->tnext = NULL;
-    r->in_timer = false;
+    ocb_list_remove(&r->tlink);
     return true;
+}
+
+/* The entry with the earliest deadline, or NULL (tmu held). */
+static struct req *timer_head_locked(struct ocb_http_rx *rx)
+{
+    struct ocb_list *l = ocb_list_front(&rx->timers);
+
+    return l != NULL ? ocb_list_entry(l, struct req, tlink) : NULL;
 }
 
 /* Record the outcome once and wake the suspended connection (r->mu held). */
@@ -472,11 +502,26 @@ static enum ocb_err spool_request_locked(struct req *r, unsigned flags)
     return rc;
 }
 
-/* The publish's deadline passed (timer thread). */
-static void on_deadline(struct req *r)
+/* The shared check's answer is in (r->mu held, r->check CK_PENDING): wake the connection. */
+static void check_resolve_locked(struct req *r, enum check_state st)
+{
+    r->check = st;
+    if (r->suspended) {
+        r->suspended = false;
+        MHD_resume_connection(r->conn);
+    }
+}
+
+/* A deadline passed (timer thread): the publish's, or the shared check's. */
+static void on_deadline(struct req *r, enum timer_kind kind)
 {
     pthread_mutex_lock(&r->mu);
-    if (r->outcome == OUT_NONE && r->sp_phase == SP_NONE) {
+    if (kind == TK_CHECK) {
+        /* Redis did not answer in time: the local window decides.  An entry
+         * popped just as the answer came finds the check no longer pending. */
+        if (r->check == CK_PENDING && r->outcome == OUT_NONE)
+            check_resolve_locked(r, CK_FALLBACK);
+    } else if (r->outcome == OUT_NONE && r->sp_phase == SP_NONE) {
         if (!spooling(r) || spool_request_locked(r, OCB_SPOOL_ORIGIN_PENDING) != OCB_OK)
             resolve_locked(r, OUT_TIMEOUT, OCB_ERR_TIMEOUT);
     }
@@ -489,7 +534,7 @@ static void *timer_main(void *arg)
 
     pthread_mutex_lock(&rx->tmu);
     while (!rx->tstop) {
-        struct req *r = rx->thead;
+        struct req *r = timer_head_locked(rx);
 
         if (r == NULL) {
             rx->tidle = true;
@@ -502,9 +547,11 @@ static void *timer_main(void *arg)
             ocb_cond_wait_until(&rx->tcv, &rx->tmu, r->deadline);
             continue;
         }
+        enum timer_kind kind = r->tkind;
+
         timer_unlink_locked(rx, r);
         pthread_mutex_unlock(&rx->tmu);
-        on_deadline(r);
+        on_deadline(r, kind);
         req_unref(r);
         pthread_mutex_lock(&rx->tmu);
     }
@@ -818,16 +865,133 @@ static enum MHD_Result spool_first(struct req *r)
     return resolved_early ? finish(r) : MHD_YES;
 }
 
-/* The whole body is in: route and publish. */
+static void count_check(const char *result)
+{
+    char labels[OCB_METRICS_LABELS_MAX];
+
+    metrics_labels(labels, sizeof(labels), "result", result, NULL);
+    metrics_counter_add("ocb_push_dedup_checks_total", labels, 1);
+}
+
+/* A re-push of a body accepted within the window: 200 without publishing.
+ * where: "local" (this process's table) or "shared" (Redis). */
+static enum MHD_Result duplicate(struct req *r, const char *where)
+{
+    char labels[OCB_METRICS_LABELS_MAX];
+
+    metrics_labels(labels, sizeof(labels), "app", r->app->app_id, NULL);
+    metrics_counter_add("ocb_push_duplicates_total", labels, 1);
+    count_check(strcmp(where, "shared") == 0 ? "duplicate_shared" : "duplicate_local");
+    count_push(r, "duplicate");
+    log_info(MOD, r->id,
+             "200 duplicate of a push accepted within push.dedup_window_s; "
+             "not published again app=%s window=%s",
+             r->app->app_id, where);
+    return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
+}
+
+static enum MHD_Result send_push(struct req *r);
+
+/* The shared check answered (or gave up): answer a duplicate, else publish. */
+static enum MHD_Result after_check(struct req *r)
+{
+    enum check_state ck;
+    enum outcome o;
+
+    pthread_mutex_lock(&r->mu);
+    ck = r->check;
+    o = r->outcome;
+    pthread_mutex_unlock(&r->mu);
+    if (o != OUT_NONE) /* http_rx_stop() gave up waiting */
+        return unavailable(r, "unavailable", "shutting down");
+    switch (ck) {
+    case CK_PENDING:
+        return MHD_YES; /* spurious wake-up; still waiting */
+    case CK_DUP:
+        return duplicate(r, "shared");
+    case CK_NEW:
+        count_check("new");
+        break;
+    case CK_NONE:
+    case CK_FALLBACK:
+    default:
+        count_check("fallback");
+        log_debug(MOD, r->id, "redis could not say whether this is a re-push: local window only");
+        break;
+    }
+    return send_push(r);
+}
+
+/*
+ * coord's answer to the shared check: on the coord thread (Redis answered or
+ * failed), on the MHD thread inside coord_dedup_seen() (Redis known down),
+ * or on main at coord_stop() (OCB_ERR_STOPPED).
+ */
+static void on_checked(void *ctx, enum ocb_err rc, bool seen)
+{
+    struct req *r = ctx;
+    struct ocb_http_rx *rx = r->rx;
+    bool had_timer_ref = false;
+
+    pthread_mutex_lock(&r->mu);
+    if (r->check == CK_PENDING) {
+        /* Still pending, so the only timer entry is the check's (not a publish's). */
+        pthread_mutex_lock(&rx->tmu);
+        had_timer_ref = timer_unlink_locked(rx, r);
+        pthread_mutex_unlock(&rx->tmu);
+        check_resolve_locked(r, rc != OCB_OK ? CK_FALLBACK : seen ? CK_DUP : CK_NEW);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (had_timer_ref)
+        req_unref(r);
+    /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): a reference count the analyzer cannot follow. */
+    req_unref(r); /* the check's */
+}
+
+/* Ask the replicas' shared window (Redis) about r->digest; suspend until it answers, at most
+ * mqtt.publish_timeout_ms (the timer), then decide as the local window did. */
+static enum MHD_Result check_shared(struct req *r)
+{
+    struct ocb_http_rx *rx = r->rx;
+    enum ocb_err rc;
+    bool answered;
+
+    r->phase = PH_CHECK;
+    pthread_mutex_lock(&r->mu);
+    r->check = CK_PENDING;
+    pthread_mutex_unlock(&r->mu);
+    atomic_fetch_add(&r->refs, 1); /* the check's, released in on_checked() */
+    rc = coord_dedup_seen(rx->coord, r->app->app_id, r->digest, on_checked, r);
+    if (rc != OCB_OK) {
+        /* Not queued (queue full, stopping, out of memory): on_checked never runs. */
+        atomic_fetch_sub(&r->refs, 1);
+        pthread_mutex_lock(&r->mu);
+        r->check = CK_FALLBACK;
+        pthread_mutex_unlock(&r->mu);
+        return after_check(r);
+    }
+    pthread_mutex_lock(&r->mu);
+    answered = r->check != CK_PENDING;
+    if (!answered) {
+        MHD_suspend_connection(r->conn);
+        r->suspended = true;
+        pthread_mutex_lock(&rx->tmu);
+        timer_add_locked(rx, r, TK_CHECK);
+        pthread_mutex_unlock(&rx->tmu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    /* Answered already (Redis known down, or faster than this thread): MHD would not call again. */
+    return answered ? after_check(r) : MHD_YES;
+}
+
+/* The whole body is in: route, check for a re-push, publish. */
 static enum MHD_Result publish(struct req *r)
 {
     struct ocb_http_rx *rx = r->rx;
     const struct ocb_config *cfg = r->cfg;
     enum ocb_route_reject why;
     char reason[REASON_MAX];
-    struct ocb_mqtt_pub pub;
     enum ocb_err rc;
-    bool resolved_early;
 
     if (r->too_large)
         return reject(r, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", NULL,
@@ -841,20 +1005,30 @@ static enum MHD_Result publish(struct req *r)
                       why == OCB_ROUTE_BAD_TOPIC ? "bad_topic" : "bad_json", NULL, "%s", reason);
     if (atomic_load(&rx->stopping))
         return unavailable(r, "unavailable", "shutting down");
-    if (rx->dedup != NULL && dedup_seen(rx->dedup, r->app->app_id, r->body, r->len)) {
-        char app[96], labels[128];
-
-        metrics_label_escape(r->app->app_id, app, sizeof(app));
-        snprintf(labels, sizeof(labels), "app=\"%s\"", app);
-        metrics_counter_add("ocb_push_duplicates_total", labels, 1);
-        count_push(r, "duplicate");
-        log_info(MOD, r->id,
-                 "200 duplicate of a push accepted within push.dedup_window_s; "
-                 "not published again app=%s",
-                 r->app->app_id);
-        return answer(r, MHD_HTTP_OK, "ok", NULL, NULL);
-    }
     r->received_ms = ocb_wall_ms();
+    if (rx->dedup != NULL) {
+        if (dedup_seen(rx->dedup, r->app->app_id, r->body, r->len))
+            return duplicate(r, "local");
+        if (rx->coord != NULL) {
+            if (dedup_digest(r->app->app_id, r->body, r->len, r->digest))
+                return check_shared(r);
+            count_check("fallback");
+        } else {
+            count_check("new");
+        }
+    }
+    return send_push(r);
+}
+
+/* Publish (or spool) a push no window knows. */
+static enum MHD_Result send_push(struct req *r)
+{
+    struct ocb_http_rx *rx = r->rx;
+    const struct ocb_config *cfg = r->cfg;
+    struct ocb_mqtt_pub pub;
+    enum ocb_err rc;
+    bool resolved_early;
+
     /* Through the spool: always, or while it holds messages (no overtaking). */
     if (spooling(r) && (cfg->spool.mode == OCB_SPOOL_ALWAYS || spool_busy(rx->spool)))
         return spool_first(r);
@@ -895,7 +1069,7 @@ static enum MHD_Result publish(struct req *r)
         MHD_suspend_connection(r->conn);
         r->suspended = true;
         pthread_mutex_lock(&rx->tmu);
-        timer_add_locked(rx, r);
+        timer_add_locked(rx, r, TK_PUBLISH);
         pthread_mutex_unlock(&rx->tmu);
     }
     pthread_mutex_unlock(&r->mu);
@@ -926,8 +1100,12 @@ static enum MHD_Result finish(struct req *r)
         if (r->route.kind == OCB_ROUTE_COMMAND_STATUS && rx->on_status != NULL)
             rx->on_status(rx->on_status_ctx, r->app->app_id, r->route.device_id,
                           r->route.command_id, r->body != NULL ? r->body : "", r->len);
-        if (rx->dedup != NULL)
+        if (rx->dedup != NULL) {
             dedup_record(rx->dedup, r->app->app_id, r->body, r->len);
+            /* Shared only now that it is accepted: a 503 leaves no mark behind. */
+            if (rx->coord != NULL && r->digest[0] != '\0')
+                (void)coord_dedup_record(rx->coord, r->app->app_id, r->digest, rx->dedup_window_ms);
+        }
         count_push(r, o == OUT_ACKED ? "ok" : "spooled");
         log_debug(MOD, r->id, "200 %sapp=%s topic=%s bytes=%zu", o == OUT_ACKED ? "" : "spooled ",
                   r->app->app_id, r->route.topic, r->len);
@@ -971,6 +1149,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return ret;
         }
         return publish(r);
+    case PH_CHECK:
+        return after_check(r);
     case PH_WAIT:
         return finish(r);
     case PH_NEW:
@@ -1176,6 +1356,7 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
     if (getrandom(&rx->id_salt, sizeof(rx->id_salt), GRND_NONBLOCK) != sizeof(rx->id_salt))
         rx->id_salt = (uint32_t)time(NULL) ^ (uint32_t)getpid();
     pthread_mutex_init(&rx->tmu, NULL);
+    ocb_list_init(&rx->timers);
     ocb_cond_init(&rx->tcv);
 
     metrics_describe("ocb_pushes_total", OCB_METRIC_COUNTER,
@@ -1189,6 +1370,10 @@ enum ocb_err http_rx_new(const struct ocb_config *cfg, struct ocb_mqtt_link *lin
         metrics_describe("ocb_push_duplicates_total", OCB_METRIC_COUNTER,
                          "Pushes answered 200 without publishing: byte-identical to one accepted "
                          "within push.dedup_window_s");
+        metrics_describe("ocb_push_dedup_checks_total", OCB_METRIC_COUNTER,
+                         "Re-push checks by result: new, duplicate_local, duplicate_shared, "
+                         "fallback (redis could not say; the local window decided)");
+        rx->dedup_window_ms = (int64_t)cfg->push.dedup_window_s * 1000;
         if (dedup_new(cfg->push.dedup_window_s, &rx->dedup) != OCB_OK) {
             http_rx_free(rx);
             return OCB_ERR_NOMEM;
@@ -1213,6 +1398,11 @@ enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, oc
 void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp)
 {
     rx->spool = sp;
+}
+
+void http_rx_set_coord(struct ocb_http_rx *rx, struct ocb_coord *coord)
+{
+    rx->coord = coord;
 }
 
 enum ocb_err http_rx_add_ready_note(struct ocb_http_rx *rx, const char *note, ocb_http_ready_fn fn,
@@ -1352,7 +1542,7 @@ void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
             struct req *r;
 
             pthread_mutex_lock(&rx->tmu);
-            while ((r = rx->thead) != NULL) {
+            while ((r = timer_head_locked(rx)) != NULL) {
                 timer_unlink_locked(rx, r);
                 pthread_mutex_unlock(&rx->tmu);
                 resolve(r, OUT_STOPPED, OCB_ERR_STOPPED);
@@ -1387,10 +1577,11 @@ void http_rx_free(struct ocb_http_rx *rx)
     /* Requests still referenced by a pending publish are released by its
      * done callback, which mqtt_link_stop() guarantees to run. */
     pthread_mutex_lock(&rx->tmu);
-    while (rx->thead != NULL) {
-        struct req *r = rx->thead;
-        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): unlinked before its last reference goes
-        timer_unlink_locked(rx, r);
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &rx->timers) {
+        struct req *r = ocb_list_entry(pos, struct req, tlink);
+
+        ocb_list_remove(pos); /* before its reference goes: r may be freed */
         req_unref(r);
     }
     pthread_mutex_unlock(&rx->tmu);

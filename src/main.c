@@ -355,6 +355,7 @@ static int run(struct running *st)
         rc = http_rx_add_ready_note(rx, "degraded: redis unreachable", redis_unreachable, coord);
         if (rc != OCB_OK)
             goto out;
+        http_rx_set_coord(rx, coord); /* the shared re-push window */
     }
     rc = http_rx_start(rx);
     if (rc != OCB_OK)

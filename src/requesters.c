@@ -19,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ocb/list.h"
+
 struct node {
-    struct node *prev, *next;
+    struct ocb_list link; /* in rq->nodes */
     struct ocb_requester e;
 };
 
@@ -36,7 +38,7 @@ struct early {
 struct ocb_requesters {
     pthread_mutex_t lock;
     unsigned max_entries;
-    struct node *head, *tail; /* oldest first */
+    struct ocb_list nodes; /* struct node, oldest first */
     unsigned n;
     struct early early[OCB_REQUESTERS_EARLY_MAX];
     unsigned early_pos; /* the next slot to overwrite, i.e. the oldest */
@@ -52,20 +54,19 @@ enum ocb_err requesters_new(unsigned max_entries, struct ocb_requesters **out)
         return OCB_ERR_NOMEM;
     pthread_mutex_init(&rq->lock, NULL);
     rq->max_entries = max_entries;
+    ocb_list_init(&rq->nodes);
     *out = rq;
     return OCB_OK;
 }
 
+static struct node *node_of(struct ocb_list *l)
+{
+    return ocb_list_entry(l, struct node, link);
+}
+
 static void unlink_node(struct ocb_requesters *rq, struct node *nd)
 {
-    if (nd->prev)
-        nd->prev->next = nd->next;
-    else
-        rq->head = nd->next;
-    if (nd->next)
-        nd->next->prev = nd->prev;
-    else
-        rq->tail = nd->prev;
+    ocb_list_remove(&nd->link);
     rq->n--;
     free(nd);
 }
@@ -74,11 +75,10 @@ void requesters_free(struct ocb_requesters *rq)
 {
     if (!rq)
         return;
-    while (rq->head) {
-        struct node *nd = rq->head;
-        rq->head = nd->next;
-        free(nd);
-    }
+    struct ocb_list *pos, *tmp;
+    /* The whole list goes: no unlinking. */
+    ocb_list_for_each_safe (pos, tmp, &rq->nodes)
+        free(node_of(pos));
     for (unsigned i = 0; i < OCB_REQUESTERS_EARLY_MAX; i++)
         free(rq->early[i].body);
     pthread_mutex_destroy(&rq->lock);
@@ -123,14 +123,13 @@ enum ocb_err requesters_entry_fill(struct ocb_requester *e, const char *app_id,
 static unsigned expire_locked(struct ocb_requesters *rq, int64_t now)
 {
     unsigned gone = 0;
-    struct node *nd = rq->head;
-    while (nd) {
-        struct node *next = nd->next;
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &rq->nodes) {
+        struct node *nd = node_of(pos);
         if (now >= nd->e.expires_ms) {
             unlink_node(rq, nd);
             gone++;
         }
-        nd = next;
     }
     return gone;
 }
@@ -139,9 +138,12 @@ static unsigned expire_locked(struct ocb_requesters *rq, int64_t now)
 static struct node *find_locked(struct ocb_requesters *rq, const char *app_id,
                                 const char *command_id)
 {
-    for (struct node *nd = rq->tail; nd; nd = nd->prev)
+    struct ocb_list *pos;
+    ocb_list_for_each_reverse (pos, &rq->nodes) {
+        struct node *nd = node_of(pos);
         if (strcmp(nd->e.command_id, command_id) == 0 && strcmp(nd->e.app_id, app_id) == 0)
             return nd;
+    }
     return NULL;
 }
 
@@ -170,21 +172,15 @@ enum ocb_err requesters_insert(struct ocb_requesters *rq, const struct ocb_reque
     if (!nd)
         return OCB_ERR_NOMEM;
     nd->e = *e;
-    nd->next = NULL;
     pthread_mutex_lock(&rq->lock);
     expire_locked(rq, now);
     if (rq->n >= rq->max_entries) {
         /* Full: forget the oldest; its statuses still reach commandStatus. */
-        unlink_node(rq, rq->head);
+        unlink_node(rq, node_of(ocb_list_front(&rq->nodes)));
         if (evicted)
             *evicted = true;
     }
-    nd->prev = rq->tail;
-    if (rq->tail)
-        rq->tail->next = nd;
-    else
-        rq->head = nd;
-    rq->tail = nd;
+    ocb_list_push_back(&rq->nodes, &nd->link);
     rq->n++;
     early_replay(rq, &nd->e, now, emit, ctx);
     pthread_mutex_unlock(&rq->lock);

@@ -15,7 +15,7 @@
  *     the thread that owns the platform client (the command worker; main
  *     during the shutdown drain);
  *   - the coord thread's own connection serves the asynchronous calls
- *     (coord_status_forward, coord_dedup_seen), so no libmicrohttpd or paho
+ *     (coord_status_forward, coord_dedup_seen/record), so no libmicrohttpd or paho
  *     thread ever waits on Redis: they queue and return.
  *
  * Redis unreachable is "degraded", not down: a call fails fast with
@@ -162,20 +162,30 @@ enum ocb_err coord_requester_put_async(struct ocb_coord *c, const struct ocb_req
 /* Result of coord_dedup_seen: rc OCB_OK and seen; otherwise Redis could not say (fall back). */
 typedef void (*ocb_coord_seen_fn)(void *ctx, enum ocb_err rc, bool seen);
 
-/*
- * Shared de-duplication window: SET "<prefix>:{app}:dedup:<hash>" NX EX
- * window_s on the coord thread; done(ctx, OCB_OK, seen) runs there (seen =
- * the key existed).  When Redis is down done runs at once, on the caller's
- * thread, with OCB_ERR_NOT_CONNECTED.  Other errors: not queued, done never runs.
- */
-enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, uint64_t hash,
-                              unsigned window_s, ocb_coord_seen_fn done, void *ctx);
+#define OCB_COORD_DIGEST_MAX 65 /* a body's digest in hex (dedup_digest()), with the NUL */
 
 /*
- * Any thread, queued: forget hash again (DEL).  For a push that was marked
- * seen and then could not be published (503): the platform's re-push must
- * not be taken for a duplicate.  OCB_ERR_FULL / STOPPED / NOMEM: not queued.
+ * Shared de-duplication window, the check: EXISTS
+ * "<prefix>:{app}:dedup:<digest>" on the coord thread; done(ctx, OCB_OK,
+ * seen) runs there.  Read-only: a push is marked only once accepted
+ * (coord_dedup_record), so a push that ends in 503 leaves no mark and its
+ * re-push is published.  When Redis is known down done runs at once, on the
+ * caller's thread, with OCB_ERR_NOT_CONNECTED (and OCB_OK is returned); at
+ * coord_stop() a queued check gets OCB_ERR_STOPPED on main.  Any other
+ * error: not queued, done never runs.  ctx is borrowed until done.
  */
-enum ocb_err coord_dedup_forget(struct ocb_coord *c, const char *app_id, uint64_t hash);
+enum ocb_err coord_dedup_seen(struct ocb_coord *c, const char *app_id, const char *digest,
+                              ocb_coord_seen_fn done, void *ctx);
+
+/*
+ * Any thread, queued: the push with this digest was accepted (answered 200):
+ * SET "<prefix>:{app}:dedup:<digest>" NX PX window_ms, so every replica takes
+ * its re-push for a duplicate until the window (counted from the first
+ * acceptance) has passed.  OCB_ERR_NOT_CONNECTED when Redis is known down,
+ * OCB_ERR_FULL / STOPPED / NOMEM / TOO_BIG: not queued (the local window
+ * still has it).
+ */
+enum ocb_err coord_dedup_record(struct ocb_coord *c, const char *app_id, const char *digest,
+                                int64_t window_ms);
 
 #endif

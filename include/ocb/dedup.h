@@ -12,6 +12,10 @@
  * drop a message.  Only accepted pushes are recorded, so a push answered 503
  * is never suppressed on its retry.
  *
+ * With coordination.redis_url the window is also shared between replicas
+ * (http_rx.c asks Redis through coord.h, keyed by dedup_digest()); this
+ * table stays the first check and the fallback while Redis is unreachable.
+ *
  * Thread-safe: yes (one mutex around a table lookup).
  */
 #ifndef OCB_DEDUP_H
@@ -22,7 +26,8 @@
 
 #include "ocb/err.h"
 
-#define OCB_DEDUP_SLOTS 65536
+#define OCB_DEDUP_SLOTS      65536
+#define OCB_DEDUP_DIGEST_HEX 33 /* dedup_digest()'s hex form, with the NUL */
 
 struct ocb_dedup;
 
@@ -31,6 +36,13 @@ enum ocb_err dedup_new(unsigned window_s, struct ocb_dedup **out);
 bool dedup_seen(struct ocb_dedup *d, const char *app, const void *body, size_t len);
 /* Remember body[0..len) for app as accepted now. */
 void dedup_record(struct ocb_dedup *d, const char *app, const void *body, size_t len);
+/*
+ * Pure: the digest body[0..len) is remembered under for app (the first 16
+ * bytes of SHA-256 over app, a NUL and the body), as lowercase hex into hex.
+ * The shared window (coord_dedup_seen()) keys on it.  false when OpenSSL
+ * failed (hex is then "").
+ */
+bool dedup_digest(const char *app, const void *body, size_t len, char hex[OCB_DEDUP_DIGEST_HEX]);
 /* NULL is a no-op. */
 void dedup_free(struct ocb_dedup *d);
 

@@ -35,6 +35,7 @@
 #define OCB_HTTP_MAX_READY_HOOKS 4
 
 struct ocb_http_rx;
+struct ocb_coord;
 
 /* A readiness condition besides the broker connection (e.g. "platform login works"). */
 typedef bool (*ocb_http_ready_fn)(void *ctx);
@@ -63,6 +64,16 @@ enum ocb_err http_rx_add_ready_hook(struct ocb_http_rx *rx, const char *name, oc
  * spool.mode off.
  */
 void http_rx_set_spool(struct ocb_http_rx *rx, struct ocb_spool *sp);
+/*
+ * Before http_rx_start(): the replicas' coordination (borrowed; coord_stop()
+ * only after http_rx_stop(), coord_free() after http_rx_free()).  With
+ * push.dedup_window_s set, a push this process's window does not know is
+ * checked against the shared window in Redis (the connection suspended until
+ * coord answers, at most mqtt.publish_timeout_ms; Redis unreachable or slow:
+ * the local window alone decides), and an accepted one is recorded there.
+ */
+void http_rx_set_coord(struct ocb_http_rx *rx, struct ocb_coord *coord);
+
 /* Before http_rx_start(): while fn(ctx) is true /readyz adds "; <note>" to its body without
  * failing (e.g. "degraded: redis unreachable").  Shares the hooks' room; note is borrowed. */
 enum ocb_err http_rx_add_ready_note(struct ocb_http_rx *rx, const char *note, ocb_http_ready_fn fn,

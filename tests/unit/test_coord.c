@@ -302,6 +302,12 @@ static void on_seen(void *ctx, enum ocb_err rc, bool seen)
     atomic_fetch_add(&n_seen_answers, 1);
 }
 
+/* ctx: where to write the rc (a check answered while Redis is down). */
+static void on_seen_rc(void *ctx, enum ocb_err rc, bool seen)
+{
+    atomic_store((atomic_int *)ctx, seen ? -1 : (int)rc);
+}
+
 static bool wait_for(atomic_int *v, int want, int ms)
 {
     for (int i = 0; i < ms / 20 && atomic_load(v) < want; i++)
@@ -383,16 +389,38 @@ START_TEST(test_status_forward_and_dedup)
 
     atomic_store(&n_seen_answers, 0);
     atomic_store(&n_seen_true, 0);
-    ck_assert_int_eq(coord_dedup_seen(a, "app1", 0xabcdef, 60, on_seen, NULL), OCB_OK);
+    const char *dg = "00112233445566778899aabbccddeeff";
+    /* Checks only read: unknown to both until one replica records its acceptance. */
+    ck_assert_int_eq(coord_dedup_seen(a, "app1", dg, on_seen, NULL), OCB_OK);
     ck_assert(wait_for(&n_seen_answers, 1, 5000));
-    ck_assert_int_eq(coord_dedup_seen(b, "app1", 0xabcdef, 60, on_seen, NULL), OCB_OK);
+    ck_assert_int_eq(coord_dedup_seen(b, "app1", dg, on_seen, NULL), OCB_OK);
     ck_assert(wait_for(&n_seen_answers, 2, 5000));
+    ck_assert_int_eq(atomic_load(&n_seen_true), 0);
+    ck_assert_int_eq(coord_dedup_record(a, "app1", dg, 1500), OCB_OK);
+    /* The record is queued on a's thread: b sees it once a ran it. */
+    bool seen_by_b = false;
+    for (int i = 0; i < 50 && !seen_by_b; i++) {
+        int before = atomic_load(&n_seen_answers);
+        ck_assert_int_eq(coord_dedup_seen(b, "app1", dg, on_seen, NULL), OCB_OK);
+        ck_assert(wait_for(&n_seen_answers, before + 1, 5000));
+        seen_by_b = atomic_load(&n_seen_true) == 1;
+        if (!seen_by_b)
+            usleep(20000);
+    }
+    ck_assert_msg(seen_by_b, "b never saw a's record");
+    /* Another app's identical body is another message. */
+    int before = atomic_load(&n_seen_answers);
+    ck_assert_int_eq(coord_dedup_seen(b, "app2", dg, on_seen, NULL), OCB_OK);
+    ck_assert(wait_for(&n_seen_answers, before + 1, 5000));
     ck_assert_int_eq(atomic_load(&n_seen_true), 1);
-    /* Forgotten (the publish failed): the re-push is not a duplicate. */
-    ck_assert_int_eq(coord_dedup_forget(b, "app1", 0xabcdef), OCB_OK);
-    ck_assert_int_eq(coord_dedup_seen(b, "app1", 0xabcdef, 60, on_seen, NULL), OCB_OK);
-    ck_assert(wait_for(&n_seen_answers, 3, 5000));
+    /* The window (PX) passes: no longer a duplicate. */
+    usleep(1700000);
+    before = atomic_load(&n_seen_answers);
+    ck_assert_int_eq(coord_dedup_seen(b, "app1", dg, on_seen, NULL), OCB_OK);
+    ck_assert(wait_for(&n_seen_answers, before + 1, 5000));
     ck_assert_int_eq(atomic_load(&n_seen_true), 1);
+    ck_assert_int_eq(coord_dedup_seen(b, "app1", "", on_seen, NULL), OCB_ERR_INVALID);
+    ck_assert_int_eq(coord_dedup_record(b, "app1", dg, 0), OCB_ERR_INVALID);
     coord_stop(a);
     coord_stop(b);
     ck_assert_int_eq(
@@ -419,6 +447,19 @@ START_TEST(test_degraded_and_back)
     int64_t retry;
     ck_assert_int_eq(coord_rate_take(a, "app1", 4, 1000, m, &retry), OCB_ERR_NOT_CONNECTED);
     ck_assert_int_lt(ocb_now_ms() - t0, 100);
+    /* Once the coord thread's connection is down too (its heartbeat), a re-push check is
+     * answered at once on the caller's thread, and a record is not queued. */
+    static atomic_int seen_rc;
+    bool at_once = false;
+    for (int i = 0; i < 60 && !at_once; i++) {
+        atomic_store(&seen_rc, OCB_ERR_TIMEOUT);
+        ck_assert_int_eq(coord_dedup_seen(a, "app1", "abcd", on_seen_rc, &seen_rc), OCB_OK);
+        at_once = atomic_load(&seen_rc) == OCB_ERR_NOT_CONNECTED;
+        if (!at_once)
+            usleep(100000); /* queued: answered on the coord thread */
+    }
+    ck_assert_msg(at_once, "a check was still queued with redis down");
+    ck_assert_int_eq(coord_dedup_record(a, "app1", "abcd", 1000), OCB_ERR_NOT_CONNECTED);
     redis_start();
     /* Back within the backoff cap plus a heartbeat. */
     bool back = false;
