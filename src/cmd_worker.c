@@ -66,6 +66,17 @@
  * struct jtrack), and the load at start (journal_recover, journal_resume,
  * journal_taken).  A graceful stop leaves unfinished journaled jobs in the
  * journal instead of answering them SHUTTING_DOWN.
+ *
+ * Device API requests (<prefix>/<app>/<device or _>/api) are jobs too, told
+ * apart by their topic from paho's thread to the journal row (whose topic says
+ * what it is, so the journal needs no kind).  take_api_message() validates
+ * them (api_parse with the app's apps[].api); from there they share every
+ * step above, and the api_job_* functions (api_job.h) decide what differs per
+ * operation: the call (the op's own, or for register/groupCreate after a lost
+ * answer the query for what it may have created), and what a reply means (a
+ * retried delete's not-found after a lost answer is its success).  Their
+ * answers carry "op" and count in ocb_api_requests_total; answer_send() keeps a
+ * register's psk off apiResponse when the requester has a response topic.
  */
 #include "ocb/cmd_worker.h"
 

@@ -20,6 +20,7 @@
 
 #include <check.h>
 
+#include "th_docker.h"
 #include "th_main.h"
 #include "th_platform.h"
 
@@ -283,6 +284,47 @@ START_TEST(response_topic_gets_the_answer_and_alone_the_psk)
 }
 END_TEST
 
+/* The real mosquitto_rr: it sets a response topic and correlation data and waits. */
+START_TEST(mosquitto_rr_gets_its_answer)
+{
+    char rr[TH_PATH_MAX], port[16];
+    struct th_proc p;
+
+    if (!th_which("mosquitto_rr", rr, sizeof(rr))) {
+        fprintf(stderr, "SKIP: mosquitto_rr is not installed (mosquitto-clients)\n");
+        return;
+    }
+    setup_all();
+    start_bridge(NULL);
+    snprintf(port, sizeof(port), "%d", fx_broker.port);
+    char *argv[] = {rr,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    port,
+                    "-t",
+                    "iot/" APP "/_/api",
+                    "-e",
+                    "rr/me",
+                    "-W",
+                    "20",
+                    "-m",
+                    "{\"op\":\"list\",\"pageSize\":10}",
+                    NULL};
+    ck_assert_int_eq(th_run(&p, "mosquitto_rr", argv, 2 * WAIT_MS), 0);
+    char *out = th_read_file(p.log, NULL);
+    ck_assert_ptr_nonnull(out);
+    cJSON *a = cJSON_Parse(out);
+    ck_assert_msg(a != NULL, "mosquitto_rr printed: %s", out);
+    assert_ok(a, "list");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(a, "correlationId")));
+    ck_assert_int_ge(
+        (int)cJSON_GetObjectItem(cJSON_GetObjectItem(a, "platform"), "totalCount")->valuedouble, 3);
+    cJSON_Delete(a);
+    free(out);
+}
+END_TEST
+
 START_TEST(refusals_never_reach_the_platform)
 {
     char topic[256];
@@ -388,6 +430,7 @@ START_TEST(a_device_lives_its_whole_life_over_mqtt)
                       "\"correlationId\":\"life3\"}");
     snprintf(topic, sizeof(topic), "iot/" APP "/%s/commandResponse", dev);
     ck_assert_msg(wait_payload(topic, "\"life3\"", WAIT_MS), "no command answer");
+    ck_assert_msg(wait_payload(topic, "\"ok\":true", WAIT_MS), "the command failed");
     ck_assert_int_eq(fx_count("POST", CMD_PATH, -1), 1);
 
     cJSON_Delete(assert_ok(api_call(dev, "life4", "{\"op\":\"delete\"}"), "delete"));
@@ -486,6 +529,7 @@ int main(int argc, char **argv)
 {
     const TTest *const tests[] = {every_op_round_trips,
                                   response_topic_gets_the_answer_and_alone_the_psk,
+                                  mosquitto_rr_gets_its_answer,
                                   refusals_never_reach_the_platform,
                                   a_device_lives_its_whole_life_over_mqtt,
                                   a_register_whose_answer_is_lost_is_reconciled,
