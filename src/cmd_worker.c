@@ -66,6 +66,17 @@
  * struct jtrack), and the load at start (journal_recover, journal_resume,
  * journal_taken).  A graceful stop leaves unfinished journaled jobs in the
  * journal instead of answering them SHUTTING_DOWN.
+ *
+ * Device API requests (<prefix>/<app>/<device or _>/api) are jobs too, told
+ * apart by their topic from paho's thread to the journal row (whose topic says
+ * what it is, so the journal needs no kind).  take_api_message() validates
+ * them (api_parse with the app's apps[].api); from there they share every
+ * step above, and the api_job_* functions (api_job.h) decide what differs per
+ * operation: the call (the op's own, or for register/groupCreate after a lost
+ * answer the query for what it may have created), and what a reply means (a
+ * retried delete's not-found after a lost answer is its success).  Their
+ * answers carry "op" and count in ocb_api_requests_total; answer_send() keeps a
+ * register's psk off apiResponse when the requester has a response topic.
  */
 #include "ocb/cmd_worker.h"
 
@@ -78,6 +89,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "ocb/api.h"
+#include "ocb/api_job.h"
 #include "ocb/command.h"
 #include "ocb/coord.h"
 #include "ocb/journal.h"
@@ -205,6 +218,10 @@ struct job {
     bool jsending;       /* the row is in state sending */
     struct job *to_send; /* dispatch's list of calls waiting for the journal */
     struct ocb_platform_call call;
+    /* A device API request (<prefix>/<app>/<device>/api) instead of a command: req
+     * holds only its correlation_id, aj the rest (api_job.h). */
+    bool api;
+    struct ocb_api_job aj;
 };
 
 /* Per-app state, worker thread only. */
@@ -278,6 +295,22 @@ static void count_outcome(const char *outcome)
     char labels[OCB_METRICS_LABELS_MAX];
     metrics_labels(labels, sizeof(labels), "outcome", outcome, NULL);
     metrics_counter_add("ocb_commands_total", labels, 1);
+}
+
+/* ocb_api_requests_total{app,op,result}; op "" (no known op) is counted as "unknown". */
+static void count_api(const char *app_id, const char *op, const char *result)
+{
+    char labels[OCB_METRICS_LABELS_MAX];
+    metrics_labels(labels, sizeof(labels), "app", app_id && *app_id ? app_id : "unknown", "op",
+                   op && *op ? op : "unknown", "result", result, NULL);
+    metrics_counter_add("ocb_api_requests_total", labels, 1);
+}
+
+/* The <prefix>/<app>/<device>/api topics (and their apiResponse answers). */
+static bool is_api_topic(const char *topic)
+{
+    size_t n = topic ? strlen(topic) : 0;
+    return n >= 4 && strcmp(topic + n - 4, "/api") == 0;
 }
 
 /* ---- publishing answers (any thread; the outbox is the worker's) */
@@ -456,8 +489,21 @@ static void answer_send(struct ocb_cmd_worker *w, bool on_worker, const char *to
                         const char *payload, size_t len, int64_t jid)
 {
     struct jtrack *t = jid && w->journal && on_worker ? jtrack_new(w->journal, jid) : NULL;
+    char *redacted = NULL;
+    size_t rlen = 0;
+    size_t tlen = topic ? strlen(topic) : 0;
 
-    answer_send_tracked(w, on_worker, topic, response_topic, corr, corr_len, payload, len, t);
+    /* A register answer holds the device's psk: when the requester named a response
+     * topic, that topic alone gets it, and apiResponse the answer without it. */
+    if (response_topic && *response_topic && tlen >= 12 &&
+        strcmp(topic + tlen - 12, "/apiResponse") == 0 &&
+        api_job_redact_psk(payload, len, &redacted, &rlen) == OCB_OK) {
+        answer_send_tracked(w, on_worker, topic, NULL, NULL, 0, redacted, rlen, t);
+        answer_send_tracked(w, on_worker, NULL, response_topic, corr, corr_len, payload, len, t);
+    } else {
+        answer_send_tracked(w, on_worker, topic, response_topic, corr, corr_len, payload, len, t);
+    }
+    free(redacted);
     jtrack_put(t, true);
 }
 
@@ -479,6 +525,9 @@ struct answer {
     size_t corr_len;
     const char *correlation_id; /* JSON text */
     int64_t jid;                /* the journal row, 0 = none */
+    /* A device API answer: its op ("" when none is known) and app; NULL for commands. */
+    const char *op;
+    const char *app_id;
 };
 
 /* A bridge-side error answer. */
@@ -494,10 +543,14 @@ static void answer_bridge(struct ocb_cmd_worker *w, bool on_worker, const struct
         .desc = desc,
         .from_platform = false,
         .retryable = retryable,
+        .op = a->op,
     };
     char *payload = NULL;
     size_t len = 0;
-    count_outcome(command_code_name(code));
+    if (a->op)
+        count_api(a->app_id, a->op, command_code_name(code));
+    else
+        count_outcome(command_code_name(code));
     if (command_response_format(&o, &payload, &len) != OCB_OK) {
         log_error(MOD, NULL, "cannot format the %s answer for %s", command_code_name(code),
                   a->topic);
@@ -509,14 +562,53 @@ static void answer_bridge(struct ocb_cmd_worker *w, bool on_worker, const struct
     free(payload);
 }
 
-/* <...>/command -> <...>/commandResponse, for any topic with a last level. */
+/* <...>/command -> <...>/commandResponse (<...>/api -> <...>/apiResponse), for any topic
+ * with a last level. */
 static bool answer_topic_for(const char *topic, char *out, size_t cap)
 {
     const char *slash = strrchr(topic, '/');
     if (!slash)
         return false;
-    int n = snprintf(out, cap, "%.*s/commandResponse", (int)(slash - topic), topic);
+    int n = snprintf(out, cap, "%.*s/%s", (int)(slash - topic), topic,
+                     is_api_topic(topic) ? "apiResponse" : "commandResponse");
     return n > 0 && (size_t)n < cap;
+}
+
+/*
+ * For an answer without a job (QUEUE_FULL, SHUTTING_DOWN, a journal that
+ * failed): what the payload says of itself, parsed leniently.  Fills a's
+ * correlation_id (and, for the api topics, op and app_id) from storage the
+ * caller releases with answer_meta_cleanup().
+ */
+struct answer_meta {
+    struct ocb_command_req req;
+    struct ocb_api_target at;
+    struct ocb_api_req areq;
+};
+
+static void answer_meta_fill(const struct ocb_cmd_worker *w, const char *topic, const char *payload,
+                             size_t len, struct answer_meta *mm, struct answer *a)
+{
+    memset(mm, 0, sizeof(*mm));
+    if (is_api_topic(topic)) {
+        (void)api_topic_parse(w->cfg->mqtt.topic_prefix, topic, &mm->at);
+        api_parse(&mm->at, OCB_API_ALL_OPS, payload, len, w->cfg->platform.max_command_bytes,
+                  &mm->areq, NULL, 0);
+        a->correlation_id = mm->areq.correlation_id;
+        a->op = mm->areq.op_known ? api_op_name(mm->areq.op) : "";
+        a->app_id = mm->at.app_id;
+        return;
+    }
+    size_t tl = strlen(topic);
+    bool cancel = tl >= 14 && strcmp(topic + tl - 14, "/commandCancel") == 0;
+    command_parse(cancel, payload, len, w->cfg->platform.max_command_bytes, &mm->req, NULL, 0);
+    a->correlation_id = mm->req.correlation_id;
+}
+
+static void answer_meta_cleanup(struct answer_meta *mm)
+{
+    command_req_cleanup(&mm->req);
+    api_req_cleanup(&mm->areq);
 }
 
 /* ---- the inbox (paho's thread) */
@@ -570,20 +662,16 @@ static void reject_now(struct ocb_cmd_worker *w, const struct ocb_mqtt_msg *msg,
     char topic[TOPIC_MAX];
     if (!answer_topic_for(msg->topic, topic, sizeof(topic)))
         return;
-    struct ocb_command_req req;
-    bool cancel = strlen(msg->topic) >= 14 &&
-                  strcmp(msg->topic + strlen(msg->topic) - 14, "/commandCancel") == 0;
-    command_parse(cancel, msg->payload, msg->len, w->cfg->platform.max_command_bytes, &req, NULL,
-                  0);
+    struct answer_meta mm;
     struct answer a = {
         .topic = topic,
         .response_topic = msg->response_topic,
         .corr = msg->correlation,
         .corr_len = msg->correlation_len,
-        .correlation_id = req.correlation_id,
     };
+    answer_meta_fill(w, msg->topic, msg->payload, msg->len, &mm, &a);
     answer_bridge(w, false, &a, code, 0, desc, true);
-    command_req_cleanup(&req);
+    answer_meta_cleanup(&mm);
 }
 
 static void release_slot(struct ocb_cmd_worker *w);
@@ -915,6 +1003,7 @@ static void job_free(struct job *job)
     if (!job)
         return;
     command_req_cleanup(&job->req);
+    api_job_cleanup(&job->aj);
     reconcile_scan_cleanup(&job->rec.scan);
     free(job->rec.callback_url);
     free(job->response_topic);
@@ -932,6 +1021,8 @@ static struct answer job_answer(const struct job *job)
         .corr_len = job->corr_len,
         .correlation_id = job->req.correlation_id,
         .jid = job->jid,
+        .op = job->api ? (job->aj.req.op_known ? api_op_name(job->aj.req.op) : "") : NULL,
+        .app_id = job->target.app_id,
     };
     return a;
 }
@@ -1009,23 +1100,19 @@ static void journal_forget(struct ocb_cmd_worker *w, int64_t jid)
 static bool journal_taken(struct ocb_cmd_worker *w, struct inmsg *m, struct job *job)
 {
     if (m->jrc != OCB_OK) {
-        struct ocb_command_req req;
-        bool cancel = strlen(m->topic) >= 14 &&
-                      strcmp(m->topic + strlen(m->topic) - 14, "/commandCancel") == 0;
-        command_parse(cancel, m->payload, m->len == SIZE_MAX ? 0 : m->len,
-                      w->cfg->platform.max_command_bytes, &req, NULL, 0);
+        struct answer_meta mm;
         struct answer a = {
             .topic = job->answer_topic,
             .response_topic = m->response_topic,
             .corr = m->corr,
             .corr_len = m->corr_len,
-            .correlation_id = req.correlation_id,
         };
+        answer_meta_fill(w, m->topic, m->payload, m->len == SIZE_MAX ? 0 : m->len, &mm, &a);
         answer_bridge(w, true, &a, OCB_CMD_INTERNAL, 0,
                       "the command journal cannot be written (state.dir full or failing): the "
                       "command was not executed",
                       true);
-        command_req_cleanup(&req);
+        answer_meta_cleanup(&mm);
     } else if (m->jstate == OCB_JOURNAL_ANSWERED) {
         log_info(MOD, NULL, "%s: publishing the journaled answer again", job->answer_topic);
         answer_send(w, true, job->answer_topic, m->response_topic, m->corr, m->corr_len, m->answer,
@@ -1053,6 +1140,12 @@ static void journal_resume(const struct inmsg *m, struct job *job)
     if (m->jstate != OCB_JOURNAL_SENDING)
         return;
     job->jsending = true;
+    if (job->api) {
+        api_job_resume_sending(&job->aj, m->first_s, (long long)time(NULL));
+        if (api_job_in_grace(&job->aj)) /* as for a create, below */
+            job->next_try_ms = ocb_now_ms() + job->w->cfg->platform.timeout_ms;
+        return;
+    }
     if (job->req.kind != OCB_COMMAND_CREATE)
         return;
     reconcile_begin(job, m->first_s > 0 ? m->first_s : (long long)time(NULL));
@@ -1060,6 +1153,80 @@ static void journal_resume(const struct inmsg *m, struct job *job)
      * platform: give it platform.timeout_ms, as for any unanswered create, before asking. */
     job->rec.grace = false;
     job->next_try_ms = ocb_now_ms() + job->w->cfg->platform.timeout_ms;
+}
+
+/* A validated job into its app's FIFO, with the requester's MQTT 5 properties. */
+static void job_enqueue(struct ocb_cmd_worker *w, struct inmsg *m, struct job *job)
+{
+    job->response_topic = m->response_topic;
+    job->corr = m->corr;
+    job->corr_len = m->corr_len;
+    m->response_topic = NULL;
+    m->corr = NULL;
+    job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
+    job->next_try_ms = 0;
+    journal_resume(m, job);
+    job_to(job, JOB_QUEUED);
+    if (job->app->tail)
+        job->app->tail->next = job;
+    else
+        job->app->head = job;
+    job->app->tail = job;
+}
+
+/*
+ * An inbox message on an api topic: validated (api_parse with the app's
+ * apps[].api) into a job, or answered now.  The same precedence as for
+ * commands: retained, topic, unknown app, app without a secret, then the
+ * payload (whose correlationId every answer echoes).
+ */
+static void take_api_message(struct ocb_cmd_worker *w, struct inmsg *m, struct job *job)
+{
+    struct ocb_api_job *aj = &job->aj;
+    char why[160] = "";
+    enum ocb_command_code code;
+
+    job->api = true;
+    api_job_init(aj);
+    enum ocb_err trc = api_topic_parse(w->cfg->mqtt.topic_prefix, m->topic, &aj->target);
+    const struct ocb_app *cfg_app =
+        trc == OCB_OK ? config_find_app(w->apps_cfg, aj->target.app_id) : NULL;
+    unsigned allowed = cfg_app ? cfg_app->api_ops : OCB_API_ALL_OPS;
+    if (m->len == SIZE_MAX)
+        code = api_parse(&aj->target, allowed, "", 1, 0, &aj->req, why, sizeof(why));
+    else
+        code = api_parse(&aj->target, allowed, m->payload, m->len,
+                         w->cfg->platform.max_command_bytes, &aj->req, why, sizeof(why));
+    job->req.correlation_id = aj->req.correlation_id; /* where every answer looks for it */
+    aj->req.correlation_id = NULL;
+    snprintf(job->target.app_id, sizeof(job->target.app_id), "%s", aj->target.app_id);
+    snprintf(job->target.device_id, sizeof(job->target.device_id), "%s",
+             aj->target.no_device ? "_" : aj->target.device_id);
+    if (m->retained) {
+        code = OCB_CMD_RETAINED_COMMAND_IGNORED;
+        snprintf(why, sizeof(why), "retained messages on api topics are never executed");
+    } else if (trc != OCB_OK) {
+        code = OCB_CMD_INVALID_TOPIC;
+        snprintf(why, sizeof(why), "expected %s/<appId>/<deviceId or _>/api",
+                 w->cfg->mqtt.topic_prefix);
+    } else if (!cfg_app) {
+        code = OCB_CMD_UNKNOWN_APP;
+        snprintf(why, sizeof(why), "app \"%.64s\" is not configured", aj->target.app_id);
+    } else if (!(job->app = find_wapp(w, aj->target.app_id))) {
+        code = OCB_CMD_COMMANDS_DISABLED;
+        snprintf(why, sizeof(why), "app \"%.64s\" has no secret: the device API is off",
+                 aj->target.app_id);
+    }
+    if (code != OCB_CMD_OK) {
+        struct answer a = job_answer(job);
+        answer_bridge(w, true, &a, code, 0, why, code == OCB_CMD_INTERNAL);
+        job_free(job);
+        release_slot(w);
+        return;
+    }
+    job->op = api_op_name(aj->req.op);
+    job->method = aj->req.method;
+    job_enqueue(w, m, job);
 }
 
 /* Validate one inbox message: either a job in its app's FIFO, or an answer now. */
@@ -1111,6 +1278,10 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     }
     if (journal_taken(w, m, job))
         return;
+    if (is_api_topic(m->topic)) {
+        take_api_message(w, m, job);
+        return;
+    }
     enum ocb_err trc = command_topic_parse(w->cfg->mqtt.topic_prefix, m->topic, &job->target);
     bool cancel = job->target.cancel;
     /* Parse even when something else is wrong: the answer echoes correlationId. */
@@ -1146,21 +1317,7 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
         release_slot(w);
         return;
     }
-    /* Hand over the requester's MQTT 5 properties to the job. */
-    job->response_topic = m->response_topic;
-    job->corr = m->corr;
-    job->corr_len = m->corr_len;
-    m->response_topic = NULL;
-    m->corr = NULL;
-    job->deadline_ms = m->arrived_ms + (int64_t)w->cfg->platform.command_deadline_s * 1000;
-    job->next_try_ms = 0;
-    journal_resume(m, job);
-    job_to(job, JOB_QUEUED);
-    if (job->app->tail)
-        job->app->tail->next = job;
-    else
-        job->app->head = job;
-    job->app->tail = job;
+    job_enqueue(w, m, job);
 }
 
 static unsigned jitter(struct ocb_cmd_worker *w, unsigned ms)
@@ -1183,10 +1340,14 @@ static void answer_platform_error(struct ocb_cmd_worker *w, const struct job *jo
         .desc = desc,
         .from_platform = true,
         .retryable = retryable,
+        .op = a.op,
     };
     char *payload = NULL;
     size_t len = 0;
-    count_outcome("platform_error");
+    if (a.op)
+        count_api(a.app_id, a.op, "platform_error");
+    else
+        count_outcome("platform_error");
     log_info(MOD, NULL, "%s: %s failed: HTTP %ld %s %s", job->answer_topic, job->op, status, code,
              desc);
     if (command_response_format(&o, &payload, &len) == OCB_OK)
@@ -1278,7 +1439,7 @@ static void reconcile_begin(struct job *job, long long first_s)
 /* After a create attempt: did it go out and get no answer? */
 static void reconcile_note_create(struct job *job, const struct ocb_platform_reply *r)
 {
-    if (job->req.kind == OCB_COMMAND_CREATE && r->transport != OCB_OK && r->sent &&
+    if (!job->api && job->req.kind == OCB_COMMAND_CREATE && r->transport != OCB_OK && r->sent &&
         r->cls == OCB_PLATFORM_RETRY)
         reconcile_begin(job, job->rec.first_s);
 }
@@ -1292,7 +1453,8 @@ static void reconcile_note_create(struct job *job, const struct ocb_platform_rep
 static unsigned reconcile_delay(const struct ocb_cmd_worker *w, const struct job *job,
                                 unsigned delay)
 {
-    if (job->rec.unknown && job->rec.grace && delay < w->cfg->platform.timeout_ms)
+    bool grace = job->api ? api_job_in_grace(&job->aj) : job->rec.unknown && job->rec.grace;
+    if (grace && delay < w->cfg->platform.timeout_ms)
         return w->cfg->platform.timeout_ms;
     return delay;
 }
@@ -1301,6 +1463,8 @@ static unsigned reconcile_delay(const struct ocb_cmd_worker *w, const struct job
 static enum ocb_err reconcile_call(struct job *job, struct ocb_platform_call *call)
 {
     struct job_reconcile *rec = &job->rec;
+    if (job->api)
+        return api_job_call(&job->aj, (long long)time(NULL), call);
     if (job->req.kind != OCB_COMMAND_CREATE)
         return OCB_OK;
     if (!rec->unknown) {
@@ -1436,6 +1600,21 @@ static enum reconcile_step reconcile_on_reply(struct ocb_cmd_worker *w, struct j
 /* At the deadline: if the create's outcome is still unknown, say so (and true). */
 static bool reconcile_answer_unknown(struct ocb_cmd_worker *w, const struct job *job)
 {
+    if (job->api && job->aj.unknown) {
+        char desc[480];
+        snprintf(desc, sizeof(desc),
+                 "the platform may have done it: a %s went unanswered and %s within %u s (%u "
+                 "attempt(s)); last: %s",
+                 job->op,
+                 job->aj.req.retry == OCB_API_RETRY_RECONCILE
+                     ? "what it may have created could not be queried"
+                     : "no retry got an answer",
+                 w->cfg->platform.command_deadline_s, job->attempts,
+                 job->last_desc[0] ? job->last_desc : "no answer");
+        struct answer a = job_answer(job);
+        answer_bridge(w, true, &a, OCB_CMD_OUTCOME_UNKNOWN, job->last_status, desc, false);
+        return true;
+    }
     if (!job->rec.unknown)
         return false;
     char desc[480];
@@ -1465,6 +1644,44 @@ static void rate_done(struct ocb_cmd_worker *w, struct job *job, int64_t now)
     }
 }
 
+/*
+ * A device API write whose answer was lost, answered from what the retry
+ * found: the delete already done (platform null), or the resource a
+ * reconciliation query found (platform = the device or group).  Both ok,
+ * "reconciled":true.
+ */
+static void api_answer_found(struct ocb_cmd_worker *w, const struct job *job, long status)
+{
+    const struct ocb_api_scan *scan = &job->aj.scan;
+    bool found = scan->found;
+    struct answer a = job_answer(job);
+    struct ocb_command_outcome o = {
+        .correlation_id = job->req.correlation_id,
+        .ok = true,
+        .http_status = found ? status : 0,
+        .platform_body = found ? scan->resource : NULL,
+        .platform_len = found ? scan->resource_len : 0,
+        .reconciled = true,
+        .op = a.op,
+    };
+    char *payload = NULL;
+    size_t len = 0;
+    if (command_response_format(&o, &payload, &len) != OCB_OK) {
+        answer_bridge(w, true, &a, OCB_CMD_INTERNAL, status, "out of memory answering", true);
+        return;
+    }
+    count_api(a.app_id, a.op, "ok");
+    if (found)
+        log_info(MOD, NULL, "%s: the %s's answer was lost; found %s on the platform",
+                 job->answer_topic, job->op, scan->id);
+    else
+        log_info(MOD, NULL, "%s: the %s's answer was lost; the retry found it done",
+                 job->answer_topic, job->op);
+    answer_publish(w, true, a.topic, a.response_topic, a.corr, a.corr_len, payload, len, a.jid,
+                   NULL);
+    free(payload);
+}
+
 static void on_reply(void *ctx, const struct ocb_platform_reply *r)
 {
     struct job *job = ctx;
@@ -1486,7 +1703,26 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         return;
     }
     struct ocb_platform_reply failed_query;
-    if (job->rec.querying) {
+    if (job->api) {
+        switch (api_job_on_reply(&job->aj, r, &failed_query)) {
+        case OCB_API_STEP_PASS:
+            break;
+        case OCB_API_STEP_GONE:
+        case OCB_API_STEP_RECONCILED:
+            app->throttle_backoff_ms = 0;
+            api_answer_found(w, job, r->status);
+            job_finish(w, job);
+            return;
+        case OCB_API_STEP_NEXT: /* the next page, or the write itself: at once */
+            app->throttle_backoff_ms = 0;
+            job_to(job, JOB_BACKOFF);
+            job->next_try_ms = now;
+            return;
+        case OCB_API_STEP_FAILED:
+            r = &failed_query; /* retried below, like any failed call */
+            break;
+        }
+    } else if (job->rec.querying) {
         switch (reconcile_on_reply(w, job, r, &failed_query)) {
         case RECONCILE_ANSWERED:
             app->throttle_backoff_ms = 0;
@@ -1512,6 +1748,7 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
             .http_status = r->status,
             .platform_body = r->body,
             .platform_len = r->len,
+            .op = a.op,
         };
         char *payload = NULL;
         size_t len = 0;
@@ -1523,11 +1760,14 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
             return;
         }
         char command_id[OCB_COMMAND_ID_MAX + 1];
-        count_outcome("ok");
+        if (a.op)
+            count_api(a.app_id, a.op, "ok");
+        else
+            count_outcome("ok");
         log_info(MOD, NULL, "%s: %s ok (HTTP %ld, attempt %u)", job->answer_topic, job->op,
                  r->status, job->attempts);
         bool created =
-            job->req.kind == OCB_COMMAND_CREATE &&
+            !job->api && job->req.kind == OCB_COMMAND_CREATE &&
             command_reply_command_id(r->body, r->len, command_id, sizeof(command_id)) == OCB_OK;
         if (created)
             reconcile_claim(w, command_id);
@@ -1588,7 +1828,9 @@ static void on_reply(void *ctx, const struct ocb_platform_reply *r)
         delay = reconcile_delay(w, job, jitter(w, base > RETRY_MAX_MS ? RETRY_MAX_MS : base));
         log_warn(MOD, NULL, "%s: %s attempt %u failed (%s), retrying in %u ms%s", job->answer_topic,
                  job->op, job->attempts, job->last_desc, delay,
-                 job->rec.unknown ? "; its outcome is unknown, querying the platform first" : "");
+                 job->rec.unknown || api_job_in_grace(&job->aj)
+                     ? "; its outcome is unknown, querying the platform first"
+                     : "");
     }
     job->next_try_ms = now + delay;
     if (job->next_try_ms >= job->deadline_ms) {
@@ -1688,7 +1930,9 @@ static void send_pending(struct ocb_cmd_worker *w, struct job *list)
                 if (job->jid && !job->jsending)
                     rows[i++] = (struct ocb_journal_sending){
                         .id = job->jid,
-                        .first_s = job->req.kind == OCB_COMMAND_CREATE ? job->rec.first_s : 0,
+                        .first_s = job->api ? (api_job_is_write(&job->aj) ? job->aj.first_s : 0)
+                                   : job->req.kind == OCB_COMMAND_CREATE ? job->rec.first_s
+                                                                         : 0,
                     };
             jrc = journal_mark_sending(w->journal, rows, n);
             free(rows);
@@ -1705,6 +1949,7 @@ static void send_pending(struct ocb_cmd_worker *w, struct job *list)
                 rate_done(w, job, now);
                 job->attempts--;
                 job->rec.querying = false;
+                job->aj.querying = false;
                 job_to(job, JOB_BACKOFF);
                 job->next_try_ms = now + RETRY_BASE_MS * 2;
                 snprintf(job->last_desc, sizeof(job->last_desc),
@@ -1744,7 +1989,7 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 continue;
             }
             if (now >= job->deadline_ms) {
-                if (job->attempts == 0 && !job->rec.unknown) {
+                if (job->attempts == 0 && !job->rec.unknown && !(job->api && job->aj.unknown)) {
                     struct answer a = job_answer(job);
                     answer_bridge(w, true, &a, OCB_CMD_EXPIRED_IN_QUEUE, 0,
                                   "no platform call was possible before the deadline", true);
@@ -2108,6 +2353,9 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
                      "changes");
     metrics_describe("ocb_commands_total", OCB_METRIC_COUNTER,
                      "MQTT commands by outcome (ok, platform_error or a bridge code)");
+    metrics_describe("ocb_api_requests_total", OCB_METRIC_COUNTER,
+                     "Device API requests over MQTT by app, op and result (ok, platform_error or "
+                     "a bridge code)");
     metrics_describe("ocb_command_reconciliations_total", OCB_METRIC_COUNTER,
                      "Creates whose answer was lost, by result of the query: adopted, created, "
                      "unknown");
@@ -2139,6 +2387,25 @@ enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w)
                          cfg->mqtt.topic_prefix, leaves[i]);
         else
             n = snprintf(filter, sizeof(filter), "%s/+/+/%s", cfg->mqtt.topic_prefix, leaves[i]);
+        if (n < 0 || (size_t)n >= sizeof(filter))
+            return OCB_ERR_TOO_BIG;
+        enum ocb_err rc = mqtt_link_add_subscription(w->link, filter);
+        if (rc != OCB_OK)
+            return rc;
+    }
+    /* The device API: only when some app with a secret allows an operation at start (a
+     * reload that allows the first one needs a restart to subscribe). */
+    bool api = false;
+    for (size_t i = 0; i < cfg->n_apps; i++)
+        api |= cfg->apps[i].secret && *cfg->apps[i].secret && cfg->apps[i].api_ops != 0;
+    if (api) {
+        char filter[TOPIC_MAX];
+        int n;
+        if (cfg->mqtt.shared_group && *cfg->mqtt.shared_group)
+            n = snprintf(filter, sizeof(filter), "$share/%s/%s/+/+/api", cfg->mqtt.shared_group,
+                         cfg->mqtt.topic_prefix);
+        else
+            n = snprintf(filter, sizeof(filter), "%s/+/+/api", cfg->mqtt.topic_prefix);
         if (n < 0 || (size_t)n >= sizeof(filter))
             return OCB_ERR_TOO_BIG;
         enum ocb_err rc = mqtt_link_add_subscription(w->link, filter);

@@ -505,6 +505,12 @@ static enum ocb_err start_transfer(struct ocb_platform_client *pc, struct reques
         } else if (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0) {
             SETOPT(CURLOPT_POSTFIELDS, "");
             SETOPT(CURLOPT_POSTFIELDSIZE, 0L);
+        } else {
+            /* A bodiless DELETE has no body to refuse the rewind of (read_body), so on a
+             * reused connection that died without an answer libcurl would re-send it
+             * silently: the caller would see the retry's 404, never the lost answer.
+             * A fresh connection is never retried that way. */
+            SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         }
     }
 #undef SETOPT

@@ -13,6 +13,11 @@
  * With platform.manage_subscriptions the same thread keeps the platform's
  * subscriptions in sync (subscriptions.h), without holding up commands.
  *
+ * Device API requests (<prefix>/<appId>/<deviceId or _>/api; api.h,
+ * api_job.h) are jobs of the same kind: the same queue bound, journal, rate
+ * limit, deadline and retries, answered on .../apiResponse and the response
+ * topic (a register's psk only there when there is one).
+ *
  * Threads: cmd_worker_on_message() runs on paho's callback thread and never
  * blocks; cmd_worker_on_status() and cmd_worker_ready() may be called from
  * any thread (libmicrohttpd's); the rest from the main thread.  Thread-safe
@@ -61,8 +66,10 @@ enum ocb_err cmd_worker_use_state(struct ocb_cmd_worker *w, struct ocb_state *st
 
 /*
  * Before mqtt_link_start(): subscribe <prefix>/+/+/command and
- * <prefix>/+/+/commandCancel (through $share/<mqtt.shared_group>/ when set)
- * and route arriving messages to cmd_worker_on_message().
+ * <prefix>/+/+/commandCancel, and <prefix>/+/+/api when some app with a
+ * secret allows a device API op (apps[].api not empty), each through
+ * $share/<mqtt.shared_group>/ when set, and route arriving messages to
+ * cmd_worker_on_message().
  */
 enum ocb_err cmd_worker_attach(struct ocb_cmd_worker *w);
 
@@ -93,7 +100,7 @@ enum ocb_err cmd_worker_reload(struct ocb_cmd_worker *w, const struct ocb_config
 /* Stops if needed and frees.  NULL is a no-op. */
 void cmd_worker_free(struct ocb_cmd_worker *w);
 
-/* ocb_mqtt_on_message for the command topics (paho's thread; ctx = the worker). */
+/* ocb_mqtt_on_message for the command and api topics (paho's thread; ctx = the worker). */
 void cmd_worker_on_message(void *ctx, const struct ocb_mqtt_msg *msg);
 
 /*

@@ -2,7 +2,8 @@
  * journal.h: the command journal and the persisted requesters, on the state
  * store (state.h; issue 10 items 4 and 6).
  *
- * Every command (and commandCancel) the bridge takes from MQTT is a row of
+ * Every command (and commandCancel, and device API request: its topic's last
+ * level `api` says so, no kind column) the bridge takes from MQTT is a row of
  * the `journal` table before it is executed: its raw topic, payload, MQTT 5
  * response topic and correlation data, arrival time and deadline (both UTC
  * milliseconds, so they mean the same after a restart).  Its state moves
@@ -75,7 +76,7 @@ struct ocb_journal_cmd {
 struct ocb_journal_row {
     struct ocb_journal_cmd cmd;
     enum ocb_journal_state state;
-    long long first_s;      /* UTC seconds of the first create attempt, 0 = none */
+    long long first_s;      /* UTC seconds of the first create / API write attempt, 0 = none */
     const char *command_id; /* or NULL */
     const char *answer;     /* the stored commandResponse (state answered) or NULL */
     size_t answer_len;
@@ -122,7 +123,8 @@ void journal_unreserve(struct ocb_journal *j);
 enum ocb_err journal_append(struct ocb_journal *j, struct ocb_journal_append *a,
                             const struct ocb_journal_cmd *cmd, ocb_journal_done done, void *ctx);
 
-/* Row ids with the first create attempt's time (UTC s, 0 for non-creates). */
+/* Row ids with the first attempt's time of a create or a device API write (UTC s; 0 for the rest).
+ */
 struct ocb_journal_sending {
     int64_t id;
     long long first_s;

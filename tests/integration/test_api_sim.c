@@ -7,8 +7,8 @@
  * query, a blind resend of the register is refused by the platform, and a
  * delete retried after it succeeded is recognised as done.
  *
- * This is the pure half's conformance test; the MQTT round trip comes with
- * the worker wiring.  Links ocbridge_core (tests/CMakeLists.txt).
+ * This is the pure half's conformance test; the MQTT round trip through the
+ * bridge is test_api.c.  Links ocbridge_core (tests/CMakeLists.txt).
  */
 #include <check.h>
 #include <signal.h>

@@ -24,6 +24,7 @@
 #define CLIENT_ID "ocb-link"
 #define F_CMD     "iot/+/+/command"
 #define F_CANCEL  "iot/+/+/commandCancel"
+#define F_API     "iot/+/+/api" /* app1 allows the read ops by default */
 
 static struct th_fb *fb;
 
@@ -311,17 +312,18 @@ END_TEST
 
 START_TEST(test_resumed_session_drops_plain_filters)
 {
-    static const char *const old[] = {F_CMD, F_CANCEL};
+    static const char *const old[] = {F_CMD, F_CANCEL, F_API};
     char set[512];
 
     fb = th_fb_start(NULL);
     /* An earlier run without a shared group left its plain filters in the session. */
-    th_fb_seed_session(fb, CLIENT_ID, old, 2);
+    th_fb_seed_session(fb, CLIENT_ID, old, 3);
     start_bridge(5, ",\"shared_group\":\"g\"", true);
     ck_assert(th_fb_saw(fb, "UNSUBSCRIBE " F_CMD));
     ck_assert(th_fb_saw(fb, "UNSUBSCRIBE " F_CANCEL));
+    ck_assert(th_fb_saw(fb, "UNSUBSCRIBE " F_API));
     th_fb_session(fb, CLIENT_ID, set, sizeof(set));
-    ck_assert_str_eq(set, "$share/g/" F_CMD "\n$share/g/" F_CANCEL);
+    ck_assert_str_eq(set, "$share/g/" F_API "\n$share/g/" F_CMD "\n$share/g/" F_CANCEL);
 }
 END_TEST
 
@@ -337,8 +339,9 @@ START_TEST(test_changed_prefix_drops_the_old_filters)
     start_bridge(5, NULL, true);
     ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/command"));
     ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/commandCancel"));
+    ck_assert(th_fb_saw(fb, "UNSUBSCRIBE old/+/+/api"));
     th_fb_session(fb, CLIENT_ID, set, sizeof(set));
-    ck_assert_str_eq(set, F_CMD "\n" F_CANCEL);
+    ck_assert_str_eq(set, F_API "\n" F_CMD "\n" F_CANCEL);
 }
 END_TEST
 

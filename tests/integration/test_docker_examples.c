@@ -6,6 +6,9 @@
  * - the Python and Node clients see a virtual device's data and get the
  *   commandResponse of the command they send (MQTT 5 response topic and
  *   correlation data, and the correlationId field);
+ * - with --register they register a device over the device API, read its
+ *   history and delete it, as the client user of docker/mosquitto/acl, and
+ *   the simulator holds no such device afterwards;
  * - examples/curl/push-all.sh pushes every notification type and each lands
  *   on the topic its comment names;
  * - every metric the Grafana dashboard and the alert rules use is exported
@@ -156,10 +159,68 @@ static void check_client_output(const struct th_proc *p)
     free(out);
 }
 
+/* How many of the simulator's devices have this nodeId. */
+static int devices_with_node(const char *node)
+{
+    char url[96];
+    struct th_http_resp r;
+    int n = 0;
+    const cJSON *d;
+
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/devices", S.sim_admin);
+    ck_assert(th_http("GET", url, NULL, 0, NULL, &r) && r.status == 200);
+    cJSON *arr = cJSON_Parse(r.body);
+    cJSON_ArrayForEach(d, arr)
+    {
+        const char *nid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d, "nodeId"));
+        n += nid && strcmp(nid, node) == 0;
+    }
+    cJSON_Delete(arr);
+    th_http_resp_free(&r);
+    return n;
+}
+
+/* The --register flow: register, history, delete, each answered ok on the response topic. */
+static void run_register(const char *name, char *interpreter, char *script, const char *node)
+{
+    char port[16], log_name[64];
+    struct th_proc p;
+
+    snprintf(port, sizeof(port), "%d", S.broker.port);
+    snprintf(log_name, sizeof(log_name), "%s-register", name);
+    char *argv[] = {interpreter,  script,
+                    "--port",     port,
+                    "--user",     TH_DOCKER_CLIENT_USER,
+                    "--password", TH_DOCKER_CLIENT_PASS,
+                    "--app",      "demoApp",
+                    "--register", (char *)node,
+                    "--timeout",  CLIENT_TIMEOUT,
+                    NULL};
+    th_run(&p, log_name, argv, 3 * WAIT_MS);
+    char *out = th_read_file(p.log, NULL);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_msg(p.status == 0, "%s exited %d:\n%s", log_name, p.status, out);
+    static const char *const ops[] = {"register", "history", "delete"};
+    for (size_t i = 0; i < 3; i++) {
+        char want[64];
+        snprintf(want, sizeof(want), "apiResponse %s {", ops[i]);
+        const char *line = strstr(out, want);
+        ck_assert_msg(line != NULL, "%s printed no %s answer:\n%s", log_name, ops[i], out);
+        const char *eol = strchr(line, '\n');
+        char *one = strndup(line, eol ? (size_t)(eol - line) : strlen(line));
+        ck_assert_ptr_nonnull(one);
+        ck_assert_msg(strstr(one, "\"ok\":true") != NULL, "%s: %s not ok:\n%s", log_name, ops[i],
+                      out);
+        free(one);
+    }
+    free(out);
+    ck_assert_int_eq(devices_with_node(node), 0);
+}
+
 /* Run one example client against a fresh stack; both clients take the same arguments. */
 static void run_client(const char *name, char *interpreter, char *script)
 {
-    char port[16];
+    char port[16], node[32];
     struct th_proc p;
 
     stack_start(&S);
@@ -175,6 +236,8 @@ static void run_client(const char *name, char *interpreter, char *script)
                     NULL};
     th_run(&p, name, argv, 3 * WAIT_MS);
     check_client_output(&p);
+    snprintf(node, sizeof(node), "NODE-%s", name);
+    run_register(name, interpreter, script, node);
     stack_stop(&S);
 }
 

@@ -160,10 +160,48 @@ START_TEST(only_clients_can_command_the_bridge)
 }
 END_TEST
 
+/* The device API lines of docker/mosquitto/acl (README "The device API over MQTT"): the bridge
+ * reads every app's api topics, the client may publish on demoApp's, the viewer only on
+ * dashApp's (an app the bridge would limit to the reads). */
+START_TEST(api_topics_follow_the_acl)
+{
+    static struct th_broker b;
+    const char *req = "{\"op\":\"register\",\"nodeId\":\"n1\"}";
+
+    th_docker_broker_start(&b);
+    struct th_mqtt *bridge =
+        connect_as(&b, "t-bridge", TH_DOCKER_BRIDGE_USER, TH_DOCKER_BRIDGE_PASS);
+    ck_assert(th_mqtt_subscribe(bridge, "iot/+/+/api", 1));
+    struct th_mqtt *viewer =
+        connect_as(&b, "t-viewer", TH_DOCKER_VIEWER_USER, TH_DOCKER_VIEWER_PASS);
+    struct th_mqtt *client =
+        connect_as(&b, "t-client", TH_DOCKER_CLIENT_USER, TH_DOCKER_CLIENT_PASS);
+    /* Refused first, so that a delivery would arrive before the allowed ones. */
+    th_mqtt_publish(viewer, "iot/demoApp/_/api", req, strlen(req), 1, false, NULL, NULL, 0);
+    th_mqtt_publish(client, "iot/dashApp/_/api", req, strlen(req), 1, false, NULL, NULL, 0);
+    ck_assert(th_mqtt_publish(client, "iot/demoApp/_/api", req, strlen(req), 1, false,
+                              "replies/client/a", "c1", 2));
+    ck_assert(
+        th_mqtt_publish(viewer, "iot/dashApp/_/api", req, strlen(req), 1, false, NULL, NULL, 0));
+    ck_assert(th_mqtt_wait(bridge, 2, WAIT_MS));
+    ck_assert_str_eq(th_mqtt_msg(bridge, 0)->topic, "iot/demoApp/_/api");
+    ck_assert_str_eq(th_mqtt_msg(bridge, 0)->response_topic, "replies/client/a");
+    ck_assert_str_eq(th_mqtt_msg(bridge, 1)->topic, "iot/dashApp/_/api");
+    th_sleep_ms(300);
+    ck_assert_uint_eq(th_mqtt_count(bridge), 2);
+
+    th_mqtt_free(client);
+    th_mqtt_free(viewer);
+    th_mqtt_free(bridge);
+    th_broker_stop(&b);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const TTest *const broker_tests[] = {bridge_pushes_reach_clients_with_the_shipped_credentials,
-                                         only_clients_can_command_the_bridge, NULL};
+                                         only_clients_can_command_the_bridge,
+                                         api_topics_follow_the_acl, NULL};
     const struct th_case cases[] = {
         {.name = "broker", .timeout_s = 120, .tests = broker_tests},
         {.name = NULL},

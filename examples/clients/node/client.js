@@ -18,6 +18,16 @@
 // Prints one line per message: "data <topic> <payload>", then
 // "commandResponse <payload>".  Exit status: 0 when the response says ok, 1 when
 // it says not ok, 2 on a connection error or timeout.
+//
+// With --register NODEID it uses the device API instead (README.md, "The device
+// API over MQTT"; the app's apps[].api must allow register, history and delete):
+// register a device with that nodeId on iot/<appId>/_/api, read the new device's
+// data history, delete it; each a request on .../api answered on the MQTT 5
+// response topic.  Prints "apiResponse <op> <payload>" per answer; exit 0 when
+// all three are ok.
+//
+//   node client.js --user client --password client-demo-password --app demoApp \
+//        --register 86000099
 'use strict';
 
 const crypto = require('node:crypto');
@@ -33,18 +43,19 @@ const { values: args } = parseArgs({
     prefix: { type: 'string', default: 'iot' },
     app: { type: 'string' },
     device: { type: 'string' },
+    register: { type: 'string', default: '' }, // nodeId: register, history, delete
     data: { type: 'string', default: '1' }, // data messages to wait for first
     command: { type: 'string', default: '' }, // empty: only watch the data
     timeout: { type: 'string', default: '30' }, // seconds for each step
   },
 });
-if (!args.app || !args.device) {
-  console.error('usage: client.js --app APPID --device DEVICEID [--host H] [--port P] ' +
-                '[--user U --password P] [--data N] [--command JSON] [--timeout S]');
+if (!args.app || (!args.device && !args.register)) {
+  console.error('usage: client.js --app APPID (--device DEVICEID | --register NODEID) [--host H] ' +
+                '[--port P] [--user U --password P] [--data N] [--command JSON] [--timeout S]');
   process.exit(2);
 }
 
-const deviceTopic = `${args.prefix}/${args.app}/${args.device}`;
+const deviceTopic = `${args.prefix}/${args.app}/${args.device || '_'}`;
 // The broker's ACL lets each user read replies/<user>/#.
 const replyTopic = `replies/${args.user || 'anonymous'}/${crypto.randomUUID()}`;
 const correlation = crypto.randomUUID();
@@ -97,15 +108,49 @@ function sendCommand() {
   }, (err) => { if (err) finish(2, `error: publish: ${err.message}`); });
 }
 
+// The device API flow (--register): one request at a time, answered on replyTopic.
+const apiWaiting = new Map(); // correlation data -> resolve(answer text)
+
+function apiRequest(device, request) {
+  const corr = crypto.randomUUID();
+  step(`apiResponse to ${request.op}`);
+  return new Promise((resolve, reject) => {
+    apiWaiting.set(corr, resolve);
+    client.publish(`${args.prefix}/${args.app}/${device}/api`,
+      JSON.stringify({ ...request, correlationId: corr }), {
+        qos: 1,
+        properties: { responseTopic: replyTopic, correlationData: Buffer.from(corr) },
+      }, (err) => { if (err) reject(err); });
+  }).then((text) => {
+    console.log(`apiResponse ${request.op} ${text}`);
+    return JSON.parse(text);
+  });
+}
+
+async function runApi() {
+  try {
+    const reg = await apiRequest('_', { op: 'register', nodeId: args.register, timeout: 0 });
+    if (reg.ok !== true) return finish(1);
+    const device = reg.platform.deviceId;
+    const hist = await apiRequest(device, { op: 'history', pageSize: 10 });
+    const gone = await apiRequest(device, { op: 'delete' });
+    return finish(hist.ok === true && gone.ok === true ? 0 : 1);
+  } catch (e) {
+    return finish(2, `error: ${e.message}`);
+  }
+}
+
 client.on('error', (err) => finish(2, `error: ${err.message}`));
 
 client.on('connect', () => {
   step('subscription');
-  client.subscribe([`${deviceTopic}/+`, replyTopic], { qos: 1 }, (err, granted) => {
+  const filters = args.register ? [replyTopic] : [`${deviceTopic}/+`, replyTopic];
+  client.subscribe(filters, { qos: 1 }, (err, granted) => {
     const refused = (granted || []).filter((g) => g.qos >= 0x80);
     if (err || refused.length) {
       return finish(2, `error: subscribe refused: ${err ? err.message : JSON.stringify(refused)}`);
     }
+    if (args.register) return runApi();
     step('data');
     if (dataLeft <= 0) sendCommand();
   });
@@ -118,6 +163,11 @@ client.on('message', (topic, payload, packet) => {
   const text = payload.toString('utf8');
   if (topic === replyTopic) {
     const cd = packet.properties && packet.properties.correlationData;
+    const waiting = cd && apiWaiting.get(cd.toString());
+    if (waiting) {
+      apiWaiting.delete(cd.toString());
+      return waiting(text);
+    }
     if (!commandSent || !cd || cd.toString() !== correlation) return;
     console.log(`commandResponse ${text}`);
     let ok = false;

@@ -22,6 +22,18 @@ Uses paho-mqtt's 1.6 API (Debian 12: apt-get install python3-paho-mqtt).
 Prints one line per message: "data <topic> <payload>", then
 "commandResponse <payload>".  Exit status: 0 when the response says ok,
 1 when it says not ok, 2 on a connection error or timeout.
+
+With --register NODEID it uses the device API instead (README.md, "The
+device API over MQTT"; the app's apps[].api must allow register, history
+and delete): it registers a device with that nodeId on
+iot/<appId>/_/api, reads the new device's data history and deletes it,
+each a request on .../api answered on the MQTT 5 response topic (the only
+place a register's psk is published when a response topic is set).
+Prints "apiResponse <op> <payload>" per answer; exit 0 when all three
+are ok.
+
+    python3 ocbridge_client.py --user client --password client-demo-password \\
+        --app demoApp --register 86000099
 """
 import argparse
 import json
@@ -44,19 +56,24 @@ def parse_args():
     p.add_argument("--password", default="")
     p.add_argument("--prefix", default="iot", help="mqtt.topic_prefix of the bridge")
     p.add_argument("--app", required=True, help="the platform appId")
-    p.add_argument("--device", required=True, help="the platform deviceId")
+    p.add_argument("--device", default="", help="the platform deviceId (not with --register)")
+    p.add_argument("--register", default="", metavar="NODEID",
+                   help="register a device with this nodeId, read its history, delete it")
     p.add_argument("--data", type=int, default=1,
                    help="data messages to wait for before the command (0: do not wait)")
     p.add_argument("--command", default="",
                    help='command JSON, e.g. {"serviceId":"Light","method":"SWITCH","paras":{}}; '
                         "empty: only watch the data")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds for each step")
-    return p.parse_args()
+    args = p.parse_args()
+    if not args.device and not args.register:
+        p.error("one of --device and --register is required")
+    return args
 
 
 def main():
     args = parse_args()
-    device_topic = f"{args.prefix}/{args.app}/{args.device}"
+    device_topic = f"{args.prefix}/{args.app}/{args.device or '_'}"
     # The broker's ACL lets each user read replies/<user>/#.
     reply_topic = f"replies/{args.user or 'anonymous'}/{uuid.uuid4().hex}"
     correlation = uuid.uuid4().hex
@@ -74,7 +91,10 @@ def main():
         if rc != 0:
             events.put(("error", f"connect refused: {rc}"))
             return
-        c.subscribe([(device_topic + "/+", 1), (reply_topic, 1)])
+        if args.register:
+            c.subscribe([(reply_topic, 1)])
+        else:
+            c.subscribe([(device_topic + "/+", 1), (reply_topic, 1)])
 
     def on_subscribe(_c, _userdata, _mid, reason_codes, _props=None):
         failed = [str(r) for r in reason_codes if r.value >= 0x80]
@@ -89,6 +109,8 @@ def main():
             cd = getattr(msg.properties, "CorrelationData", b"")
             if cd == correlation.encode():
                 events.put(("response", payload))
+            elif args.register:
+                events.put(("response:" + cd.decode("utf-8", "replace"), payload))
             return
         kind = msg.topic.rsplit("/", 1)[-1]
         if kind in ("command", "commandCancel"):
@@ -107,6 +129,8 @@ def main():
         return 2
     client.loop_start()
     try:
+        if args.register:
+            return run_api(args, client, events, reply_topic)
         return run(args, client, events, finished, device_topic, reply_topic, correlation)
     finally:
         client.disconnect()
@@ -128,6 +152,39 @@ def wait_for(events, wanted, timeout):
             raise RuntimeError(value)
         if kind == wanted:
             return value
+
+
+def api_request(args, client, events, reply_topic, device, request):
+    """One device API request on <prefix>/<app>/<device or _>/api; its parsed answer."""
+    corr = uuid.uuid4().hex
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = reply_topic
+    props.CorrelationData = corr.encode()
+    request = dict(request, correlationId=corr)
+    info = client.publish(f"{args.prefix}/{args.app}/{device}/api", json.dumps(request), qos=1,
+                          properties=props)
+    info.wait_for_publish(args.timeout)
+    answer = wait_for(events, "response:" + corr, args.timeout)
+    print(f"apiResponse {request['op']} {answer}", flush=True)
+    return json.loads(answer)
+
+
+def run_api(args, client, events, reply_topic):
+    """register -> history -> delete; 0 when every answer is ok."""
+    try:
+        wait_for(events, "subscribed", args.timeout)
+        reg = api_request(args, client, events, reply_topic, "_",
+                          {"op": "register", "nodeId": args.register, "timeout": 0})
+        if not reg.get("ok"):
+            return 1
+        device = reg["platform"]["deviceId"]
+        hist = api_request(args, client, events, reply_topic, device,
+                           {"op": "history", "pageSize": 10})
+        gone = api_request(args, client, events, reply_topic, device, {"op": "delete"})
+    except (TimeoutError, RuntimeError, ValueError, KeyError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0 if hist.get("ok") is True and gone.get("ok") is True else 1
 
 
 def run(args, client, events, finished, device_topic, reply_topic, correlation):
