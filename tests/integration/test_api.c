@@ -56,19 +56,27 @@ static void setup_all(void)
     ck_assert(th_mqtt_subscribe(fx_client, "reply/#", 1));
 }
 
+/* Message m parsed, when it was published on topic with correlationId corr; else NULL. */
+static cJSON *answer_of(const struct th_msg *m, const char *topic, const char *corr)
+{
+    if (strcmp(m->topic, topic) != 0)
+        return NULL;
+    cJSON *j = cJSON_Parse((const char *)m->payload);
+    const char *c = j ? fx_str(j, "correlationId") : NULL;
+    if (c && strcmp(c, corr) == 0)
+        return j;
+    cJSON_Delete(j);
+    return NULL;
+}
+
 /* The apiResponse (on topic) whose correlationId is corr, parsed (caller deletes); NULL if none. */
 static cJSON *find_answer(const char *topic, const char *corr)
 {
     size_t total = th_mqtt_count(fx_client);
     for (size_t i = 0; i < total; i++) {
-        const struct th_msg *m = th_mqtt_msg(fx_client, i);
-        if (strcmp(m->topic, topic) != 0)
-            continue;
-        cJSON *j = cJSON_Parse((const char *)m->payload);
-        const char *c = j ? fx_str(j, "correlationId") : NULL;
-        if (c && strcmp(c, corr) == 0)
+        cJSON *j = answer_of(th_mqtt_msg(fx_client, i), topic, corr);
+        if (j)
             return j;
-        cJSON_Delete(j);
     }
     return NULL;
 }
@@ -77,12 +85,8 @@ static size_t count_answers(const char *topic, const char *corr)
 {
     size_t n = 0, total = th_mqtt_count(fx_client);
     for (size_t i = 0; i < total; i++) {
-        const struct th_msg *m = th_mqtt_msg(fx_client, i);
-        if (strcmp(m->topic, topic) != 0)
-            continue;
-        cJSON *j = cJSON_Parse((const char *)m->payload);
-        const char *c = j ? fx_str(j, "correlationId") : NULL;
-        n += c && strcmp(c, corr) == 0;
+        cJSON *j = answer_of(th_mqtt_msg(fx_client, i), topic, corr);
+        n += j != NULL;
         cJSON_Delete(j);
     }
     return n;
