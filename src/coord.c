@@ -451,11 +451,7 @@ enum ocb_err coord_new(const struct ocb_config *cfg, struct ocb_coord **out)
     pthread_mutex_init(&c->state_mu, NULL);
     pthread_mutex_init(&c->mu, NULL);
     ocb_list_init(&c->ops);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    ocb_cond_init(&c->cv);
 
     metrics_describe("ocb_coord_degraded", OCB_METRIC_GAUGE,
                      "1 while Redis is unreachable and commands use local state");
@@ -1053,16 +1049,7 @@ static void *coord_main(void *arg)
             c->n_ops--;
         }
         if (!due && now < next_beat) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int64_t in = wake - now;
-            ts.tv_sec += in / 1000;
-            ts.tv_nsec += (long)(in % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+            ocb_cond_wait_until(&c->cv, &c->mu, wake);
             continue;
         }
         pthread_mutex_unlock(&c->mu);
