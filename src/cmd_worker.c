@@ -94,6 +94,7 @@
 #include "ocb/command.h"
 #include "ocb/coord.h"
 #include "ocb/journal.h"
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/util.h"
 #include "ocb/metrics.h"
@@ -124,7 +125,7 @@
 
 /* A message copied off paho's thread. */
 struct inmsg {
-    struct inmsg *next;
+    struct ocb_list link; /* in w->inbox */
     char *topic;
     char *payload;
     size_t len;
@@ -188,7 +189,7 @@ struct job_reconcile {
 };
 
 struct job {
-    struct job *next;
+    struct ocb_list link; /* in app->jobs (initialised at creation, so unlinking is safe) */
     struct ocb_cmd_worker *w;
     struct wapp *app;
     struct ocb_command_target target;
@@ -214,9 +215,9 @@ struct job {
     char last_text[256];
     char last_desc[320]; /* code and text, for logs */
     struct job_reconcile rec;
-    int64_t jid;         /* the journal row, 0 = not journaled */
-    bool jsending;       /* the row is in state sending */
-    struct job *to_send; /* dispatch's list of calls waiting for the journal */
+    int64_t jid;               /* the journal row, 0 = not journaled */
+    bool jsending;             /* the row is in state sending */
+    struct ocb_list send_link; /* in dispatch's list of calls waiting for the journal */
     struct ocb_platform_call call;
     /* A device API request (<prefix>/<app>/<device>/api) instead of a command: req
      * holds only its correlation_id, aj the rest (api_job.h). */
@@ -228,8 +229,8 @@ struct job {
 struct wapp {
     const struct ocb_app *cfg;
     const struct ocb_config *owner; /* a reference to the configuration cfg points into */
-    bool active; /* in the current configuration with a secret (see apply_reload) */
-    struct job *head, *tail;
+    bool active;          /* in the current configuration with a secret (see apply_reload) */
+    struct ocb_list jobs; /* struct job (link), arrival order */
     struct ocb_rate_limit rate;
     struct ocb_rate_limit rate_local; /* local_rate_share_pct of the limit, while Redis is down */
     bool lease_held;                  /* this replica holds the app's subscription-sync lease */
@@ -238,7 +239,7 @@ struct wapp {
 };
 
 struct outmsg {
-    struct outmsg *next;
+    struct ocb_list link; /* in w->outbox */
     char *topic;
     char *payload;
     size_t len;
@@ -256,8 +257,8 @@ struct ocb_cmd_worker {
 
     /* shared with paho's thread */
     pthread_mutex_t lock;
-    struct inmsg *in_head, *in_tail;
-    unsigned held; /* commands in the inbox or in jobs, <= platform.max_queue */
+    struct ocb_list inbox; /* struct inmsg, arrival order */
+    unsigned held;         /* commands in the inbox or in jobs, <= platform.max_queue */
     bool stopping;
 
     /* shared with libmicrohttpd's threads; thread-safe on its own */
@@ -277,7 +278,7 @@ struct ocb_cmd_worker {
     struct wapp apps[OCB_MAX_APPS];
     size_t n_apps;
     unsigned in_flight;
-    struct outmsg *out_head, *out_tail;
+    struct ocb_list outbox; /* struct outmsg: answers the broker could not take yet, in order */
     unsigned n_out;
     unsigned rand_state;
     int64_t subs_next_ms;       /* 0 = no subscription sync due */
@@ -407,11 +408,7 @@ static void outbox_add(struct ocb_cmd_worker *w, const char *topic, const char *
         goto drop;
     jtrack_get(t);
     m->track = t;
-    if (w->out_tail)
-        w->out_tail->next = m;
-    else
-        w->out_head = m;
-    w->out_tail = m;
+    ocb_list_push_back(&w->outbox, &m->link);
     w->n_out++;
     return;
 drop:
@@ -427,11 +424,20 @@ drop:
     log_error(MOD, NULL, "answer on %s dropped: broker unavailable and outbox full", topic);
 }
 
+static void outmsg_free(struct outmsg *m)
+{
+    free(m->topic);
+    free(m->payload);
+    free(m->corr);
+    free(m);
+}
+
 static void outbox_flush(struct ocb_cmd_worker *w)
 {
     int64_t now = ocb_now_ms();
-    while (w->out_head) {
-        struct outmsg *m = w->out_head;
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &w->outbox) {
+        struct outmsg *m = ocb_list_entry(pos, struct outmsg, link);
         if (now - m->born_ms > OUTBOX_MAX_AGE_MS) {
             metrics_counter_add("ocb_command_answers_dropped_total", "", 1);
             log_error(MOD, NULL, "answer on %s dropped: broker unavailable for too long", m->topic);
@@ -442,14 +448,9 @@ static void outbox_flush(struct ocb_cmd_worker *w)
         } else {
             jtrack_put(m->track, true); /* the publish holds its own reference now */
         }
-        w->out_head = m->next;
-        if (!w->out_head)
-            w->out_tail = NULL;
+        ocb_list_remove(&m->link);
         w->n_out--;
-        free(m->topic);
-        free(m->payload);
-        free(m->corr);
-        free(m);
+        outmsg_free(m);
     }
 }
 
@@ -470,7 +471,7 @@ static void answer_send_tracked(struct ocb_cmd_worker *w, bool on_worker, const 
         const void *c = i == 1 ? corr : NULL;
         size_t cl = i == 1 ? corr_len : 0;
         /* Keep the order of answers: once something waits, queue behind it. */
-        enum ocb_err rc = (on_worker && w->out_head)
+        enum ocb_err rc = (on_worker && !ocb_list_empty(&w->outbox))
                               ? OCB_ERR_FULL
                               : publish(w, topics[i], payload, len, c, cl, t);
         if (rc == OCB_OK)
@@ -629,11 +630,7 @@ static void inmsg_free(struct inmsg *m)
 static void inbox_push(struct ocb_cmd_worker *w, struct inmsg *m)
 {
     pthread_mutex_lock(&w->lock);
-    if (w->in_tail)
-        w->in_tail->next = m;
-    else
-        w->in_head = m;
-    w->in_tail = m;
+    ocb_list_push_back(&w->inbox, &m->link);
     /* Under the lock: cmd_worker_stop() sets `stopping` under it before the
      * platform client goes away, so pc is alive here.  The wakeup is one
      * non-blocking write; the gauge is set under the lock so that racing
@@ -884,7 +881,8 @@ static void answer_and_share(struct ocb_cmd_worker *w, const struct job *job,
         };
         jtrack_get(t); /* share_after_ack's */
         /* Keep the order of answers: once something waits, queue behind it. */
-        rc = w->out_head ? OCB_ERR_FULL : mqtt_link_publish(w->link, &pub, share_after_ack, p);
+        rc = !ocb_list_empty(&w->outbox) ? OCB_ERR_FULL
+                                         : mqtt_link_publish(w->link, &pub, share_after_ack, p);
         if (rc != OCB_OK && t)
             atomic_fetch_sub(&t->refs, 1); /* share_after_ack never runs */
     }
@@ -1031,18 +1029,7 @@ static struct answer job_answer(const struct job *job)
 static void job_finish(struct ocb_cmd_worker *w, struct job *job)
 {
     job_to(job, JOB_ANSWERED);
-    struct wapp *app = job->app;
-    struct job **pp = &app->head;
-    struct job *prev = NULL;
-    while (*pp && *pp != job) {
-        prev = *pp;
-        pp = &(*pp)->next;
-    }
-    if (*pp) {
-        *pp = job->next;
-        if (app->tail == job)
-            app->tail = prev;
-    }
+    ocb_list_remove(&job->link); /* a no-op when it never reached the FIFO */
     job_free(job);
     release_slot(w);
 }
@@ -1167,11 +1154,7 @@ static void job_enqueue(struct ocb_cmd_worker *w, struct inmsg *m, struct job *j
     job->next_try_ms = 0;
     journal_resume(m, job);
     job_to(job, JOB_QUEUED);
-    if (job->app->tail)
-        job->app->tail->next = job;
-    else
-        job->app->head = job;
-    job->app->tail = job;
+    ocb_list_push_back(&job->app->jobs, &job->link);
 }
 
 /*
@@ -1235,6 +1218,8 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
     struct job *job = calloc(1, sizeof(*job));
     char why[160] = "";
     if (job) {
+        ocb_list_init(&job->link);
+        ocb_list_init(&job->send_link);
         job->w = w;
         job->jid = m->jid;
     }
@@ -1914,19 +1899,26 @@ static bool rate_allows(struct ocb_cmd_worker *w, struct wapp *app, struct job *
  * off and try again until their deadline (still never sent, so
  * EXPIRED_IN_QUEUE then).
  */
-static void send_pending(struct ocb_cmd_worker *w, struct job *list)
+static struct job *sending_of(struct ocb_list *l)
+{
+    return ocb_list_entry(l, struct job, send_link);
+}
+
+static void send_pending(struct ocb_cmd_worker *w, struct ocb_list *list)
 {
     size_t n = 0;
     enum ocb_err jrc = OCB_OK;
-    for (struct job *job = list; job; job = job->to_send)
-        n += job->jid && !job->jsending;
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each (pos, list)
+        n += sending_of(pos)->jid && !sending_of(pos)->jsending;
     if (n && w->journal) {
         struct ocb_journal_sending *rows = calloc(n, sizeof(*rows));
         size_t i = 0;
         if (!rows) {
             jrc = OCB_ERR_NOMEM;
         } else {
-            for (struct job *job = list; job; job = job->to_send)
+            ocb_list_for_each (pos, list) {
+                const struct job *job = sending_of(pos);
                 if (job->jid && !job->jsending)
                     rows[i++] = (struct ocb_journal_sending){
                         .id = job->jid,
@@ -1934,13 +1926,14 @@ static void send_pending(struct ocb_cmd_worker *w, struct job *list)
                                    : job->req.kind == OCB_COMMAND_CREATE ? job->rec.first_s
                                                                          : 0,
                     };
+            }
             jrc = journal_mark_sending(w->journal, rows, n);
             free(rows);
         }
     }
-    for (struct job *job = list, *after; job; job = after) {
-        after = job->to_send;
-        job->to_send = NULL;
+    ocb_list_for_each_safe (pos, tmp, list) {
+        struct job *job = sending_of(pos);
+        ocb_list_remove(&job->send_link);
         int64_t now = ocb_now_ms();
         if (job->jid && !job->jsending) {
             if (jrc != OCB_OK) {
@@ -1975,17 +1968,17 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
 {
     int64_t now = ocb_now_ms();
     int64_t next = now + 1000;
-    struct job *send_head = NULL, **send_tail = &send_head;
+    struct ocb_list to_send; /* struct job (send_link): calls for send_pending() */
+    ocb_list_init(&to_send);
     for (size_t i = 0; i < w->n_apps; i++) {
         struct wapp *app = &w->apps[i];
-        struct job *job = app->head;
+        struct ocb_list *pos, *tmp;
         bool blocked = false;
         memset(w->seen, 0, sizeof(w->seen));
-        while (job) {
-            struct job *after = job->next;
+        ocb_list_for_each_safe (pos, tmp, &app->jobs) {
+            struct job *job = ocb_list_entry(pos, struct job, link);
             bool device_busy = seen_add(w->seen, device_hash(job->target.device_id));
             if (job->state == JOB_SENDING) {
-                job = after;
                 continue;
             }
             if (now >= job->deadline_ms) {
@@ -1997,7 +1990,6 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     answer_unreachable(w, job);
                 }
                 job_finish(w, job);
-                job = after;
                 continue;
             }
             if (job->deadline_ms < next)
@@ -2006,7 +1998,6 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                 /* A busy device wakes us by its own completion or retry time. */
                 if (!blocked && !device_busy && job->next_try_ms < next)
                     next = job->next_try_ms;
-                job = after;
                 continue;
             }
             int64_t when = 0;
@@ -2046,29 +2037,27 @@ static int64_t dispatch(struct ocb_cmd_worker *w)
                     job->attempts++;
                     job_to(job, JOB_SENDING);
                     w->in_flight++;
-                    job->to_send = NULL;
-                    *send_tail = job;
-                    send_tail = &job->to_send;
+                    ocb_list_push_back(&to_send, &job->send_link);
                 }
             }
-            job = after;
         }
     }
-    send_pending(w, send_head);
+    send_pending(w, &to_send);
     return next;
 }
 
 static void take_inbox(struct ocb_cmd_worker *w)
 {
+    struct ocb_list taken, *pos, *tmp;
+    ocb_list_init(&taken);
     pthread_mutex_lock(&w->lock);
-    struct inmsg *m = w->in_head;
-    w->in_head = w->in_tail = NULL;
+    ocb_list_splice_back(&taken, &w->inbox);
     pthread_mutex_unlock(&w->lock);
-    while (m) {
-        struct inmsg *next = m->next;
+    ocb_list_for_each_safe (pos, tmp, &taken) {
+        struct inmsg *m = ocb_list_entry(pos, struct inmsg, link);
+        ocb_list_remove(&m->link);
         take_message(w, m);
         inmsg_free(m);
-        m = next;
     }
 }
 
@@ -2197,6 +2186,7 @@ static enum ocb_err wapp_add(struct ocb_cmd_worker *w, const struct ocb_config *
                      &window_ms);
     struct wapp *app = &w->apps[w->n_apps];
     memset(app, 0, sizeof(*app));
+    ocb_list_init(&app->jobs);
     app->active = true;
     /* A 10 ms margin for the platform's clock granularity. */
     enum ocb_err rc = rate_limit_init(&app->rate, calls, window_ms + 10);
@@ -2281,7 +2271,7 @@ static void *worker_main(void *arg)
         subscriptions_turn(w, now);
         if (w->subs_next_ms && !w->subs && w->subs_next_ms < next)
             next = w->subs_next_ms;
-        if (w->out_head && next > now + 200)
+        if (!ocb_list_empty(&w->outbox) && next > now + 200)
             next = now + 200; /* the broker gives no signal when it is back */
         int wait = next > now ? (int)(next - now) : 0;
         platform_client_run(w->pc, wait);
@@ -2297,9 +2287,9 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
     while (w->in_flight > 0 && ocb_now_ms() < until)
         platform_client_run(w->pc, 50);
     for (size_t i = 0; i < w->n_apps; i++) {
-        struct job *job = w->apps[i].head;
-        while (job) {
-            struct job *after = job->next;
+        struct ocb_list *pos, *tmp;
+        ocb_list_for_each_safe (pos, tmp, &w->apps[i].jobs) {
+            struct job *job = ocb_list_entry(pos, struct job, link);
             if (job->state != JOB_SENDING) {
                 /* A journaled command stays in the journal and resumes at the next start. */
                 if (!job->jid) {
@@ -2309,7 +2299,6 @@ static void drain(struct ocb_cmd_worker *w, unsigned drain_ms)
                 }
                 job_finish(w, job);
             }
-            job = after;
         }
     }
     /* Calls still in flight complete with OCB_ERR_STOPPED -> SHUTTING_DOWN;
@@ -2336,6 +2325,8 @@ enum ocb_err cmd_worker_new(const struct ocb_config *cfg, struct ocb_mqtt_link *
     w->link = link;
     w->rand_state = (unsigned)ocb_now_ms() ^ (unsigned)(uintptr_t)w;
     pthread_mutex_init(&w->lock, NULL);
+    ocb_list_init(&w->inbox);
+    ocb_list_init(&w->outbox);
     enum ocb_err rc = requesters_new(OCB_CMD_REQUESTERS_MAX, &w->requesters);
     if (rc != OCB_OK)
         goto fail;
@@ -2571,20 +2562,16 @@ void cmd_worker_free(struct ocb_cmd_worker *w)
         config_unref(w->apps[i].owner);
     }
     config_unref(w->subs_owner);
-    struct inmsg *m = w->in_head;
-    while (m) {
-        struct inmsg *next = m->next;
-        inmsg_free(m);
-        m = next;
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &w->inbox) {
+        ocb_list_remove(pos);
+        inmsg_free(ocb_list_entry(pos, struct inmsg, link));
     }
-    while (w->out_head) {
-        struct outmsg *o = w->out_head;
-        w->out_head = o->next;
+    ocb_list_for_each_safe (pos, tmp, &w->outbox) {
+        struct outmsg *o = ocb_list_entry(pos, struct outmsg, link);
+        ocb_list_remove(&o->link);
         jtrack_put(o->track, false); /* the row stays: published again at the next start */
-        free(o->topic);
-        free(o->payload);
-        free(o->corr);
-        free(o);
+        outmsg_free(o);
     }
     requesters_free(w->requesters);
     pthread_mutex_destroy(&w->lock);

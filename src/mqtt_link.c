@@ -50,6 +50,7 @@
 #include <MQTTAsync.h>
 
 #include "ocb/grammar.h"
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/metrics.h"
 #include "ocb/util.h"
@@ -66,7 +67,7 @@
 #define LINK_DISCONNECT_WAIT_MS 2000
 
 struct pending {
-    struct pending *prev, *next;
+    struct ocb_list node; /* in link->pending */
     struct ocb_mqtt_link *link;
     ocb_mqtt_done done;
     void *ctx;
@@ -127,7 +128,7 @@ struct ocb_mqtt_link {
     int64_t next_attempt; /* ocb_now_ms() clock */
     unsigned active;
     size_t n_pending;
-    struct pending head; /* circular list sentinel */
+    struct ocb_list pending; /* struct pending, oldest first */
     uint64_t connects;
     enum subs_state subs_state;
     char subs_why[256]; /* why subs_state is not SUBS_OK, for /readyz */
@@ -150,11 +151,14 @@ struct ocb_mqtt_link {
 
 /* ---- small helpers */
 
-static void list_unlink(struct ocb_mqtt_link *link, struct pending *p)
+static struct pending *pending_of(struct ocb_list *l)
 {
-    p->prev->next = p->next;
-    p->next->prev = p->prev;
-    p->prev = p->next = NULL;
+    return ocb_list_entry(l, struct pending, node);
+}
+
+static void pending_unlink(struct ocb_mqtt_link *link, struct pending *p)
+{
+    ocb_list_remove(&p->node);
     link->n_pending--;
 }
 
@@ -185,7 +189,7 @@ static void set_connected(struct ocb_mqtt_link *link, bool up)
  */
 static void fail_active_locked(struct ocb_mqtt_link *link, enum ocb_err rc)
 {
-    struct pending *p;
+    struct ocb_list *pos;
     struct {
         ocb_mqtt_done done;
         void *ctx;
@@ -195,7 +199,9 @@ static void fail_active_locked(struct ocb_mqtt_link *link, enum ocb_err rc)
     if (link->active == 0)
         return;
     calls = calloc(link->active, sizeof(*calls));
-    for (p = link->head.next; p != &link->head; p = p->next) {
+    ocb_list_for_each (pos, &link->pending) {
+        struct pending *p = pending_of(pos);
+
         if (!p->active)
             continue;
         p->active = false;
@@ -242,7 +248,7 @@ static void pending_finish(struct pending *p, enum ocb_err rc)
     bool was_active;
 
     pthread_mutex_lock(&link->mu);
-    list_unlink(link, p);
+    pending_unlink(link, p);
     was_active = p->active;
     if (was_active)
         retire_active_locked(link);
@@ -975,7 +981,7 @@ enum ocb_err mqtt_link_new(const struct ocb_config *cfg, struct ocb_mqtt_link **
         return OCB_ERR_NOMEM;
     link->cfg = config_ref(cfg);
     link->v5 = cfg->mqtt.version == 5;
-    link->head.next = link->head.prev = &link->head;
+    ocb_list_init(&link->pending);
     link->backoff_ms = cfg->mqtt.reconnect_min_ms;
     /* Seeds differ between bridges started together (pid) and between restarts (time). */
     link->rng = ((uint64_t)ocb_now_ns() << 20) ^ (uint64_t)ocb_wall_ms() ^ (uint64_t)getpid();
@@ -1158,10 +1164,7 @@ enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt
     else if (link->active >= link->cfg->mqtt.max_inflight || link->n_pending >= cap)
         err = OCB_ERR_FULL;
     if (err == OCB_OK) {
-        p->next = &link->head;
-        p->prev = link->head.prev;
-        link->head.prev->next = p;
-        link->head.prev = p;
+        ocb_list_push_back(&link->pending, &p->node);
         link->n_pending++;
         link->active++;
         atomic_store(&link->inflight_view, link->active);
@@ -1221,7 +1224,7 @@ enum ocb_err mqtt_link_publish(struct ocb_mqtt_link *link, const struct ocb_mqtt
         bool owed;
 
         pthread_mutex_lock(&link->mu);
-        list_unlink(link, p);
+        pending_unlink(link, p);
         /* The connection may have ended while paho had the message: then
          * link_down() already failed the record and ran done, which the
          * caller must not see twice (as done and as an error here). */
@@ -1337,10 +1340,11 @@ void mqtt_link_free(struct ocb_mqtt_link *link)
          * find the link intact and free themselves. */
         MQTTAsync_destroy(&link->client);
     }
-    while (link->head.next != &link->head) {
-        struct pending *p = link->head.next;
-        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): list_unlink() relinks the head
-        list_unlink(link, p);
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &link->pending) {
+        struct pending *p = pending_of(pos);
+
+        pending_unlink(link, p);
         free(p);
     }
     for (size_t i = 0; i < link->n_subs; i++)

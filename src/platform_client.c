@@ -46,6 +46,7 @@
 
 #include "ocb/command.h"
 #include "ocb/coord.h"
+#include "ocb/list.h"
 #include "ocb/log.h"
 #include "ocb/util.h"
 #include "ocb/metrics.h"
@@ -67,9 +68,8 @@ enum req_kind { REQ_API, REQ_LOGIN, REQ_REFRESH };
 struct app;
 
 struct request {
-    struct request *next;                      /* on an app's wait list or the deferred list */
-    struct request *prev_active, *next_active; /* while a transfer runs */
-    bool active;
+    struct ocb_list wlink; /* on an app's wait list or the deferred list */
+    struct ocb_list alink; /* on pc->active while a transfer runs (linked = running) */
     struct app *app;
     enum req_kind kind;
     char *op, *method, *path, *body;
@@ -100,7 +100,7 @@ struct app {
     int64_t login_retry_at_ms; /* 0 = no failed login pending a retry */
     unsigned backoff_ms;
     struct ocb_platform_reply last_failure; /* of the last login (body unused) */
-    struct request *wait_head, *wait_tail;
+    struct ocb_list wait; /* struct request (wlink), parked until a token, oldest first */
     atomic_bool ready;
     /* Reload state.  An app dropped by a reload (or whose secret was removed)
      * goes inactive: it no longer counts for readiness and gets no timers,
@@ -127,8 +127,8 @@ struct ocb_platform_client {
     /* Grows on reload (worker thread); read by platform_client_ready() on
      * other threads, hence atomic.  A slot is filled before it is counted. */
     _Atomic size_t n_apps;
-    struct request *deferred_head, *deferred_tail;
-    struct request *active; /* transfers added to the multi handle */
+    struct ocb_list deferred; /* struct request (wlink), failures to report from run */
+    struct ocb_list active;   /* struct request (alink): transfers added to the multi handle */
     unsigned outstanding;
     struct ocb_coord *coord; /* NULL: one instance, tokens are local */
 };
@@ -310,6 +310,8 @@ static struct request *request_new(struct ocb_platform_client *pc, struct app *a
     struct request *req = calloc(1, sizeof(*req));
     if (!req)
         return NULL;
+    ocb_list_init(&req->wlink);
+    ocb_list_init(&req->alink);
     req->app = app;
     req->kind = kind;
     req->op = ocb_strdup_or_null(op ? op : "call");
@@ -356,46 +358,29 @@ static void defer_failure(struct ocb_platform_client *pc, struct request *req,
     req->deferred = *reply;
     req->deferred.body = "";
     req->deferred.len = 0;
-    req->next = NULL;
-    if (pc->deferred_tail)
-        pc->deferred_tail->next = req;
-    else
-        pc->deferred_head = req;
-    pc->deferred_tail = req;
+    ocb_list_push_back(&pc->deferred, &req->wlink);
 }
 
 static void park(struct app *app, struct request *req)
 {
-    req->next = NULL;
-    if (app->wait_tail)
-        app->wait_tail->next = req;
-    else
-        app->wait_head = req;
-    app->wait_tail = req;
+    ocb_list_push_back(&app->wait, &req->wlink);
+}
+
+static struct request *waiting_of(struct ocb_list *l)
+{
+    return ocb_list_entry(l, struct request, wlink);
 }
 
 static void active_add(struct ocb_platform_client *pc, struct request *req)
 {
-    req->prev_active = NULL;
-    req->next_active = pc->active;
-    if (pc->active)
-        pc->active->prev_active = req;
-    pc->active = req;
-    req->active = true;
+    ocb_list_push_front(&pc->active, &req->alink);
 }
 
 static void active_remove(struct ocb_platform_client *pc, struct request *req)
 {
-    if (!req->active)
+    if (!ocb_list_linked(&req->alink))
         return;
-    if (req->prev_active)
-        req->prev_active->next_active = req->next_active;
-    else
-        pc->active = req->next_active;
-    if (req->next_active)
-        req->next_active->prev_active = req->prev_active;
-    req->prev_active = req->next_active = NULL;
-    req->active = false;
+    ocb_list_remove(&req->alink);
     curl_multi_remove_handle(pc->multi, req->easy);
 }
 
@@ -737,23 +722,25 @@ static void start_auth(struct ocb_platform_client *pc, struct app *app, bool ref
 static void fail_waiting(struct ocb_platform_client *pc, struct app *app,
                          const struct ocb_platform_reply *r)
 {
-    struct request *req = app->wait_head;
-    app->wait_head = app->wait_tail = NULL;
-    while (req) {
-        struct request *next = req->next;
-        complete(pc, req, r);
-        req = next;
+    struct ocb_list parked, *pos, *tmp;
+
+    ocb_list_init(&parked);
+    ocb_list_splice_back(&parked, &app->wait); /* complete() may park new calls */
+    ocb_list_for_each_safe (pos, tmp, &parked) {
+        ocb_list_remove(pos);
+        complete(pc, waiting_of(pos), r);
     }
 }
 
 static void start_waiting(struct ocb_platform_client *pc, struct app *app)
 {
-    struct request *req = app->wait_head;
-    app->wait_head = app->wait_tail = NULL;
-    while (req) {
-        struct request *next = req->next;
-        start_or_defer(pc, req);
-        req = next;
+    struct ocb_list parked, *pos, *tmp;
+
+    ocb_list_init(&parked);
+    ocb_list_splice_back(&parked, &app->wait); /* start_or_defer() may park a call again */
+    ocb_list_for_each_safe (pos, tmp, &parked) {
+        ocb_list_remove(pos);
+        start_or_defer(pc, waiting_of(pos));
     }
 }
 
@@ -988,7 +975,7 @@ static void run_timers(struct ocb_platform_client *pc)
     int64_t now = ocb_now_ms();
     for (size_t i = 0; i < pc->n_apps; i++) {
         struct app *app = &pc->apps[i];
-        if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
+        if (app->auth_running || (!atomic_load(&app->active) && ocb_list_empty(&app->wait)))
             continue;
         if (app->have_token && now >= app->expires_at_ms) {
             copy_trunc(app->rejected, sizeof(app->rejected), app->token);
@@ -1010,7 +997,7 @@ static int64_t next_timer_ms(const struct ocb_platform_client *pc)
     int64_t next = INT64_MAX;
     for (size_t i = 0; i < pc->n_apps; i++) {
         const struct app *app = &pc->apps[i];
-        if (app->auth_running || (!atomic_load(&app->active) && !app->wait_head))
+        if (app->auth_running || (!atomic_load(&app->active) && ocb_list_empty(&app->wait)))
             continue;
         if (app->have_token && app->refresh_at_ms < next)
             next = app->refresh_at_ms;
@@ -1024,13 +1011,16 @@ static int64_t next_timer_ms(const struct ocb_platform_client *pc)
 
 static void run_deferred(struct ocb_platform_client *pc)
 {
-    struct request *req = pc->deferred_head;
-    pc->deferred_head = pc->deferred_tail = NULL;
-    while (req) {
-        struct request *next = req->next;
+    struct ocb_list due, *pos, *tmp;
+
+    ocb_list_init(&due);
+    ocb_list_splice_back(&due, &pc->deferred); /* a callback may defer new failures */
+    ocb_list_for_each_safe (pos, tmp, &due) {
+        struct request *req = waiting_of(pos);
         struct ocb_platform_reply r = req->deferred;
+
+        ocb_list_remove(pos);
         complete(pc, req, &r);
-        req = next;
     }
 }
 
@@ -1044,7 +1034,7 @@ enum ocb_err platform_client_run(struct ocb_platform_client *pc, int max_wait_ms
         if (in < wait)
             wait = in < 0 ? 0 : (int)in;
     }
-    if (pc->deferred_head)
+    if (!ocb_list_empty(&pc->deferred))
         wait = 0;
     /* curl_multi_poll also honours libcurl's own, shorter timeouts and
      * returns early on curl_multi_wakeup(). */
@@ -1209,11 +1199,19 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
     struct ocb_platform_client *pc = calloc(1, sizeof(*pc));
     if (!pc)
         return OCB_ERR_NOMEM;
+    ocb_list_init(&pc->deferred);
+    ocb_list_init(&pc->active);
     pc->cfg = config_ref(cfg);
     pc->base = ocb_strdup_or_null(cfg->platform.url ? cfg->platform.url : "");
     pc->multi = curl_multi_init();
     if (!pc->base || !pc->multi) {
-        platform_client_free(pc);
+        /* Nothing was submitted yet: no list to empty (platform_client_free() would walk the
+         * apps' wait lists, which are initialised only below). */
+        if (pc->multi)
+            curl_multi_cleanup(pc->multi);
+        free(pc->base);
+        config_unref(pc->cfg);
+        free(pc);
         return OCB_ERR_NOMEM;
     }
     size_t n = strlen(pc->base);
@@ -1228,6 +1226,7 @@ enum ocb_err platform_client_new(const struct ocb_config *cfg, struct ocb_platfo
             continue; /* push-only app: no platform calls */
         struct app *app = &pc->apps[pc->n_apps];
         app_set_cfg(app, cfg, a);
+        ocb_list_init(&app->wait);
         atomic_init(&app->ready, false);
         atomic_init(&app->active, true);
         pc->n_apps++;
@@ -1253,6 +1252,7 @@ void platform_client_reload(struct ocb_platform_client *pc, const struct ocb_con
             app = &pc->apps[pc->n_apps];
             memset(app, 0, sizeof(*app));
             app_set_cfg(app, cfg, a);
+            ocb_list_init(&app->wait);
             atomic_init(&app->ready, false);
             atomic_init(&app->active, true);
             pc->n_apps++;
@@ -1293,8 +1293,9 @@ void platform_client_free(struct ocb_platform_client *pc)
         return;
     struct ocb_platform_reply stopped;
     fail_reply(&stopped, OCB_ERR_STOPPED, "bridge is shutting down");
-    while (pc->active) {
-        struct request *req = pc->active;
+    struct ocb_list *pos, *tmp;
+    ocb_list_for_each_safe (pos, tmp, &pc->active) {
+        struct request *req = ocb_list_entry(pos, struct request, alink);
         active_remove(pc, req);
         if (req->kind == REQ_API)
             complete(pc, req, &stopped);

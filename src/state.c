@@ -102,7 +102,7 @@ struct ocb_state {
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct ocb_state_op *head, *tail;
+    struct ocb_list ops; /* struct ocb_state_op, in submission order */
     unsigned queued, max_queue;
     bool stop;
     pthread_t writer;
@@ -304,8 +304,14 @@ static bool fatal_code(int src)
     }
 }
 
-static void run_batch(struct ocb_state *st, struct ocb_state_op *batch)
+static struct ocb_state_op *op_of(struct ocb_list *l)
 {
+    return ocb_list_entry(l, struct ocb_state_op, link);
+}
+
+static void run_batch(struct ocb_state *st, struct ocb_list *batch)
+{
+    struct ocb_list *pos, *tmp;
     sqlite3 *db = st->db;
     enum ocb_err batch_rc = OCB_OK;
     int src;
@@ -315,7 +321,11 @@ static void run_batch(struct ocb_state *st, struct ocb_state_op *batch)
         batch_rc = OCB_ERR_IO;
         log_error(MOD, NULL, "cannot begin a write: %s", sqlite3_errmsg(db));
     }
-    for (struct ocb_state_op *op = batch; op != NULL && batch_rc == OCB_OK; op = op->next) {
+    ocb_list_for_each (pos, batch) {
+        struct ocb_state_op *op = op_of(pos);
+
+        if (batch_rc != OCB_OK)
+            break;
         exec(db, "SAVEPOINT op");
         src = op->fn(db, op->ctx);
         if (src == SQLITE_OK || src == SQLITE_DONE) {
@@ -347,8 +357,10 @@ static void run_batch(struct ocb_state *st, struct ocb_state_op *batch)
     }
 
     int64_t now = ocb_now_ns();
-    for (struct ocb_state_op *op = batch, *next; op != NULL; op = next) {
-        next = op->next; /* op may be freed or reused by done */
+    ocb_list_for_each_safe (pos, tmp, batch) {
+        struct ocb_state_op *op = op_of(pos);
+
+        ocb_list_remove(&op->link); /* done may free op or submit it again */
         if (batch_rc != OCB_OK)
             op->rc = batch_rc;
         if (op->rc == OCB_OK)
@@ -365,17 +377,17 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&st->mu);
     for (;;) {
-        struct ocb_state_op *batch;
+        struct ocb_list batch;
 
-        while (st->head == NULL && !st->stop)
+        while (ocb_list_empty(&st->ops) && !st->stop)
             pthread_cond_wait(&st->cv, &st->mu);
-        if (st->head == NULL)
+        if (ocb_list_empty(&st->ops))
             break; /* stopping and nothing left */
-        batch = st->head;
-        st->head = st->tail = NULL;
+        ocb_list_init(&batch);
+        ocb_list_splice_back(&batch, &st->ops);
         st->queued = 0;
         pthread_mutex_unlock(&st->mu);
-        run_batch(st, batch);
+        run_batch(st, &batch);
         pthread_mutex_lock(&st->mu);
     }
     pthread_mutex_unlock(&st->mu);
@@ -410,6 +422,7 @@ enum ocb_err state_open(const char *dir, unsigned max_queue, struct ocb_state **
         return OCB_ERR_NOMEM;
     pthread_mutex_init(&st->mu, NULL);
     pthread_cond_init(&st->cv, NULL);
+    ocb_list_init(&st->ops);
     pthread_mutex_init(&st->rmu, NULL);
     st->max_queue = max_queue > 0 ? max_queue : 1;
     snprintf(st->dir, sizeof(st->dir), "%s", dir);
@@ -447,7 +460,6 @@ enum ocb_err state_submit(struct ocb_state *st, struct ocb_state_op *op)
 {
     enum ocb_err rc = OCB_OK;
 
-    op->next = NULL;
     op->rc = OCB_OK;
     op->submitted_ns = ocb_now_ns();
     pthread_mutex_lock(&st->mu);
@@ -456,11 +468,7 @@ enum ocb_err state_submit(struct ocb_state *st, struct ocb_state_op *op)
     } else if (st->queued >= st->max_queue) {
         rc = OCB_ERR_FULL;
     } else {
-        if (st->tail != NULL)
-            st->tail->next = op;
-        else
-            st->head = op;
-        st->tail = op;
+        ocb_list_push_back(&st->ops, &op->link);
         st->queued++;
         pthread_cond_signal(&st->cv);
     }

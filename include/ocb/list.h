@@ -99,6 +99,18 @@ static inline void ocb_list_remove(struct ocb_list *n)
     n->next = n;
 }
 
+/* Move every member of src, in order, to the back of dst (O(1)); src is left empty. */
+static inline void ocb_list_splice_back(struct ocb_list *dst, struct ocb_list *src)
+{
+    if (ocb_list_empty(src))
+        return;
+    src->next->prev = dst->prev;
+    dst->prev->next = src->next;
+    src->prev->next = dst;
+    dst->prev = src->prev;
+    ocb_list_init(src);
+}
+
 /* The first member, or NULL when l is empty. */
 static inline struct ocb_list *ocb_list_front(const struct ocb_list *l)
 {

@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "ocb/err.h"
+#include "ocb/list.h"
 
 #define OCB_STATE_DB_NAME "ocbridge.db"
 /* The schema version this build writes (the number of migrations in state.c). */
@@ -73,7 +74,7 @@ struct ocb_state_op {
     ocb_state_done_fn done; /* may be NULL */
     void *ctx;
 
-    struct ocb_state_op *next;
+    struct ocb_list link; /* in the store's queue, then its batch */
     int64_t submitted_ns;
     enum ocb_err rc;
 };

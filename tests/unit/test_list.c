@@ -2,7 +2,7 @@
  * test_list.c: the intrusive list (list.h): a table of operation scripts
  * with the expected contents after each, and a randomized run of push,
  * remove and pop against an array model, checking order both ways, the
- * linked flags and the safe iteration that frees as it goes.
+ * linked flags, the safe iteration that frees as it goes, and splicing.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -207,10 +207,58 @@ START_TEST(safe_walk_frees_every_other)
 }
 END_TEST
 
+/* ---- splice: a whole list moves to the back of another in order, leaving its head empty */
+
+static void push_ids(struct ocb_list *l, int from, int to)
+{
+    for (int i = from; i < to; i++) {
+        items[i].id = i;
+        ocb_list_push_back(l, &items[i].link);
+    }
+}
+
+START_TEST(splice_moves_all_in_order)
+{
+    struct ocb_list dst, src;
+    int got[N_ITEMS];
+
+    ocb_list_init(&dst);
+    ocb_list_init(&src);
+    ocb_list_splice_back(&dst, &src); /* empty into empty */
+    ck_assert_uint_eq(ids_of(&dst, got, N_ITEMS), 0);
+    ck_assert_uint_eq(ids_of(&src, got, N_ITEMS), 0);
+
+    push_ids(&src, 0, 3);
+    ocb_list_splice_back(&dst, &src); /* into an empty list */
+    ck_assert_uint_eq(ids_of(&src, got, N_ITEMS), 0);
+    ck_assert_uint_eq(ids_of(&dst, got, N_ITEMS), 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(got[i], i);
+
+    ocb_list_splice_back(&dst, &src); /* an empty source changes nothing */
+    ck_assert_uint_eq(ids_of(&dst, got, N_ITEMS), 3);
+
+    push_ids(&src, 3, 7);
+    ocb_list_splice_back(&dst, &src); /* behind existing members */
+    ck_assert_uint_eq(ids_of(&src, got, N_ITEMS), 0);
+    ck_assert_uint_eq(ids_of(&dst, got, N_ITEMS), 7);
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(got[i], i);
+
+    push_ids(&src, 7, 8); /* the emptied source is a usable head */
+    ck_assert_uint_eq(ids_of(&src, got, N_ITEMS), 1);
+    ck_assert_int_eq(got[0], 7);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
-    const TTest *const list_tests[] = {scripted, static_head_is_empty, randomized_against_an_array,
-                                       safe_walk_frees_every_other, NULL};
+    const TTest *const list_tests[] = {scripted,
+                                       static_head_is_empty,
+                                       randomized_against_an_array,
+                                       safe_walk_frees_every_other,
+                                       splice_moves_all_in_order,
+                                       NULL};
     const struct th_loop list_loops[] = {{scripted, 0, (int)(sizeof(scripts) / sizeof(scripts[0]))},
                                          {randomized_against_an_array, 0, 4},
                                          {NULL, 0, 0}};
