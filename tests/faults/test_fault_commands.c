@@ -144,13 +144,18 @@ START_TEST(c_bridge_killed_with_commands_queued)
     ck_assert_msg(fx_wait_count("POST", CMD_PATH, -1, 6, WAIT_MS), "no creates");
     double journaled = fx_metric("ocb_journal_commands{state=\"queued\"}");
     restart_after_kill();
-    double recovered = fx_metric("ocb_journal_recovered_total{state=\"queued\"}");
-    fx_report_line("c: killed with %.0f commands queued in the journal, %.0f recovered", journaled,
-                   recovered);
+    /* Queued at the kill, or sent by then: a rate window may open between the metric's
+     * read and the kill, and move a few from queued to sending. */
+    double recovered = fx_metric("ocb_journal_recovered_total{state=\"queued\"}") +
+                       fx_metric("ocb_journal_recovered_total{state=\"sending\"}");
+    fx_report_line(
+        "c: killed with %.0f commands queued in the journal, %.0f recovered (queued or sending)",
+        journaled, recovered);
     cmd_verdict("c_bridge_kill9_commands_queued", N_QUEUED, 60000 * th_time_scale());
     /* The case was what it claims: most commands were still queued at the kill. */
     ck_assert_msg(journaled >= 10, "only %.0f commands were queued at the kill", journaled);
-    ck_assert_msg(recovered >= journaled, "the queued commands were not recovered");
+    ck_assert_msg(recovered >= journaled - 5, /* at most one window of 5 calls answered */
+                  "the queued commands were not recovered (%.0f of %.0f)", recovered, journaled);
 }
 END_TEST
 
