@@ -98,17 +98,6 @@ static int subscriptions_at(const char *url, int *here)
     return n;
 }
 
-/* Recorded API requests with this method whose path starts with prefix. */
-static int count_prefix(const char *method, const char *prefix)
-{
-    cJSON *all = fx_requests(prefix);
-    int n = 0;
-    const cJSON *r;
-    cJSON_ArrayForEach(r, all) if (strcmp(fx_str(r, "method"), method) == 0) n++;
-    cJSON_Delete(all);
-    return n;
-}
-
 /* Push attempts the simulator made to a URL containing needle. */
 static int pushes_to(const char *needle)
 {
@@ -277,12 +266,12 @@ START_TEST(subscribe_command_moves_an_app_to_a_new_public_url)
     ck_assert_int_eq(pushes_to(path), 0);
 
     /* A second run changes nothing. */
-    int posts = count_prefix("POST", SUB_POST), iodm = count_prefix("POST", IODM_POST);
-    int deletes = count_prefix("DELETE", SUB_POST);
+    int posts = fx_count_prefix("POST", SUB_POST), iodm = fx_count_prefix("POST", IODM_POST);
+    int deletes = fx_count_prefix("DELETE", SUB_POST);
     ck_assert_int_eq(run_subscribe_at(fx_bridge.port, MOVED_TYPES, "", SECRET, &sub_proc), 0);
-    ck_assert_int_eq(count_prefix("POST", SUB_POST), posts);
-    ck_assert_int_eq(count_prefix("POST", IODM_POST), iodm);
-    ck_assert_int_eq(count_prefix("DELETE", SUB_POST), deletes);
+    ck_assert_int_eq(fx_count_prefix("POST", SUB_POST), posts);
+    ck_assert_int_eq(fx_count_prefix("POST", IODM_POST), iodm);
+    ck_assert_int_eq(fx_count_prefix("DELETE", SUB_POST), deletes);
     ck_assert(th_log_contains(&sub_proc, APP ": fwUpgradeResultNotify already subscribed"));
     ck_assert(!th_log_contains(&sub_proc, "DELETED"));
     ck_assert_int_eq(subscriptions_at(new_url, &here), 4);
@@ -303,7 +292,7 @@ START_TEST(failed_deletion_stops_the_move_and_a_rerun_converges)
 
     fx_sim_post("/faults", "{\"method\":\"DELETE\",\"path_prefix\":\"" SUB_POST "/\","
                            "\"status\":400,\"error_code\":\"100022\",\"count\":1}");
-    int posts = count_prefix("POST", SUB_POST);
+    int posts = fx_count_prefix("POST", SUB_POST);
     ck_assert_int_eq(run_subscribe(MOVED_TYPES, "", SECRET, &sub_proc), 1);
     ck_assert(th_log_contains(&sub_proc, "ruleEvent delete of"));
     ck_assert(th_log_contains(&sub_proc, APP ": deviceDataChanged NOT subscribed"));
@@ -311,8 +300,8 @@ START_TEST(failed_deletion_stops_the_move_and_a_rerun_converges)
     int here = 0;
     ck_assert_int_eq(subscriptions_at(old_url, &here), 4);
     ck_assert_int_eq(here, 4);
-    ck_assert_int_eq(count_prefix("POST", SUB_POST), posts);
-    ck_assert_int_eq(count_prefix("DELETE", SUB_POST), 1);
+    ck_assert_int_eq(fx_count_prefix("POST", SUB_POST), posts);
+    ck_assert_int_eq(fx_count_prefix("DELETE", SUB_POST), 1);
 
     ck_assert_int_eq(run_subscribe(MOVED_TYPES, "", SECRET, &sub_proc), 0);
     ck_assert_int_eq(subscriptions_at(new_url, &here), 4);

@@ -132,6 +132,20 @@ int fx_count(const char *method, const char *path, int status)
     return n;
 }
 
+int fx_count_prefix(const char *method, const char *prefix)
+{
+    cJSON *all = fx_requests(prefix);
+    int n = 0;
+    const cJSON *r;
+    cJSON_ArrayForEach(r, all)
+    {
+        const char *m = fx_str(r, "method");
+        n += method == NULL || (m != NULL && strcmp(m, method) == 0);
+    }
+    cJSON_Delete(all);
+    return n;
+}
+
 /* Wait until at least min such requests are recorded: a request the bridge is still making
  * (e.g. right after it turned not ready) is not in the log yet. */
 bool fx_wait_count(const char *method, const char *path, int status, int min, int timeout_ms)

@@ -54,6 +54,8 @@ void fx_sim_post(const char *path, const char *body);
 void fx_load_devices(void);
 /* Recorded API requests whose path starts with prefix (caller deletes). */
 cJSON *fx_requests(const char *prefix);
+/* How many recorded requests have this method (NULL: any) and a path starting with prefix. */
+int fx_count_prefix(const char *method, const char *prefix);
 /* How many recorded requests have this method, exact path and status (-1: any). */
 int fx_count(const char *method, const char *path, int status);
 /* Wait until at least min such requests are recorded: a request the bridge is still making
