@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -285,6 +286,22 @@ static enum ocb_err quarantine(const char *path, const char *why)
     return OCB_OK;
 }
 
+/* Once a write failed, a commit that succeeds is not yet a recovery: on a
+ * nearly full disk a small one (a probe, a single push) fits where the next
+ * batch does not, and readiness would flap.  The store stops "failing" when a
+ * commit succeeds and the file system also has STATE_HEADROOM_BYTES free, or
+ * when the free space cannot be read (then the commit alone decides). */
+#define STATE_HEADROOM_BYTES (256u * 1024u)
+
+static bool headroom_ok(const struct ocb_state *st)
+{
+    struct statvfs vfs;
+
+    if (statvfs(st->dir, &vfs) != 0)
+        return true;
+    return (unsigned long long)vfs.f_bavail * vfs.f_frsize >= STATE_HEADROOM_BYTES;
+}
+
 /* Errors that mean the disk (or memory) refused: the whole batch fails. */
 static bool fatal_code(int src)
 {
@@ -352,7 +369,8 @@ static void run_batch(struct ocb_state *st, struct ocb_list *batch)
             exec(db, "ROLLBACK");
         metrics_counter_add("ocb_state_write_errors_total", "", 1);
         atomic_store(&st->failing, true);
-    } else {
+    } else if (atomic_load(&st->failing) && headroom_ok(st)) {
+        log_info(MOD, NULL, "writes succeed again (%s has room)", st->dir);
         atomic_store(&st->failing, false);
     }
 

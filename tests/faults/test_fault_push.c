@@ -51,8 +51,9 @@ END_TEST
  * report reaches MQTT. */
 START_TEST(e_disk_full)
 {
-    char dir[TH_PATH_MAX], ballast[TH_PATH_MAX + 16], why[256];
+    char dir[TH_PATH_MAX], ballast[TH_PATH_MAX + 16], small[TH_PATH_MAX + 16], why[256];
     static char chunk[64 * 1024];
+    double written;
     FILE *f;
 
     if (geteuid() != 0) {
@@ -74,6 +75,11 @@ START_TEST(e_disk_full)
     for (int i = 0; i < 13; i++) /* 832 KiB of 1 MiB */
         ck_assert(fwrite(chunk, 1, sizeof(chunk), f) == sizeof(chunk));
     ck_assert(fclose(f) == 0);
+    snprintf(small, sizeof(small), "%s/ballast.small", dir);
+    f = fopen(small, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert(fwrite(chunk, 1, sizeof(chunk), f) == sizeof(chunk)); /* 64 KiB more */
+    ck_assert(fclose(f) == 0);
 
     fx_fault_start(SPOOL_OUTAGE);
     fx_report_for(10, 1000);
@@ -83,9 +89,24 @@ START_TEST(e_disk_full)
          fx_metric("ocb_state_write_errors_total") < 1 && th_now_ms() < end;)
         fx_report_for(40, 250);
     ck_assert_msg(fx_metric("ocb_state_write_errors_total") >= 1, "the disk never filled");
-    fx_report_for(10, 1000); /* answered 503: the platform keeps them */
-    ck_assert_int_eq(fx_readyz(why, sizeof(why)), 503);
+    /* Answered 503 (the platform keeps them), and /readyz stays red while pushes go on: a
+     * small write that still fits (the spool's probe, a single push) must not make it flap. */
+    for (int i = 0; i < 10; i++) {
+        fx_report_for(10, 200);
+        ck_assert_msg(fx_readyz(why, sizeof(why)) == 503,
+                      "/readyz turned green on a full disk (sample %d): %s", i, why);
+    }
     fx_report_line("e: /readyz while the disk is full: %s", why);
+
+    /* 64 KiB come back: small writes fit again and are answered 200, but the state directory
+     * is still nearly full, so /readyz stays red until there is real headroom. */
+    written = fx_metric("ocb_spool_written_total");
+    ck_assert(unlink(small) == 0);
+    fx_report_for(2, 1000);
+    ck_assert_msg(fx_metric("ocb_spool_written_total") > written,
+                  "nothing was spooled with 64 KiB free");
+    ck_assert_msg(fx_readyz(why, sizeof(why)) == 503, "/readyz turned green with 64 KiB free: %s",
+                  why);
 
     ck_assert(unlink(ballast) == 0); /* space returns */
     for (long long end = th_now_ms() + WAIT_MS; fx_readyz(why, sizeof(why)) != 200;) {
@@ -97,6 +118,7 @@ START_TEST(e_disk_full)
     fx_report_for(10, 2000);
     fx_verdict("e_disk_full", false, 60000 * th_time_scale());
     th_bridge_stop(&fx_bridge);
+    umount2(dir, MNT_DETACH); /* so the fixture can remove its directory */
 }
 END_TEST
 
