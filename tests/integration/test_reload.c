@@ -419,7 +419,11 @@ START_TEST(a_thousand_reloads_under_push_load_keep_memory_flat)
              asan && *asan ? ":" : "");
     setenv("ASAN_OPTIONS", asan_opts, 1);
 
-    th_broker_start(&broker, NULL);
+    /* Mosquitto holds at most 1000 QoS 1 messages for a client beyond those in flight and
+     * drops the rest: the subscriber below, on a loaded machine, can fall that far behind
+     * four pushers (267 of 15,578 missing in one CI run).  What is measured is the bridge,
+     * so the broker keeps them all. */
+    th_broker_start(&broker, "max_queued_messages 0\n");
     bridge.port = th_free_port();
     load_config(json, sizeof(json), 0);
     th_bridge_start(&bridge, json, false);
