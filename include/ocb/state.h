@@ -108,7 +108,9 @@ enum ocb_err state_meta_set_async(struct ocb_state *st, const char *key, const c
 /* The database's path (valid until state_close()). */
 const char *state_path(const struct ocb_state *st);
 
-/* True while the last batch failed (disk full, I/O error); cleared by the next commit. */
+/* True once a batch failed (disk full, I/O error), until a later commit succeeds while
+ * state.dir has 256 KiB free (STATE_HEADROOM_BYTES in state.c): on a nearly full disk a
+ * small write that fits is not yet a recovery.  Any thread. */
 bool state_failing(const struct ocb_state *st);
 
 /* How many files were quarantined by this state_open() (0 or 1). */
