@@ -1425,8 +1425,14 @@ static enum ocb_err start_under(struct ocb_http_rx *rx, const struct ocb_config 
 {
     struct sockaddr_storage ss;
     socklen_t sslen = 0;
+    /* poll(), not epoll: libmicrohttpd 0.9.75 (Debian 12) aborts the process at random when
+     * MHD_quiesce_daemon() races its epoll thread, which removes the listen socket from the
+     * epoll set too and panics on the ENOENT ("Failed to remove listen FD from epoll set",
+     * seen once at a SIGTERM right after a push).  With poll() quiescing only wakes the
+     * thread through its ITC.  The push listener holds few connections (the platform's), so
+     * poll's walk over them costs nothing measurable (bench/README.md). */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_EPOLL;
+                     MHD_USE_ERROR_LOG | MHD_USE_POLL;
     struct MHD_OptionItem opts[16];
     size_t n = 0;
     const union MHD_DaemonInfo *di;
@@ -1532,9 +1538,9 @@ void http_rx_stop(struct ocb_http_rx *rx, unsigned drain_ms)
     rx->stopped = true;
     atomic_store(&rx->stopping, true);
     if (rx->daemon != NULL) {
-        /* With worker threads, MHD drops the listen socket from their epoll
-         * sets only after a delay: it may be closed once the daemon has
-         * stopped, not before (the fd could be reused under MHD's feet). */
+        /* MHD's threads stop polling the listen socket only when they next
+         * wake: it may be closed once the daemon has stopped, not before
+         * (the fd could be reused under MHD's feet). */
         MHD_socket listen_fd = MHD_quiesce_daemon(rx->daemon);
         log_info(MOD, NULL, "stopped accepting; %d request(s) in flight", atomic_load(&rx->active));
         if (!wait_idle(rx, drain_ms)) {
