@@ -384,6 +384,28 @@ static void timer_add_locked(struct ocb_http_rx *rx, struct req *r, enum timer_k
         pthread_cond_signal(&rx->tcv);
 }
 
+/* Unless what r waits for (TK_CHECK: coord's answer to the re-push check; TK_PUBLISH: the
+ * broker's ack) has already come, suspend its connection and put it on the timer list, both
+ * under r->mu so that the answer's thread sees r->suspended.  Returns true when it was
+ * suspended (resuming it makes MHD call again); false: the caller answers now. */
+static bool suspend_waiting(struct req *r, enum timer_kind kind)
+{
+    struct ocb_http_rx *rx = r->rx;
+    bool waiting;
+
+    pthread_mutex_lock(&r->mu);
+    waiting = kind == TK_CHECK ? r->check == CK_PENDING : r->outcome == OUT_NONE;
+    if (waiting) {
+        MHD_suspend_connection(r->conn);
+        r->suspended = true;
+        pthread_mutex_lock(&rx->tmu);
+        timer_add_locked(rx, r, kind);
+        pthread_mutex_unlock(&rx->tmu);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return waiting;
+}
+
 /* Unlink r from the timer list (tmu held).  Returns true when the list's reference passed to
  * the caller. */
 static bool timer_unlink_locked(struct ocb_http_rx *rx, struct req *r)
@@ -954,7 +976,6 @@ static enum MHD_Result check_shared(struct req *r)
 {
     struct ocb_http_rx *rx = r->rx;
     enum ocb_err rc;
-    bool answered;
 
     r->phase = PH_CHECK;
     pthread_mutex_lock(&r->mu);
@@ -970,18 +991,8 @@ static enum MHD_Result check_shared(struct req *r)
         pthread_mutex_unlock(&r->mu);
         return after_check(r);
     }
-    pthread_mutex_lock(&r->mu);
-    answered = r->check != CK_PENDING;
-    if (!answered) {
-        MHD_suspend_connection(r->conn);
-        r->suspended = true;
-        pthread_mutex_lock(&rx->tmu);
-        timer_add_locked(rx, r, TK_CHECK);
-        pthread_mutex_unlock(&rx->tmu);
-    }
-    pthread_mutex_unlock(&r->mu);
     /* Answered already (Redis known down, or faster than this thread): MHD would not call again. */
-    return answered ? after_check(r) : MHD_YES;
+    return suspend_waiting(r, TK_CHECK) ? MHD_YES : after_check(r);
 }
 
 /* The whole body is in: route, check for a re-push, publish. */
@@ -1027,7 +1038,6 @@ static enum MHD_Result send_push(struct req *r)
     const struct ocb_config *cfg = r->cfg;
     struct ocb_mqtt_pub pub;
     enum ocb_err rc;
-    bool resolved_early;
 
     /* Through the spool: always, or while it holds messages (no overtaking). */
     if (spooling(r) && (cfg->spool.mode == OCB_SPOOL_ALWAYS || spool_busy(rx->spool)))
@@ -1063,18 +1073,8 @@ static enum MHD_Result send_push(struct req *r)
     }
     metrics_gauge_add("ocb_push_inflight", "", 1);
 
-    pthread_mutex_lock(&r->mu);
-    resolved_early = r->outcome != OUT_NONE;
-    if (!resolved_early) {
-        MHD_suspend_connection(r->conn);
-        r->suspended = true;
-        pthread_mutex_lock(&rx->tmu);
-        timer_add_locked(rx, r, TK_PUBLISH);
-        pthread_mutex_unlock(&rx->tmu);
-    }
-    pthread_mutex_unlock(&r->mu);
     /* An ack faster than this thread: answer now, MHD would not call again. */
-    return resolved_early ? finish(r) : MHD_YES;
+    return suspend_waiting(r, TK_PUBLISH) ? MHD_YES : finish(r);
 }
 
 /* The publish finished (or timed out): answer. */
