@@ -1158,6 +1158,38 @@ static void job_enqueue(struct ocb_cmd_worker *w, struct inmsg *m, struct job *j
 }
 
 /*
+ * What refuses an inbox message before its payload counts, in the same order
+ * for commands and api requests: retained, a bad topic, an unknown app, an
+ * app without a secret.  kind names the topics ("command", "api"), form is the
+ * expected topic after <prefix>/<appId>/, off says what a secret-less app
+ * lacks.  Returns OCB_CMD_OK (why untouched) and sets job->app when nothing
+ * refuses it.
+ */
+static enum ocb_command_code refuse_envelope(struct ocb_cmd_worker *w, const struct inmsg *m,
+                                             struct job *job, bool topic_ok, bool app_known,
+                                             const char *kind, const char *form, const char *off,
+                                             char *why, size_t cap)
+{
+    if (m->retained) {
+        snprintf(why, cap, "retained messages on %s topics are never executed", kind);
+        return OCB_CMD_RETAINED_COMMAND_IGNORED;
+    }
+    if (!topic_ok) {
+        snprintf(why, cap, "expected %s/<appId>/%s", w->cfg->mqtt.topic_prefix, form);
+        return OCB_CMD_INVALID_TOPIC;
+    }
+    if (!app_known) {
+        snprintf(why, cap, "app \"%.64s\" is not configured", job->target.app_id);
+        return OCB_CMD_UNKNOWN_APP;
+    }
+    if (!(job->app = find_wapp(w, job->target.app_id))) {
+        snprintf(why, cap, "app \"%.64s\" has no secret: %s", job->target.app_id, off);
+        return OCB_CMD_COMMANDS_DISABLED;
+    }
+    return OCB_CMD_OK;
+}
+
+/*
  * An inbox message on an api topic: validated (api_parse with the app's
  * apps[].api) into a job, or answered now.  The same precedence as for
  * commands: retained, topic, unknown app, app without a secret, then the
@@ -1185,21 +1217,11 @@ static void take_api_message(struct ocb_cmd_worker *w, struct inmsg *m, struct j
     snprintf(job->target.app_id, sizeof(job->target.app_id), "%s", aj->target.app_id);
     snprintf(job->target.device_id, sizeof(job->target.device_id), "%s",
              aj->target.no_device ? "_" : aj->target.device_id);
-    if (m->retained) {
-        code = OCB_CMD_RETAINED_COMMAND_IGNORED;
-        snprintf(why, sizeof(why), "retained messages on api topics are never executed");
-    } else if (trc != OCB_OK) {
-        code = OCB_CMD_INVALID_TOPIC;
-        snprintf(why, sizeof(why), "expected %s/<appId>/<deviceId or _>/api",
-                 w->cfg->mqtt.topic_prefix);
-    } else if (!cfg_app) {
-        code = OCB_CMD_UNKNOWN_APP;
-        snprintf(why, sizeof(why), "app \"%.64s\" is not configured", aj->target.app_id);
-    } else if (!(job->app = find_wapp(w, aj->target.app_id))) {
-        code = OCB_CMD_COMMANDS_DISABLED;
-        snprintf(why, sizeof(why), "app \"%.64s\" has no secret: the device API is off",
-                 aj->target.app_id);
-    }
+    enum ocb_command_code refused =
+        refuse_envelope(w, m, job, trc == OCB_OK, cfg_app != NULL, "api", "<deviceId or _>/api",
+                        "the device API is off", why, sizeof(why));
+    if (refused != OCB_CMD_OK)
+        code = refused;
     if (code != OCB_CMD_OK) {
         struct answer a = job_answer(job);
         answer_bridge(w, true, &a, code, 0, why, code == OCB_CMD_INTERNAL);
@@ -1276,21 +1298,11 @@ static void take_message(struct ocb_cmd_worker *w, struct inmsg *m)
         code = command_parse(cancel, m->payload, m->len, w->cfg->platform.max_command_bytes,
                              &job->req, why, sizeof(why));
     }
-    if (m->retained) {
-        code = OCB_CMD_RETAINED_COMMAND_IGNORED;
-        snprintf(why, sizeof(why), "retained messages on command topics are never executed");
-    } else if (trc != OCB_OK) {
-        code = OCB_CMD_INVALID_TOPIC;
-        snprintf(why, sizeof(why), "expected %s/<appId>/<deviceId>/command|commandCancel",
-                 w->cfg->mqtt.topic_prefix);
-    } else if (!config_find_app(w->apps_cfg, job->target.app_id)) {
-        code = OCB_CMD_UNKNOWN_APP;
-        snprintf(why, sizeof(why), "app \"%.64s\" is not configured", job->target.app_id);
-    } else if (!(job->app = find_wapp(w, job->target.app_id))) {
-        code = OCB_CMD_COMMANDS_DISABLED;
-        snprintf(why, sizeof(why), "app \"%.64s\" has no secret: commands are off",
-                 job->target.app_id);
-    }
+    enum ocb_command_code refused = refuse_envelope(
+        w, m, job, trc == OCB_OK, trc == OCB_OK && config_find_app(w->apps_cfg, job->target.app_id),
+        "command", "<deviceId>/command|commandCancel", "commands are off", why, sizeof(why));
+    if (refused != OCB_CMD_OK)
+        code = refused;
     if (code == OCB_CMD_OK && job_prepare(w, job) != OCB_OK) {
         code = OCB_CMD_INVALID_PAYLOAD;
         snprintf(why, sizeof(why), "the command does not fit the platform's limits");
