@@ -628,10 +628,10 @@ enum ocb_err journal_requesters_load(struct ocb_journal *j, int64_t now_ms,
 
 /* ---- ocbridge state */
 
-enum ocb_err journal_report(sqlite3 *db, FILE *out)
+enum ocb_err journal_report(sqlite3 *db, int64_t now, FILE *out)
 {
     sqlite3_stmt *s = NULL;
-    int64_t now = ocb_wall_ms(), total = 0, oldest = 0;
+    int64_t total = 0, oldest = 0;
     int src;
 
     if (sqlite3_prepare_v2(db,

@@ -49,6 +49,7 @@
 #include "ocb/spool.h"
 #include "ocb/state.h"
 #include "ocb/subscriptions.h"
+#include "ocb/util.h"
 
 #define MOD "main"
 
@@ -405,6 +406,7 @@ static int run_state(const struct ocb_config *cfg)
 {
     sqlite3 *db = NULL;
     enum ocb_err rc = state_reader_open(cfg->state.dir, &db);
+    int64_t now = ocb_wall_ms(); /* one instant for every age the summary prints */
 
     if (rc == OCB_ERR_NOT_FOUND) {
         printf("state database: %s/%s (not created yet)\n", cfg->state.dir, OCB_STATE_DB_NAME);
@@ -417,9 +419,9 @@ static int run_state(const struct ocb_config *cfg)
         return 1;
     }
     printf("state database: %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);
-    rc = spool_report(db, stdout);
+    rc = spool_report(db, now, stdout);
     if (rc == OCB_OK)
-        rc = journal_report(db, stdout);
+        rc = journal_report(db, now, stdout);
     sqlite3_close(db);
     if (rc != OCB_OK) {
         fprintf(stderr, "ocbridge state: cannot read %s/%s\n", cfg->state.dir, OCB_STATE_DB_NAME);

@@ -884,11 +884,11 @@ static void print_age(FILE *out, int64_t ms)
     fprintf(out, "%" PRId64 " s", s);
 }
 
-enum ocb_err spool_report(sqlite3 *db, FILE *out)
+enum ocb_err spool_report(sqlite3 *db, int64_t now, FILE *out)
 {
     sqlite3_stmt *s = NULL;
     enum ocb_err rc = OCB_OK;
-    int64_t now = ocb_wall_ms(), total_n = 0, total_b = 0, oldest = 0;
+    int64_t total_n = 0, total_b = 0, oldest = 0;
     int src;
 
     if (sqlite3_prepare_v2(db,

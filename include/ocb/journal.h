@@ -158,8 +158,9 @@ unsigned journal_rows(struct ocb_journal *j);
 /* Wait for every write this journal submitted, then free.  NULL is a no-op. */
 void journal_free(struct ocb_journal *j);
 
-/* `ocbridge state`: unfinished commands per app and state with the oldest age, and requesters. */
-enum ocb_err journal_report(sqlite3 *db, FILE *out);
+/* `ocbridge state`: unfinished commands per app and state with the age of the oldest as seen at
+ * now_ms (wall clock), and the requesters still live at now_ms. */
+enum ocb_err journal_report(sqlite3 *db, int64_t now_ms, FILE *out);
 
 /* "queued", "sending", "answered". */
 const char *journal_state_name(enum ocb_journal_state s);

@@ -104,7 +104,8 @@ void spool_stop(struct ocb_spool *sp);
  * state_close().  NULL is a no-op. */
 void spool_free(struct ocb_spool *sp);
 
-/* `ocbridge state`: per-app messages, bytes, oldest age, read from db. */
-enum ocb_err spool_report(sqlite3 *db, FILE *out);
+/* `ocbridge state`: per-app messages, bytes and the oldest's age at now_ms (wall clock), read from
+ * db. */
+enum ocb_err spool_report(sqlite3 *db, int64_t now_ms, FILE *out);
 
 #endif
