@@ -472,6 +472,8 @@ enum ocb_err coord_new(const struct ocb_config *cfg, struct ocb_coord **out)
                      "Status callbacks forwarded to a requester of another replica");
     metrics_describe("ocb_coord_subscription_syncs_skipped_total", OCB_METRIC_COUNTER,
                      "Subscription syncs left to the replica holding the app's lease");
+    metrics_describe("ocb_coord_dedup_records_total", OCB_METRIC_COUNTER,
+                     "Accepted pushes marked in the shared de-duplication window");
     metrics_gauge_set("ocb_coord_degraded", c->replica_labels, 0);
     metrics_gauge_set("ocb_coord_info", c->replica_labels, 1);
     log_info(MOD, NULL, "replica %s: coordination through redis %s%s", c->replica,
@@ -1012,8 +1014,10 @@ static void run_dedup_record(struct ocb_coord *c, struct op *o)
     /* NX: the window counts from the first acceptance, as a re-push must not extend it. */
     const char *argv[] = {"SET", key, "1", "NX", "PX", px};
     redisReply *r;
-    if (cmd(c, &c->own, "dedup record", 6, argv, NULL, &r) == OCB_OK)
+    if (cmd(c, &c->own, "dedup record", 6, argv, NULL, &r) == OCB_OK) {
         freeReplyObject(r);
+        count(c, "ocb_coord_dedup_records_total", "app", o->app_id);
+    }
 }
 
 static void heartbeat(struct ocb_coord *c)

@@ -98,7 +98,10 @@ static inline void ha_replace(char *s, size_t cap, const char *from, const char 
     memcpy(p, to, tl);
 }
 
-/* Bridge i with callbacks at public_port, coordination through Redis. */
+/* Bridge i with callbacks at public_port, coordination through Redis.  Redis timeouts of 2 s,
+ * not the default 250 ms: one slow call on a loaded test machine would put a replica in degraded
+ * mode (its own login and rate window) and change the counts the tests compare; a killed Redis
+ * is still seen at once (connection refused). */
 static inline void ha_bridge_start(int i, int public_port, const char *platform_extra)
 {
     char cfg[4096], from[64], to[64], coord[256];
@@ -112,7 +115,8 @@ static inline void ha_bridge_start(int i, int public_port, const char *platform_
     snprintf(to, sizeof(to), "\"public_url\":\"http://127.0.0.1:%d\"", public_port);
     ha_replace(cfg, sizeof(cfg), from, to);
     snprintf(coord, sizeof(coord),
-             "\"coordination\":{\"redis_url\":\"redis://127.0.0.1:%d/0\",\"replica_id\":\"%s\"},"
+             "\"coordination\":{\"redis_url\":\"redis://127.0.0.1:%d/0\",\"replica_id\":\"%s\","
+             "\"connect_timeout_ms\":2000,\"timeout_ms\":2000},"
              "\"log\":",
              ha_redis_port, ha_names[i]);
     if (ha_coordinated)

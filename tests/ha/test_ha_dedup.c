@@ -74,6 +74,18 @@ static double dd_checks(int i, const char *result)
     return v > 0 ? v : 0;
 }
 
+/* Wait until the replicas have marked min accepted pushes in Redis in all: the mark is set on
+ * the coord thread after the 200, and the platform's re-push comes only after its own timeout. */
+static void dd_wait_recorded(double min)
+{
+    for (long long end = th_now_ms() + WAIT_MS;; th_sleep_ms(20)) {
+        double n = ha_metric_sum(2, "ocb_coord_dedup_records_total", ",app=\"" APP "\"");
+        if (n >= min)
+            return;
+        ck_assert_msg(th_now_ms() < end, "%.0f of %.0f pushes marked in Redis", n, min);
+    }
+}
+
 /* Broker, Redis, the simulator, bridges a and b sharing the window, haproxy, a subscriber. */
 static void dd_bed(void)
 {
@@ -105,7 +117,7 @@ START_TEST(shared_window)
 
     /* a accepts it; the platform's re-push lands on b within the window. */
     ck_assert_int_eq(dd_push(ha_b[0].base, 1), 200);
-    th_sleep_ms(300); /* the platform re-pushes after its own timeout, never at once */
+    dd_wait_recorded(1);
     ck_assert_int_eq(dd_push(ha_b[1].base, 1), 200);
     ck_assert_uint_eq(dd_wait_published(1, 1), 1);
     ck_assert(dd_checks(0, "new") == 1);
@@ -114,7 +126,7 @@ START_TEST(shared_window)
 
     /* The same through haproxy (round robin: one each). */
     ck_assert_int_eq(dd_push(lb, 2), 200);
-    th_sleep_ms(300);
+    dd_wait_recorded(2);
     ck_assert_int_eq(dd_push(lb, 2), 200);
     ck_assert_uint_eq(dd_wait_published(2, 1), 1);
     double shared = dd_checks(0, "duplicate_shared") + dd_checks(1, "duplicate_shared");
@@ -174,8 +186,9 @@ START_TEST(redis_killed)
     for (long long end = th_now_ms() + WAIT_MS; !back && th_now_ms() < end; th_sleep_ms(100))
         back = ha_readyz_says(0, "ready\n") && ha_readyz_says(1, "ready\n");
     ck_assert_msg(back, "still degraded after redis came back");
+    double marked = ha_metric_sum(2, "ocb_coord_dedup_records_total", ",app=\"" APP "\"");
     ck_assert_int_eq(dd_push(ha_b[1].base, 11), 200);
-    th_sleep_ms(300);
+    dd_wait_recorded(marked + 1);
     ck_assert_int_eq(dd_push(ha_b[0].base, 11), 200);
     ck_assert_uint_eq(dd_wait_published(11, 1), 1);
     ck_assert(dd_checks(0, "duplicate_shared") == 1);

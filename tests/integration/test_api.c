@@ -504,9 +504,12 @@ START_TEST(a_write_in_flight_at_a_kill_is_answered_after_the_restart)
     ck_assert_msg(
         th_wait_metric(&fx_bridge, NULL, "ocb_journal_commands{state=\"sending\"}", 1, WAIT_MS),
         "the register never went out");
+    /* The row says sending before the request reaches the platform: kill only once it has. */
+    ck_assert_msg(fx_wait_fault_hits(1, WAIT_MS), "the register never reached the platform");
     th_stop(&fx_bridge.proc, SIGKILL, 5000);
     ck_assert_uint_eq(count_answers("iot/" APP "/_/apiResponse", "k1"), 0);
-    th_sleep_ms(3500); /* the platform finishes the register the dead bridge sent */
+    /* The platform finishes the register the dead bridge sent. */
+    ck_assert(fx_wait_count("POST", REG_PATH, -1, 1, WAIT_MS));
     start_bridge(",\"command_deadline_s\":60,\"timeout_ms\":2000");
     for (long long end = th_now_ms() + 2 * WAIT_MS;
          count_answers("iot/" APP "/_/apiResponse", "k1") < 1; th_sleep_ms(50))

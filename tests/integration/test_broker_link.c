@@ -123,7 +123,7 @@ START_TEST(test_server_disconnect_reconnects)
 
     fb = th_fb_start(NULL);
     /* A long first backoff keeps the link visibly down between DISCONNECT and reconnect. */
-    start_bridge(5, ",\"reconnect_min_ms\":1500,\"reconnect_max_ms\":1500", true);
+    start_bridge(5, ",\"reconnect_min_ms\":3000,\"reconnect_max_ms\":3000", true);
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
         th_fb_disconnect(fb, reasons[i]);
         ck_assert_msg(wait_readyz(503, why, sizeof(why), WAIT_MS),

@@ -213,6 +213,8 @@ START_TEST(wrong_secret_is_a_definite_answer_and_not_ready)
     fx_bridge_start(&fx_bridge, "bridge-1", NULL, NULL, false);
     /* /readyz needs a working platform login. */
     ck_assert(!th_bridge_wait_ready(&fx_bridge, NULL, 2000));
+    /* Not ready, but its command subscription is in place (a first start has no session yet). */
+    ck_assert(th_log_wait(&fx_bridge.proc, "subscribed ", WAIT_MS));
     char answer[256];
     fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
     publish_n(1, 1, NULL);
@@ -236,6 +238,7 @@ START_TEST(the_platform_certificate_is_always_verified)
     fx_start_platform(NULL, "iot/#");
     fx_bridge_start(&fx_bridge, "bridge-1", NULL, ",\"command_deadline_s\":2", false);
     ck_assert(!th_bridge_wait_ready(&fx_bridge, NULL, 1500));
+    ck_assert(th_log_wait(&fx_bridge.proc, "subscribed ", WAIT_MS));
     char answer[256];
     fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
     publish_n(1, 1, NULL);
@@ -278,11 +281,13 @@ END_TEST
 
 START_TEST(full_queue_and_expiry_in_queue)
 {
-    /* One call at a time, each taking 1.5 s, room for two commands. */
-    fx_start(NULL, NULL, ",\"max_queue\":2,\"max_in_flight\":1,\"command_deadline_s\":20");
-    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":1500}");
+    /* One call at a time, each taking 4 s (all six arrive well inside the first, even on a loaded
+     * machine), room for two commands. */
+    fx_start(NULL, NULL,
+             ",\"max_queue\":2,\"max_in_flight\":1,\"command_deadline_s\":20,\"timeout_ms\":10000");
+    fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":4000}");
     publish_n(4, 6, NULL);
-    int ok = wait_answers(4, 6, 20000);
+    int ok = wait_answers(4, 6, 30000);
     ck_assert_int_eq(ok, 2);
     ck_assert(fx_metric("ocb_commands_total{outcome=\"QUEUE_FULL\"}") == 4);
     ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 2);
@@ -325,16 +330,18 @@ START_TEST(answers_wait_out_a_broker_outage)
     fx_start(NULL, ",\"reconnect_min_ms\":2500,\"reconnect_max_ms\":3000", ",\"timeout_ms\":5000");
     fx_sim_post("/faults", "{\"path_prefix\":\"" CMD_PATH "\",\"latency_ms\":2000}");
     publish_n(1, 1, NULL);
-    th_sleep_ms(300);
+    ck_assert(fx_wait_fault_hits(1, WAIT_MS)); /* the create is at the platform */
     th_mqtt_free(fx_client);
     th_broker_stop(&fx_broker);
-    th_sleep_ms(2500); /* the create completes meanwhile; the answer cannot go out */
-    ck_assert_int_eq(fx_count("POST", CMD_PATH, 201), 1);
+    /* The create completes meanwhile; the answer cannot go out. */
+    ck_assert(fx_wait_count("POST", CMD_PATH, 201, 1, WAIT_MS));
+    /* The tester is back before the bridge (held stopped), so it sees the answer go out. */
+    th_signal(&fx_bridge.proc, SIGSTOP);
     th_broker_restart(&fx_broker);
-    /* We are back first (the bridge waits 2.5 s before reconnecting). */
     fx_client = th_mqtt_connect(fx_broker.url, "tester", 5);
     ck_assert_ptr_nonnull(fx_client);
     ck_assert(th_mqtt_subscribe(fx_client, "iot/#", 1));
+    th_signal(&fx_bridge.proc, SIGCONT);
     char answer[256];
     fx_topic(answer, sizeof(answer), APP, 0, "commandResponse");
     cJSON *a = fx_answer(answer, 0);

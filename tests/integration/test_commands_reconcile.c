@@ -148,7 +148,8 @@ END_TEST
 
 START_TEST(no_answer_to_the_query_before_the_deadline_is_outcome_unknown)
 {
-    fx_start(NULL, NULL, ",\"command_deadline_s\":4,\"timeout_ms\":800");
+    /* 8 s: room for several queries (backoff ~1 s) even on a loaded machine. */
+    fx_start(NULL, NULL, ",\"command_deadline_s\":8,\"timeout_ms\":800");
     fx_sim_post("/faults", "[{\"path_prefix\":\"" CMD_PATH "\",\"method\":\"POST\","
                            "\"drop_after\":true,\"count\":1},"
                            "{\"path_prefix\":\"" CMD_PATH "\",\"method\":\"GET\","

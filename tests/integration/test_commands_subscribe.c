@@ -360,7 +360,7 @@ static void edit_bridge_config(const char *from, const char *to)
     free(text);
 }
 
-#define SLOW_MS 3000 /* injected latency of every v1.2.0 subscription call */
+#define SLOW_MS 6000 /* injected latency of every v1.2.0 subscription call */
 
 static void slow_subscription_calls(void)
 {

@@ -25,7 +25,8 @@ static struct th_bridge bridge;
 
 static const char *const BODY = "{\"notifyType\":\"deviceDataChanged\",\"deviceId\":\"dev-1\"}";
 
-static void start_bridge(unsigned max_inflight, int version)
+/* timeout_ms: mqtt.publish_timeout_ms, TIMEOUT_MS unless a test measures something else. */
+static void start_bridge(unsigned max_inflight, int version, int timeout_ms)
 {
     char cfg[2048];
 
@@ -37,7 +38,7 @@ static void start_bridge(unsigned max_inflight, int version)
              "\"reconnect_min_ms\":50,\"reconnect_max_ms\":300,\"keepalive_s\":60},"
              "\"spool\":{\"mode\":\"off\"},"
              "\"apps\":[{\"app_id\":\"demoApp\"}],\"log\":{\"level\":\"debug\"}}",
-             bridge.port, broker.url, version, TIMEOUT_MS, max_inflight);
+             bridge.port, broker.url, version, timeout_ms, max_inflight);
     th_bridge_start(&bridge, cfg, false);
 }
 
@@ -110,10 +111,13 @@ static bool wait_push_ok(int timeout_ms)
 
 START_TEST(broker_down_then_restarted)
 {
+    enum { LONG_TIMEOUT_MS = 5000 };
     struct th_mqtt *sub;
     long long t0;
 
-    start_bridge(64, 5);
+    /* A long publish timeout, so "answered at once" is told from "answered at the timeout" even on
+     * a loaded machine. */
+    start_bridge(64, 5, LONG_TIMEOUT_MS);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
     ck_assert_int_eq(push(NULL), 200);
 
@@ -125,7 +129,7 @@ START_TEST(broker_down_then_restarted)
     t0 = th_now_ms();
     ck_assert_int_eq(push("broker not connected"), 503);
     /* answered at once, well inside the publish timeout */
-    ck_assert_msg(th_now_ms() - t0 < TIMEOUT_MS + 500, "503 took %lld ms", th_now_ms() - t0);
+    ck_assert_msg(th_now_ms() - t0 < LONG_TIMEOUT_MS, "503 took %lld ms", th_now_ms() - t0);
     ck_assert(th_metric(&bridge, NULL, "ocb_mqtt_connected") == 0);
     ck_assert(th_metric(&bridge, NULL,
                         "ocb_pushes_total{notify_type=\"deviceDataChanged\",outcome=\""
@@ -149,7 +153,7 @@ START_TEST(broker_down_at_start)
 {
     /* The bridge starts (and answers) without a broker, and connects when one appears. */
     th_broker_stop(&broker);
-    start_bridge(64, 5);
+    start_bridge(64, 5, TIMEOUT_MS);
     ck_assert_int_eq(readyz(), 503);
     ck_assert_int_eq(push("broker not connected"), 503);
     th_broker_restart(&broker);
@@ -165,7 +169,7 @@ START_TEST(ack_timeout_is_503_and_the_late_ack_is_harmless)
 
     ck_assert_ptr_nonnull(sub);
     ck_assert(th_mqtt_subscribe(sub, "iot/#", 1));
-    start_bridge(64, 5);
+    start_bridge(64, 5, TIMEOUT_MS);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
 
     th_broker_pause(&broker);
@@ -194,7 +198,7 @@ START_TEST(max_inflight_reached_is_503)
     struct th_http_resp r;
     char url[128];
 
-    start_bridge(1, 5);
+    start_bridge(1, 5, TIMEOUT_MS);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
     th_broker_pause(&broker);
     push_url(url, sizeof(url));
@@ -221,7 +225,9 @@ START_TEST(sigterm_answers_every_request_in_flight)
 
     ck_assert_ptr_nonnull(sub);
     ck_assert(th_mqtt_subscribe(sub, "iot/#", 1));
-    start_bridge(64, 5);
+    /* The test is about the drain, not the publish timeout: give the pushes time to all be in
+     * flight and the broker time to come back on a loaded machine. */
+    start_bridge(64, 5, 10000);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
     th_broker_pause(&broker);
     push_url(url, sizeof(url));
@@ -256,7 +262,7 @@ START_TEST(sigterm_with_a_dead_broker_still_answers_and_exits)
     struct th_http_resp r;
     char url[128];
 
-    start_bridge(64, 5);
+    start_bridge(64, 5, TIMEOUT_MS);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
     th_broker_pause(&broker);
     push_url(url, sizeof(url));
@@ -278,7 +284,7 @@ START_TEST(mqtt_311_publishes_without_properties)
 
     ck_assert_ptr_nonnull(sub);
     ck_assert(th_mqtt_subscribe(sub, "iot/#", 2));
-    start_bridge(64, 4);
+    start_bridge(64, 4, TIMEOUT_MS);
     ck_assert(th_bridge_wait_ready(&bridge, NULL, WAIT_MS));
     ck_assert_int_eq(push(NULL), 200);
     m = th_mqtt_wait_topic(sub, "iot/demoApp/dev-1/deviceDataChanged", WAIT_MS);

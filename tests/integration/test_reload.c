@@ -90,11 +90,11 @@ START_TEST(sighup_applies_apps_and_tokens_and_keeps_connections)
 
     write_config("[{\"app_id\":\"a\"},{\"app_id\":\"b\",\"push_token\":\"tok\"}]", NULL, "");
     th_signal(&bridge.proc, SIGHUP);
-    ck_assert(th_log_wait(&bridge.proc, "configuration reloaded", 5000));
+    ck_assert(th_log_wait(&bridge.proc, "configuration reloaded", WAIT_MS));
     ck_assert_int_eq(push(&bridge, "/push/b/tok"), 200);
     ck_assert_int_eq(push(&bridge, "/push/b"), 401);
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
-    ck_assert_ptr_nonnull(th_mqtt_wait_topic(sub, "iot/b/dev-1/deviceDataChanged", 5000));
+    ck_assert_ptr_nonnull(th_mqtt_wait_topic(sub, "iot/b/dev-1/deviceDataChanged", WAIT_MS));
     /* The MQTT session was not touched: one connection, no reconnect. */
     ck_assert(!th_log_contains(&bridge.proc, "connection lost"));
     ck_assert_int_eq((int)th_metric(&bridge, NULL, "ocb_mqtt_reconnects_total"), 0);
@@ -103,7 +103,8 @@ START_TEST(sighup_applies_apps_and_tokens_and_keeps_connections)
     /* Removing an app takes effect too. */
     write_config("[{\"app_id\":\"b\",\"push_token\":\"tok\"}]", NULL, "");
     th_signal(&bridge.proc, SIGHUP);
-    ck_assert(th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"ok\"}", 2, 5000));
+    ck_assert(
+        th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"ok\"}", 2, WAIT_MS));
     ck_assert_int_eq(push(&bridge, "/push/a"), 404);
 
     th_mqtt_free(sub);
@@ -118,10 +119,10 @@ START_TEST(bad_file_keeps_the_running_configuration)
     const char *bad = "{\"apps\":[{\"app_id\":\"a\",\"secrt\":\"x\"}]}";
     ck_assert(th_write_file(bridge.config, bad, strlen(bad)));
     th_signal(&bridge.proc, SIGHUP);
-    ck_assert(th_log_wait(&bridge.proc,
-                          "apps[0].secrt: unknown key; keeping the running configuration", 5000));
+    ck_assert(th_log_wait(
+        &bridge.proc, "apps[0].secrt: unknown key; keeping the running configuration", WAIT_MS));
     ck_assert(
-        th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"invalid\"}", 1, 5000));
+        th_wait_metric(&bridge, NULL, "ocb_config_reloads_total{outcome=\"invalid\"}", 1, WAIT_MS));
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     ck_assert(th_running(&bridge.proc));
     stop();
@@ -136,12 +137,12 @@ START_TEST(restart_only_keys_keep_running_values_and_log_level_changes)
     write_config("[{\"app_id\":\"a\"}]", "tcp://127.0.0.1:1",
                  ",\"log\":{\"level\":\"debug\",\"format\":\"json\"}");
     th_signal(&bridge.proc, SIGHUP);
-    ck_assert(
-        th_log_wait(&bridge.proc, "mqtt.url changed but only takes effect after a restart", 5000));
-    ck_assert(th_log_wait(&bridge.proc, "\"msg\":\"configuration reloaded", 5000));
+    ck_assert(th_log_wait(&bridge.proc, "mqtt.url changed but only takes effect after a restart",
+                          WAIT_MS));
+    ck_assert(th_log_wait(&bridge.proc, "\"msg\":\"configuration reloaded", WAIT_MS));
     ck_assert_int_eq(push(&bridge, "/push/a"), 200);
     /* Debug lines now appear, as JSON. */
-    ck_assert(th_log_wait(&bridge.proc, "\"level\":\"debug\"", 5000));
+    ck_assert(th_log_wait(&bridge.proc, "\"level\":\"debug\"", WAIT_MS));
     stop();
 }
 END_TEST

@@ -27,6 +27,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "th_main.h"
+
 #define TH_PATH_MAX       512
 #define TH_MAX_USER_PROPS 16
 
@@ -52,8 +54,7 @@ int th_time_scale(void);
 
 /* ---- ports and processes */
 
-/* A TCP port on 127.0.0.1 that was free a moment ago. */
-int th_free_port(void);
+/* th_free_port() is in th_main.h. */
 /* Poll until 127.0.0.1:port accepts a connection; false after timeout_ms. */
 bool th_wait_port(int port, int timeout_ms);
 

@@ -3,10 +3,59 @@
  */
 #include "th_main.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Ports are handed out below Linux's ephemeral range (32768 and up by default): a port taken
+ * from that range and closed again can be picked by any outgoing connection on the machine
+ * (curl, paho, another test) before the server it was meant for binds it, or while that server
+ * is down for a restart.  Each process walks the range from its own pid-derived start. */
+#define PORT_FIRST 20000
+#define PORT_COUNT 12000
+#define PORT_STEP  7919 /* prime, so the walk visits every port of the range once */
+
+/* Whether 127.0.0.1:port can be bound now (no listener, no socket left on it). */
+static bool port_free(int port)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool ok;
+
+    ck_assert_msg(fd >= 0, "socket failed");
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+int th_free_port(void)
+{
+    static pid_t owner;
+    static unsigned next;
+
+    if (owner != getpid()) { /* a new process (Check forks one per test): a new start */
+        owner = getpid();
+        next = ((unsigned)owner * 2654435761u) % PORT_COUNT;
+    }
+    for (int tries = 0; tries < PORT_COUNT; tries++) {
+        int port = PORT_FIRST + (int)(next % PORT_COUNT);
+
+        next += PORT_STEP;
+        if (port_free(port))
+            return port;
+    }
+    ck_abort_msg("no free port in %d..%d", PORT_FIRST, PORT_FIRST + PORT_COUNT - 1);
+    return -1;
+}
 
 static bool wanted(int argc, char **argv, const char *name, bool *used)
 {

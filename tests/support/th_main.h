@@ -39,6 +39,10 @@ struct th_case {
     void (*unchecked_teardown)(void);
 };
 
+/* A TCP port on 127.0.0.1, free a moment ago, outside the ephemeral range (th_main.c says why).
+ * Every test program may use it: it needs only libc. */
+int th_free_port(void);
+
 /* Run the cases (terminated by an entry whose name is NULL) as one suite.  argv may name
  * tests to run; "--list" prints every test's name.  Returns the exit status. */
 int th_main(int argc, char **argv, const char *suite, const struct th_case *cases);

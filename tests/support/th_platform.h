@@ -61,6 +61,9 @@ int fx_count(const char *method, const char *path, int status);
 /* Wait until at least min such requests are recorded: a request the bridge is still making
  * (e.g. right after it turned not ready) is not in the log yet. */
 bool fx_wait_count(const char *method, const char *path, int status, int min, int timeout_ms);
+/* Wait until the simulator's faults (GET /faults) have fired at least min times in all: a
+ * request held by a latency fault has reached the simulator, but is not logged until answered. */
+bool fx_wait_fault_hits(int min, int timeout_ms);
 
 /* ---- the bridge */
 

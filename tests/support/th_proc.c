@@ -179,24 +179,6 @@ int th_time_scale(void)
     return n >= 1 && n <= 10 ? (int)n : 1;
 }
 
-int th_free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int port;
-
-    ck_assert_msg(fd >= 0, "socket failed");
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_msg(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind failed");
-    ck_assert_msg(getsockname(fd, (struct sockaddr *)&a, &len) == 0, "getsockname failed");
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 bool th_wait_port(int port, int timeout_ms)
 {
     long long end = th_now_ms() + timeout_ms;

@@ -93,23 +93,6 @@ static struct ocb_http_rx *rx;
 static char base[64];
 static bool hook_answer;
 
-static int free_port(void)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-    ck_assert_int_ge(fd, 0);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 static bool platform_hook(void *ctx)
 {
     (void)ctx;
@@ -120,7 +103,7 @@ static bool platform_hook(void *ctx)
 static void start_receiver(int mqtt_port, ocb_http_command_status_fn status_fn)
 {
     char json[1024], err[512];
-    int port = free_port();
+    int port = th_free_port();
 
     log_setup(OCB_LOG_ERROR, OCB_LOG_TEXT);
     snprintf(json, sizeof(json),
@@ -147,7 +130,7 @@ static void start_receiver(int mqtt_port, ocb_http_command_status_fn status_fn)
 /* No broker listens on the link's port. */
 static void setup(void)
 {
-    start_receiver(free_port(), NULL);
+    start_receiver(th_free_port(), NULL);
 }
 
 static void teardown(void)
@@ -314,7 +297,7 @@ START_TEST(listen_names_resolve_or_fail_the_start)
         struct ocb_config *c = NULL;
         struct ocb_mqtt_link *l = NULL;
         struct ocb_http_rx *x = NULL;
-        int port = free_port();
+        int port = th_free_port();
 
         snprintf(json, sizeof(json),
                  "{\"http\":{\"listen\":\"%s:%d\"},\"apps\":[{\"app_id\":\"a\"}]}", cases[i].host,
@@ -333,7 +316,7 @@ START_TEST(listen_names_resolve_or_fail_the_start)
     }
     {
         struct ocb_config *c = NULL;
-        snprintf(json, sizeof(json), "{\"http\":{\"listen\":\"[::1:%d\"}}", free_port());
+        snprintf(json, sizeof(json), "{\"http\":{\"listen\":\"[::1:%d\"}}", th_free_port());
         ck_assert_int_ne(config_parse("test", json, strlen(json), &c, err, sizeof(err)), OCB_OK);
         ck_assert_ptr_null(c);
         ck_assert_msg(strstr(err, "http.listen: expected HOST:PORT") != NULL, "%s", err);
@@ -359,7 +342,7 @@ static void on_status(void *ctx, const char *app_id, const char *device_id, cons
 static void setup_broker(void)
 {
     char conf[256], path[64];
-    int mport = free_port();
+    int mport = th_free_port();
     const char *bin = getenv("OCB_MOSQUITTO_BIN");
     FILE *f;
 

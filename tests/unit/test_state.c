@@ -171,11 +171,13 @@ struct gate {
 };
 static struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
 static atomic_int fns_run, dones, bad;
+static atomic_bool gate_entered; /* the writer is inside blocking_fn */
 
 static int blocking_fn(sqlite3 *db, void *ctx)
 {
     (void)db;
     (void)ctx;
+    atomic_store(&gate_entered, true);
     pthread_mutex_lock(&gate.mu);
     while (!gate.open)
         pthread_cond_wait(&gate.cv, &gate.mu);
@@ -218,10 +220,11 @@ START_TEST(concurrent_submits_commit_as_one_group)
     first = (struct ocb_state_op){.fn = blocking_fn, .done = record_done, .ctx = (void *)-1};
     ck_assert_int_eq(state_submit(st, &first), OCB_OK);
     /* Let the writer take `first` alone and block in it. */
-    for (int i = 0; i < 200 && atomic_load(&fns_run) == 0; i++) {
+    for (int i = 0; i < 2000 && !atomic_load(&gate_entered); i++) {
         struct timespec ts = {0, 5000000};
         nanosleep(&ts, NULL);
     }
+    ck_assert_msg(atomic_load(&gate_entered), "the writer never took the first op");
     for (int i = 0; i < N_OPS; i++) {
         ops[i] =
             (struct ocb_state_op){.fn = insert_fn, .done = record_done, .ctx = (void *)(intptr_t)i};
