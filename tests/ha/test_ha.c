@@ -233,10 +233,14 @@ START_TEST(b_c_commands_from_two_publishers)
     int throttled = ha_throttled();
     double forwarded =
         ha_metric_sum(replicas, "ocb_coord_statuses_forwarded_total", ",app=\"" APP "\"");
+    /* Redis failures explain a failed count below (a replica that fell back to local state). */
+    double redis_errors =
+        ha_metric_sum(replicas, "ocb_coord_errors_total", ",kind=\"connection\"") +
+        ha_metric_sum(replicas, "ocb_coord_errors_total", ",kind=\"reply\"");
     fx_report_line("ha_b_commands replicas=%d redis=%s commands=%d answered=%d logins=%d "
-                   "refreshes=%d throttled_1010009=%d statuses_via_redis=%.0f",
+                   "refreshes=%d throttled_1010009=%d statuses_via_redis=%.0f redis_errors=%.0f",
                    replicas, ha_coordinated ? "yes" : "no", n, done, logins, refreshes, throttled,
-                   forwarded);
+                   forwarded, redis_errors);
     if (!ha_coordinated) {
         /* Without Redis the replicas log each other out and each keeps its own window: only
          * the figures are of interest (the statuses of the other replica's commands are lost,
