@@ -655,7 +655,7 @@ enum ocb_err journal_report(sqlite3 *db, int64_t now, FILE *out)
     }
     fprintf(out, "unfinished commands: %" PRId64, total);
     if (total > 0)
-        fprintf(out, ", oldest %" PRId64 " s", now > oldest ? (now - oldest) / 1000 : 0);
+        fprintf(out, ", oldest %" PRId64 " s", ocb_age_s(now, oldest));
     fprintf(out, "\n");
     sqlite3_reset(s);
     while ((src = sqlite3_step(s)) == SQLITE_ROW) {
@@ -664,7 +664,7 @@ enum ocb_err journal_report(sqlite3 *db, int64_t now, FILE *out)
         fprintf(out, "  app %s: %" PRId64 " %s, oldest %" PRId64 " s\n",
                 app ? (const char *)app : "", (int64_t)sqlite3_column_int64(s, 2),
                 journal_state_name((enum ocb_journal_state)sqlite3_column_int(s, 1)),
-                now > o ? (now - o) / 1000 : 0);
+                ocb_age_s(now, o));
     }
     sqlite3_finalize(s);
     s = NULL;

@@ -877,13 +877,6 @@ void spool_free(struct ocb_spool *sp)
     free(sp);
 }
 
-static void print_age(FILE *out, int64_t ms)
-{
-    int64_t s = ms > 0 ? ms / 1000 : 0;
-
-    fprintf(out, "%" PRId64 " s", s);
-}
-
 enum ocb_err spool_report(sqlite3 *db, int64_t now, FILE *out)
 {
     sqlite3_stmt *s = NULL;
@@ -908,17 +901,14 @@ enum ocb_err spool_report(sqlite3 *db, int64_t now, FILE *out)
     if (src != SQLITE_DONE)
         rc = OCB_ERR_IO;
     fprintf(out, "spool: %" PRId64 " message(s), %" PRId64 " bytes", total_n, total_b);
-    if (total_n > 0) {
-        fprintf(out, ", oldest ");
-        print_age(out, now - oldest);
-    }
+    if (total_n > 0)
+        fprintf(out, ", oldest %" PRId64 " s", ocb_age_s(now, oldest));
     fprintf(out, "\n");
     sqlite3_reset(s);
     while (rc == OCB_OK && sqlite3_step(s) == SQLITE_ROW) {
-        fprintf(out, "  app %s: %" PRId64 " message(s), %" PRId64 " bytes, oldest ", col_text(s, 0),
-                (int64_t)sqlite3_column_int64(s, 1), (int64_t)sqlite3_column_int64(s, 2));
-        print_age(out, now - sqlite3_column_int64(s, 3));
-        fprintf(out, "\n");
+        fprintf(out, "  app %s: %" PRId64 " message(s), %" PRId64 " bytes, oldest %" PRId64 " s\n",
+                col_text(s, 0), (int64_t)sqlite3_column_int64(s, 1),
+                (int64_t)sqlite3_column_int64(s, 2), ocb_age_s(now, sqlite3_column_int64(s, 3)));
     }
     sqlite3_finalize(s);
     return rc;

@@ -38,6 +38,11 @@ int64_t ocb_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / NS_PER_MS;
 }
 
+int64_t ocb_age_s(int64_t now_ms, int64_t then_ms)
+{
+    return now_ms > then_ms ? (now_ms - then_ms) / 1000 : 0;
+}
+
 int64_t ocb_deadline_in(int64_t ms)
 {
     int64_t now = ocb_now_ms();

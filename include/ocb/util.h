@@ -32,6 +32,9 @@ double ocb_seconds_since(int64_t t0_ns);
 /* CLOCK_REALTIME in milliseconds since the epoch: for dates, never deadlines. */
 int64_t ocb_wall_ms(void);
 
+/* Whole seconds from then_ms to now_ms (ocb_wall_ms() values); 0 when then_ms is not earlier. */
+int64_t ocb_age_s(int64_t now_ms, int64_t then_ms);
+
 /* The deadline ms milliseconds from now, on the ocb_now_ms() clock. */
 int64_t ocb_deadline_in(int64_t ms);
 

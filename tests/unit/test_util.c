@@ -113,11 +113,24 @@ START_TEST(copies_tolerate_null)
 }
 END_TEST
 
+/* `ocbridge state`'s ages: whole seconds, rounded down, never negative (a clock set back). */
+START_TEST(ages_are_whole_seconds_and_never_negative)
+{
+    ck_assert_int_eq(ocb_age_s(10000, 5000), 5);
+    ck_assert_int_eq(ocb_age_s(10999, 5000), 5);
+    ck_assert_int_eq(ocb_age_s(11000, 5000), 6);
+    ck_assert_int_eq(ocb_age_s(5999, 5000), 0);
+    ck_assert_int_eq(ocb_age_s(5000, 5000), 0);
+    ck_assert_int_eq(ocb_age_s(4000, 5000), 0);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
     const TTest *const util_tests[] = {
-        deadlines_are_on_the_monotonic_clock, timed_waits_last_until_their_deadline,
-        a_signal_ends_a_timed_wait_early, copies_tolerate_null, NULL};
+        deadlines_are_on_the_monotonic_clock,      timed_waits_last_until_their_deadline,
+        a_signal_ends_a_timed_wait_early,          copies_tolerate_null,
+        ages_are_whole_seconds_and_never_negative, NULL};
     const struct th_case cases[] = {
         {.name = "util", .tests = util_tests},
         {.name = NULL},
