@@ -74,12 +74,18 @@ static double dd_checks(int i, const char *result)
     return v > 0 ? v : 0;
 }
 
+/* Accepted pushes both replicas have marked in Redis so far. */
+static double dd_recorded(void)
+{
+    return ha_metric_sum(2, "ocb_coord_dedup_records_total", ",app=\"" APP "\"");
+}
+
 /* Wait until the replicas have marked min accepted pushes in Redis in all: the mark is set on
  * the coord thread after the 200, and the platform's re-push comes only after its own timeout. */
 static void dd_wait_recorded(double min)
 {
     for (long long end = th_now_ms() + WAIT_MS;; th_sleep_ms(20)) {
-        double n = ha_metric_sum(2, "ocb_coord_dedup_records_total", ",app=\"" APP "\"");
+        double n = dd_recorded();
         if (n >= min)
             return;
         ck_assert_msg(th_now_ms() < end, "%.0f of %.0f pushes marked in Redis", n, min);
@@ -186,7 +192,7 @@ START_TEST(redis_killed)
     for (long long end = th_now_ms() + WAIT_MS; !back && th_now_ms() < end; th_sleep_ms(100))
         back = ha_readyz_says(0, "ready\n") && ha_readyz_says(1, "ready\n");
     ck_assert_msg(back, "still degraded after redis came back");
-    double marked = ha_metric_sum(2, "ocb_coord_dedup_records_total", ",app=\"" APP "\"");
+    double marked = dd_recorded();
     ck_assert_int_eq(dd_push(ha_b[1].base, 11), 200);
     dd_wait_recorded(marked + 1);
     ck_assert_int_eq(dd_push(ha_b[0].base, 11), 200);
