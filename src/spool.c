@@ -186,13 +186,13 @@ static void gauges_locked(struct ocb_spool *sp)
 
     for (size_t i = sp->start; i < sp->n; i++) {
         if (sp->e[i].state != E_GONE && sp->e[i].state != E_DELETING) {
-            oldest = (ocb_wall_ms() - sp->e[i].received_ms) / 1000;
+            oldest = ocb_age_s(ocb_wall_ms(), sp->e[i].received_ms);
             break;
         }
     }
     metrics_gauge_set("ocb_spool_messages", "", (int64_t)sp->count);
     metrics_gauge_set("ocb_spool_bytes", "", (int64_t)sp->bytes);
-    metrics_gauge_set("ocb_spool_oldest_age_seconds", "", oldest > 0 ? oldest : 0);
+    metrics_gauge_set("ocb_spool_oldest_age_seconds", "", oldest);
 }
 
 static void count_dropped(const char *reason, uint64_t n)
